@@ -1,7 +1,34 @@
-"""2-D projections (UMAP) of embeddings per round, aligned across rounds, computed by the pipeline."""
+"""2-D projections (UMAP) of embeddings per round, aligned across rounds, computed by the pipeline.
+
+The dashboard's Embeddings view and the report's UMAP grid show how the clustered embeddings
+(``embeddings.npz``, clustered at the start of round r) move from round to round. For that the
+pictures of consecutive rounds must share a frame, so each round is aligned onto the previous one.
+
+Why per-round UMAP + orthogonal Procrustes rather than ``umap.AlignedUMAP``:
+
+* The pipeline finishes one round at a time (and resumes); Procrustes aligns round r to the already
+  written projection of round r-1, so nothing earlier is recomputed. AlignedUMAP needs every round up
+  front and its cost grows with the number of rounds.
+* Procrustes is a rigid motion (rotation/reflection + translation, no scaling), so each round's
+  picture is exactly the UMAP of that round's embeddings: distances inside a round keep their
+  meaning and only the frame moves. AlignedUMAP trades within-round fidelity for smoothness.
+* UMAP's layout is only defined up to rotation, reflection and translation, which is exactly the
+  freedom Procrustes removes.
+
+Subsampling is by a keyed hash (``blake2b(seed:key)``), so the same utterances are kept in every
+round whatever order the keys come in, and the animation follows the same points.
+"""
 from __future__ import annotations
 
+import hashlib
+import warnings
 from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["ProjectionConfig", "subsample_keys", "procrustes_fit", "project_embeddings", "project_round",
+           "project_rounds"]
 
 
 @dataclass
@@ -10,3 +37,113 @@ class ProjectionConfig:
     max_points: int = 50000  # subsample cap per round (stated in the dashboard)
     n_neighbors: int = 15
     min_dist: float = 0.1
+
+
+def subsample_keys(keys: list[str] | np.ndarray, max_points: int, *, seed: int) -> np.ndarray:
+    """Indices (sorted) of at most ``max_points`` keys, chosen by a seeded hash of each key.
+
+    A key's rank depends only on ``(seed, key)``, so two rounds over the same keys keep the same
+    utterances, and a round with extra keys keeps the old ones it still has.
+    """
+    keys = [str(k) for k in keys]
+    if max_points <= 0:
+        raise ValueError(f"projection.max_points must be positive, got {max_points}")
+    if len(keys) <= max_points:
+        return np.arange(len(keys))
+    rank = np.array([int.from_bytes(hashlib.blake2b(f"{seed}:{k}".encode(), digest_size=8).digest(), "big")
+                     for k in keys], dtype=np.uint64)
+    return np.sort(np.argsort(rank, kind="stable")[:max_points])
+
+
+def procrustes_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation (or reflection) ``R`` (d, d) and translation ``t`` (d,) minimising ||source R + t - target||.
+
+    Orthogonal Procrustes (Schönemann 1966): with centred ``A = source - mean``, ``B = target - mean``
+    and ``U S V^T = svd(A^T B)``, ``R = U V^T`` and ``t = mean(target) - mean(source) R``.
+
+    Parameters
+    ----------
+    source, target : (n, d) arrays of corresponding points, n >= 1.
+    """
+    source, target = np.asarray(source, float), np.asarray(target, float)
+    if source.shape != target.shape or source.ndim != 2 or len(source) == 0:
+        raise ValueError(f"procrustes_fit needs two (n, d) arrays of the same shape, got {source.shape} "
+                         f"and {target.shape}")
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    u, _, vt = np.linalg.svd((source - mu_s).T @ (target - mu_t))
+    rot = u @ vt  # (d, d)
+    return rot, mu_t - mu_s @ rot
+
+
+def project_embeddings(embeddings: np.ndarray, *, cfg: ProjectionConfig, seed: int) -> np.ndarray:
+    """(n, 2) UMAP of (n, D) embeddings (cosine metric); PCA when n is too small for a neighbour graph."""
+    x = np.asarray(embeddings, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must be (n, D), got shape {x.shape}")
+    n = len(x)
+    if n < max(cfg.n_neighbors + 2, 5):  # UMAP's spectral init needs a graph; a handful of points does not
+        return _pca2(x)
+    import umap  # numba compiles on first use: import only when a projection is asked for
+
+    reducer = umap.UMAP(n_neighbors=min(cfg.n_neighbors, n - 1), min_dist=cfg.min_dist, metric="cosine",
+                        random_state=seed, n_components=2)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*")  # random_state forces one thread
+        return np.asarray(reducer.fit_transform(x), dtype=float)
+
+
+def _pca2(x: np.ndarray) -> np.ndarray:
+    xc = x - x.mean(0)
+    if len(x) < 2:
+        return np.zeros((len(x), 2))
+    _, _, vt = np.linalg.svd(xc, full_matrices=False)
+    out = xc @ vt[:2].T
+    return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+
+
+def project_round(prev_projection: pd.DataFrame | None, embeddings: np.ndarray, keys: list[str] | np.ndarray,
+                  *, cfg: ProjectionConfig, seed: int) -> pd.DataFrame:
+    """Project one round's embeddings and align them onto the previous round's projection.
+
+    Parameters
+    ----------
+    prev_projection : the previous round's output (columns ``key, x, y``; other columns ignored), or
+        None for the first round.
+    embeddings : (N, D) array, row i belongs to ``keys[i]``.
+    keys : N utterance keys.
+
+    Returns
+    -------
+    DataFrame with columns ``key, x, y, n_total`` (at most ``cfg.max_points`` rows, chosen by
+    :func:`subsample_keys`; ``n_total`` = N, the count before subsampling, repeated so it survives
+    any file format) and ``attrs`` ``{"max_points", "n_total", "aligned_on"}`` (``aligned_on`` = how many
+    shared keys the Procrustes fit used; 0 = unaligned).
+    """
+    keys = np.asarray([str(k) for k in keys])
+    emb = np.asarray(embeddings)
+    if len(keys) != len(emb):
+        raise ValueError(f"{len(keys)} keys but {len(emb)} embedding rows")
+    idx = subsample_keys(keys, cfg.max_points, seed=seed)
+    xy = project_embeddings(emb[idx], cfg=cfg, seed=seed)
+    aligned_on = 0
+    if prev_projection is not None and len(prev_projection):
+        prev = prev_projection.drop_duplicates("key").set_index("key")[["x", "y"]]
+        shared = np.flatnonzero(np.isin(keys[idx], prev.index))
+        if len(shared) >= 3:  # fewer points leave the rotation undetermined
+            rot, t = procrustes_fit(xy[shared], prev.loc[keys[idx][shared]].to_numpy(float))
+            xy = xy @ rot + t
+            aligned_on = len(shared)
+    out = pd.DataFrame({"key": keys[idx], "x": xy[:, 0], "y": xy[:, 1], "n_total": len(keys)})
+    out.attrs.update(max_points=int(cfg.max_points), n_total=int(len(keys)), aligned_on=int(aligned_on))
+    return out
+
+
+def project_rounds(embeddings_by_round: list[np.ndarray], *, cfg: ProjectionConfig, seed: int,
+                   keys_by_round: list[list[str] | np.ndarray]) -> list[pd.DataFrame]:
+    """Projections of rounds 1..R, each aligned onto the one before (see :func:`project_round`)."""
+    if len(embeddings_by_round) != len(keys_by_round):
+        raise ValueError(f"{len(embeddings_by_round)} rounds of embeddings but {len(keys_by_round)} of keys")
+    out: list[pd.DataFrame] = []
+    for emb, keys in zip(embeddings_by_round, keys_by_round):
+        out.append(project_round(out[-1] if out else None, emb, keys, cfg=cfg, seed=seed))
+    return out
