@@ -1,0 +1,125 @@
+"""cometa.report: the tables carry the run store's numbers exactly; every file is written and well formed.
+
+The run directory comes from the ``run_dir`` fixture (a sample run in the pipeline's format; switch it
+to a real tiny pipeline run by changing that fixture only).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cometa import report
+from tests.sample_run import build_sample_run
+
+FIGURES = ("eer_per_round", "purity_per_round", "disagreement_lambda", "umap_grid", "det_curves")
+NAMES = {"Baseline": "baseline", "Co-teaching+": "coteaching_plus", "Co-Meta": "cometa"}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return build_sample_run(tmp_path_factory.mktemp("report") / "sample", rounds=3, n=240)
+
+
+@pytest.fixture(scope="module")
+def report_dir(run_dir) -> Path:
+    return report.write_report(run_dir)
+
+
+def _store(run_dir: Path) -> pd.DataFrame:
+    """The scalars straight from SQLite, independent of the report's own reader."""
+    con = sqlite3.connect(run_dir / "store.sqlite")
+    try:
+        return pd.read_sql_query("SELECT * FROM scalars", con)
+    finally:
+        con.close()
+
+
+def _md_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    lines = [ln for ln in path.read_text().splitlines() if ln.startswith("|")]
+    split = lambda ln: [c.strip().strip("*") for c in ln.strip().strip("|").split("|")]  # noqa: E731
+    return split(lines[0]), [split(ln) for ln in lines[2:]]
+
+
+def _eer(df: pd.DataFrame, lst: str, strategy: str | None, rnd: int, modality: str, name: str = "eer") -> float:
+    sel = df[(df["stage"] == f"eval/{lst}") & (df["round"] == rnd) & (df["modality"] == modality)
+             & (df["name"] == name)]
+    sel = sel[sel["strategy"].isna()] if strategy is None else sel[sel["strategy"] == strategy]
+    assert len(sel) == 1, (lst, strategy, rnd, modality, name)
+    return float(sel["value"].iloc[0])
+
+
+def test_table1_matches_store(run_dir, report_dir):
+    df = _store(run_dir)
+    head, rows = _md_rows(report_dir / "table1.md")
+    assert head[0] == "Stage" and [r[0] for r in rows] == ["Stage I", "Round 1", "Round 2", "Round 3"]
+    assert head[1:] == [f"{s} {m}" for s in NAMES for m in ("Audio", "Visual")]
+    # Stage I only in the first strategy's Audio column, as in the paper
+    assert rows[0][1] == f"{100 * _eer(df, 'O', None, 0, 'audio'):.2f}" and set(rows[0][2:]) == {"-"}
+    for row in rows[1:]:
+        rnd = int(row[0].split()[1])
+        for col, cell in zip(head[1:], row[1:]):
+            name, mod = col.rsplit(" ", 1)
+            assert float(cell) == round(100 * _eer(df, "O", NAMES[name], rnd, mod.lower()), 2), (row[0], col)
+    # the best last-round cell is bold, like the paper's 1.27
+    assert "**" in (report_dir / "table1.md").read_text().splitlines()[-1]
+
+
+def test_table2_matches_store(run_dir, report_dir):
+    df = _store(run_dir)
+    head, rows = _md_rows(report_dir / "table2.md")
+    assert head[:3] == ["Strategy", "Modality", "Round"] and len(rows) == 9
+    for row in rows:
+        strategy, mod, rnd = NAMES[row[0]], row[1].lower(), int(row[2])
+        assert rnd == df.loc[df["strategy"] == strategy, "round"].max()
+        for col, cell in zip(head[3:], row[3:]):
+            lst = col.split()[0].split("-")[1]
+            metric = "eer" if col.endswith("EER %") else "min_dcf_" + col.split()[-1]
+            v = _eer(df, lst, strategy, rnd, mod, metric)
+            assert float(cell) == (round(100 * v, 2) if metric == "eer" else round(v, 4)), (row[:2], col)
+
+
+def test_tables_json_has_exact_numbers(run_dir, report_dir):
+    df = _store(run_dir)
+    t = json.loads((report_dir / "tables.json").read_text())
+    assert t["table1"]["values"]["Round 2"]["cometa/visual"] == _eer(df, "O", "cometa", 2, "visual")
+    assert t["table1"]["values"]["Stage I"] == {"baseline/audio": _eer(df, "O", None, 0, "audio")}
+    last = next(r for r in t["table2"]["rows"] if r["strategy"] == "coteaching_plus" and r["modality"] == "fused")
+    assert last["H/min_dcf_0.05"] == _eer(df, "H", "coteaching_plus", 3, "fused", "min_dcf_0.05")
+
+
+def test_latex_uses_booktabs(report_dir):
+    for name in ("table1.tex", "table2.tex"):
+        tex = (report_dir / name).read_text()
+        assert all(rule in tex for rule in (r"\toprule", r"\midrule", r"\bottomrule")), name
+        assert tex.count(r"\begin{tabular}") == 1 and r"\hline" not in tex
+
+
+def test_every_file_written(report_dir):
+    for stem in FIGURES:
+        svg = (report_dir / f"{stem}.svg").read_bytes()
+        pdf = (report_dir / f"{stem}.pdf").read_bytes()
+        png = (report_dir / f"{stem}.png").read_bytes()
+        assert b"<svg" in svg[:500] and len(svg) > 1000, stem
+        assert pdf.startswith(b"%PDF") and b"/FontFile" in pdf, stem  # vector, fonts embedded
+        assert png.startswith(b"\x89PNG"), stem
+    page = (report_dir / "report.html").read_text()
+    assert page.count("plotly.js v") == 1  # plotly.js inlined once
+    assert page.count("Plotly.newPlot") == len(FIGURES)
+    assert "<table>" in page and "Stage I" in page and "src=\"http" not in page  # self-contained
+
+
+def test_missing_browser_names_the_fix(run_dir, monkeypatch):
+    from choreographer.browsers.chromium import Chromium
+
+    monkeypatch.setattr(Chromium, "find_browser", classmethod(lambda cls, **kw: None))
+    with pytest.raises(report.ReportError, match="apt-get install chromium"):
+        report.write_report(run_dir)
+
+
+def test_no_static_skips_browser_and_main_reports_errors(tmp_path, capsys):
+    assert report.main([str(tmp_path)]) == 1
+    assert "no store.sqlite" in capsys.readouterr().err
