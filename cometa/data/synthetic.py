@@ -558,7 +558,7 @@ def _is_complete(root: Path, hash_: str) -> bool:
 
 
 def _generate(cfg: SyntheticConfig, speakers: list[dict], out: Path, progress: bool, workers: int) -> list:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain: tqdm.auto needs ipywidgets in notebooks
 
     jobs, counters = [], dict.fromkeys(SPLITS, 0)
     for row in speakers:
