@@ -3,6 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+import pandas as pd
+
+from cometa.metrics import eer, fuse_scores, min_dcf, score_trials
+
 
 @dataclass
 class EvalConfig:
@@ -13,3 +18,54 @@ class EvalConfig:
     )
     p_targets: list[float] = field(default_factory=lambda: [0.01, 0.05])
     batch_size: int = 64
+
+
+MODALITIES = ("audio", "visual", "fused")
+
+
+def evaluate_embeddings(
+    keys: list[str],
+    embeddings: dict[str, np.ndarray],
+    trials: dict[str, pd.DataFrame],
+    *,
+    p_targets: list[float] = (0.01, 0.05),
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Cosine-score every trial list with every modality; EER and minDCF per (list, modality).
+
+    Parameters
+    ----------
+    keys : (N,) utterance keys of the test embeddings (``id10001/<video>/00001.wav``).
+    embeddings : ``{"audio": (N, D), "visual": (N, D')}``; a missing modality is skipped, and
+        "fused" (mean of the audio and visual cosine scores) needs both.
+    trials : short list name ("O", "E", "H") -> DataFrame(label, enroll, test).
+
+    Returns
+    -------
+    metrics : long table with columns list, modality, name, value (``eer`` as a fraction,
+        ``min_dcf_<p>``).
+    scores : ``{f"{list}_{modality}": scores, f"{list}_labels": labels}`` for DET curves.
+    """
+    index = {k: i for i, k in enumerate(keys)}
+    rows, scores = [], {}
+    for name, tr in trials.items():
+        labels = tr["label"].to_numpy()
+        scores[f"{name}_labels"] = labels.astype(np.int8)
+        per_mod = {m: score_trials(e, index, tr) for m, e in embeddings.items()}
+        if "audio" in per_mod and "visual" in per_mod:
+            per_mod["fused"] = fuse_scores(per_mod["audio"], per_mod["visual"])
+        for mod, s in per_mod.items():
+            scores[f"{name}_{mod}"] = s.astype(np.float32)
+            e, _ = eer(s, labels)
+            rows.append((name, mod, "eer", e))
+            for p in p_targets:
+                rows.append((name, mod, f"min_dcf_{p:g}", min_dcf(s, labels, p_target=p)[0]))
+    return pd.DataFrame(rows, columns=["list", "modality", "name", "value"]), scores
+
+
+def log_metrics(store, metrics: pd.DataFrame, *, strategy: str | None, round: int) -> None:
+    """Write evaluation metrics into the run store (stage ``eval/<list>``)."""
+    store.log_many([
+        dict(name=r.name, value=float(r.value), strategy=strategy, stage=f"eval/{r.list}", round=round,
+             modality=r.modality)
+        for r in metrics.itertuples(index=False)
+    ])

@@ -1,7 +1,22 @@
 """Stage I: contrastive pretraining of the audio encoder (paper Sec. 2.1, Eq. 1-2)."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from cometa.augment import AudioAugmenter
+from cometa.data.datasets import AudioBank, ContrastivePairs
+from cometa.distributed import all_reduce_grads, is_main
+from cometa.losses import AugmentationDiscriminator, contrastive_loss, discriminator_loss
+from cometa.models import build_audio_model, resolve_device
+from cometa.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_progress
 
 
 @dataclass
@@ -11,3 +26,88 @@ class Stage1Config:
     lr: float = 1e-3  # Adam
     discriminator: bool = False  # augmentation adversarial term of Huh et al. (ref. [6])
     discriminator_weight: float = 1.0
+
+
+def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Shuffle 0..n-1 with (seed, epoch) and cut into mini-batches; a last batch of < 2 is dropped
+    (a contrastive batch needs negatives)."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    out = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [b for b in out if len(b) >= 2]
+
+
+def train_stage1(cfg, corpus, store, *, out_dir: str | Path, bank: AudioBank | None = None, progress: bool = True,
+                 stop_after_epoch: int | None = None) -> nn.Module:
+    """Contrastive pretraining of the audio encoder (Eq. 1-2), resumable from ``out_dir/checkpoint.pt``.
+
+    Each epoch ends with a checkpoint (model, optimiser, discriminator, RNG, epoch); a rerun
+    continues after the last completed epoch and reaches the same weights as an uninterrupted run
+    (batches and augmentations are drawn from (seed, epoch, index)). ``stop_after_epoch`` ends the
+    call early (tests of resume use it).
+    """
+    out_dir = Path(out_dir)
+    s1: Stage1Config = cfg.stage1
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = build_audio_model(cfg).to(device)
+    emb_dim = cfg.audio_encoder.embed_dim
+    disc = AugmentationDiscriminator(emb_dim).to(device) if s1.discriminator else None
+    params = list(model.parameters()) + (list(disc.parameters()) if disc is not None else [])
+    opt = torch.optim.Adam(params, lr=s1.lr)
+    start = 1
+    ckpt_path = out_dir / "checkpoint.pt"
+    ckpt = load_checkpoint(ckpt_path, map_location=device)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if disc is not None and "discriminator" in ckpt:
+            disc.load_state_dict(ckpt["discriminator"])
+        set_rng_state(ckpt["rng"])
+        start = int(ckpt["epoch"]) + 1
+    if is_main():  # rows of epochs that will be (re)trained now are replaced, not duplicated
+        store.delete_scalars(strategy=None, stage="stage1", min_epoch=start)
+    bank = bank or AudioBank(corpus.train, sample_rate=cfg.features.sample_rate, cache=cfg.cache_data)
+    n_samples = int(round(cfg.features.crop_seconds * cfg.features.sample_rate))
+    augmenter = AudioAugmenter(cfg.augment, sample_rate=cfg.features.sample_rate, seed=cfg.seed)
+    ds = ContrastivePairs(bank, n_samples=n_samples, augmenter=augmenter, seed=cfg.seed)
+    for epoch in range(start, s1.epochs + 1):
+        ds.set_epoch(epoch)
+        batches = _batches(len(ds), s1.batch_size, cfg.seed, epoch)
+        loader = DataLoader(ds, batch_sampler=batches, num_workers=cfg.num_workers)
+        model.train()
+        if disc is not None:
+            disc.train()
+        t0 = time.time()
+        sums = {"loss_csl": 0.0, "loss_disc": 0.0}
+        bar = tqdm(loader, desc=f"stage I epoch {epoch}/{s1.epochs}", disable=not progress, leave=False)
+        for v1, v2, a1, a2 in bar:
+            v1, v2 = v1.to(device), v2.to(device)
+            emb = model(torch.cat([v1, v2]))  # (2N, D): one pass, BatchNorm sees both views
+            e1, e2 = emb.chunk(2)
+            loss = contrastive_loss(e1, e2)
+            sums["loss_csl"] += float(loss.detach())
+            if disc is not None:
+                same = (a1 == a2).to(device)
+                d_loss = discriminator_loss(disc, e1, e2, same)
+                sums["loss_disc"] += float(d_loss.detach())
+                loss = loss + s1.discriminator_weight * d_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            all_reduce_grads(params)
+            opt.step()
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        n_b = max(1, len(batches))
+        rows = [dict(name="loss_csl", value=sums["loss_csl"] / n_b, stage="stage1", round=0, epoch=epoch),
+                dict(name="epoch_seconds", value=time.time() - t0, stage="stage1", round=0, epoch=epoch)]
+        if disc is not None:
+            rows.append(dict(name="loss_disc", value=sums["loss_disc"] / n_b, stage="stage1", round=0, epoch=epoch))
+        if is_main():
+            store.log_many(rows)
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(), "epoch": epoch}
+            if disc is not None:
+                state["discriminator"] = disc.state_dict()
+            save_checkpoint(ckpt_path, state)
+            write_progress(out_dir, done=epoch, total=s1.epochs, desc=f"stage I epoch {epoch}/{s1.epochs}")
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            break
+    return model

@@ -1,0 +1,95 @@
+"""Embedding extraction: one audio and one face embedding per utterance.
+
+Audio: the whole utterance, trimmed to a multiple of ``bucket_seconds`` so that utterances of
+the same trimmed length batch together (or, with ``eval_seconds > 0``, the mean of fixed crops).
+Face: the mean of the embeddings of the utterance's frames (paper Sec. 4.3).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from cometa.data.datasets import AudioBank, FrameBank
+from cometa.features import eval_crops
+
+
+@torch.inference_mode()
+def audio_embeddings(model: nn.Module, bank: AudioBank, *, device: torch.device, sample_rate: int = 16000,
+                     eval_seconds: float = 0.0, bucket_seconds: float = 0.5, batch_size: int = 32,
+                     progress: bool = True, desc: str = "audio embeddings") -> np.ndarray:
+    """(N, D) float32 embeddings of every utterance in ``bank``."""
+    model.eval()
+    n = len(bank)
+    out: list[np.ndarray | None] = [None] * n
+    bucket = max(1, int(bucket_seconds * sample_rate))
+    if eval_seconds > 0:
+        crop = int(eval_seconds * sample_rate)
+        for i in tqdm(range(n), desc=desc, disable=not progress, leave=False):
+            crops = torch.from_numpy(eval_crops(bank[i], crop)).float().to(device)  # (K, T)
+            out[i] = model(crops).mean(0).cpu().numpy()
+    else:
+        lengths = np.array([max(bucket, (len(bank[i]) // bucket) * bucket) for i in range(n)])
+        order = np.lexsort((np.arange(n), lengths))
+        with tqdm(total=n, desc=desc, disable=not progress, leave=False) as bar:
+            start = 0
+            while start < n:
+                length = lengths[order[start]]
+                stop = start
+                while stop < n and stop - start < batch_size and lengths[order[stop]] == length:
+                    stop += 1
+                idx = order[start:stop]
+                waves = np.stack([_fit(bank[i], length) for i in idx])  # (b, T)
+                emb = model(torch.from_numpy(waves).float().to(device)).cpu().numpy()
+                for j, i in enumerate(idx):
+                    out[i] = emb[j]
+                bar.update(stop - start)
+                start = stop
+    return np.stack(out).astype(np.float32)
+
+
+def _fit(wave: np.ndarray, length: int) -> np.ndarray:
+    """Trim to ``length`` (centre) or wrap-pad up to it."""
+    if len(wave) >= length:
+        off = (len(wave) - length) // 2
+        return wave[off:off + length]
+    return np.resize(wave, length)
+
+
+@torch.inference_mode()
+def visual_embeddings(model: nn.Module, bank: FrameBank, transform, *, device: torch.device, batch_size: int = 256,
+                      progress: bool = True, desc: str = "face embeddings") -> np.ndarray:
+    """(N, D) float32: mean of each utterance's frame embeddings; NaN rows for audio-only utterances."""
+    model.eval()
+    n = len(bank)
+    dim = None
+    sums: list[np.ndarray | None] = [None] * n
+    pending: list[tuple[int, torch.Tensor]] = []
+
+    def flush():
+        nonlocal dim
+        if not pending:
+            return
+        x = torch.stack([t for _, t in pending]).to(device)
+        emb = model(x).cpu().numpy()
+        dim = emb.shape[1]
+        for (i, _), e in zip(pending, emb):
+            sums[i] = e if sums[i] is None else sums[i] + e
+        pending.clear()
+
+    counts = np.zeros(n)
+    for i in tqdm(range(n), desc=desc, disable=not progress, leave=False):
+        if not bank.has_frames(i):
+            continue
+        for frame in bank[i]:
+            pending.append((i, transform(frame)))
+            counts[i] += 1
+            if len(pending) >= batch_size:
+                flush()
+    flush()
+    out = np.full((n, dim or 1), np.nan, dtype=np.float32)
+    for i in range(n):
+        if sums[i] is not None:
+            out[i] = sums[i] / counts[i]
+    return out
