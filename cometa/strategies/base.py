@@ -1,0 +1,136 @@
+"""What every Stage II training strategy shares: the (encoder + AAM-softmax head) model of one
+modality, the paired mini-batch, the per-step statistics, and Algorithm 1's lines 7-9.
+
+A strategy owns the two models' optimisers and implements ``step(batch, keep_ratio=λ(e))``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from cometa.losses import AAMSoftmax
+from cometa.selection import disagreement, small_loss
+
+
+class SpeakerClassifier(nn.Module):
+    """One modality's θ: an encoder f(·) and its AAM-softmax head (paper Sec. 2.2).
+
+    ``forward(x, labels)`` returns ``(logits, losses)``: the head's cosine logits without margin
+    (B, n_classes), whose argmax is the model's predicted class (Eq. 3), and the per-sample
+    AAM-softmax losses (B,). One forward serves support loss, prediction and small-loss ranking.
+    """
+
+    def __init__(self, encoder: nn.Module, embed_dim: int, n_classes: int, *, margin: float, scale: float):
+        super().__init__()
+        self.encoder = encoder
+        self.head = AAMSoftmax(embed_dim, n_classes, margin=margin, scale=scale)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = self.encoder(x)  # (B, D)
+        return self.head.logits(emb), self.head(emb, labels, reduction="none")
+
+
+@dataclass
+class Batch:
+    """A mini-batch D̄ of paired samples: audio crops and face frames of the same utterances."""
+
+    audio: torch.Tensor  # (B, T) waveform crops
+    frames: torch.Tensor  # (B, 3, H, W) one face frame per utterance
+    labels: torch.Tensor  # (B,) consensus pseudo labels (shared by both modalities)
+    noisy: torch.Tensor  # (B,) bool: pseudo label wrong w.r.t. the true identity (instrumentation only)
+    index: torch.Tensor  # (B,) row in the round's training table
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(*(t.to(device, non_blocking=True) for t in (self.audio, self.frames, self.labels, self.noisy, self.index)))
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class StepStats:
+    """What one step did; summed over an epoch by the training loop (the dashboard's raw data)."""
+
+    n: int = 0
+    loss_support_audio: float = float("nan")
+    loss_support_visual: float = float("nan")
+    loss_query_audio: float = float("nan")
+    loss_query_visual: float = float("nan")
+    n_disagree: int = 0
+    n_disagree_noisy: int = 0
+    n_selected_audio: int = 0
+    n_selected_visual: int = 0
+    n_selected_noisy_audio: int = 0
+    n_selected_noisy_visual: int = 0
+    n_overlap: int = 0
+    n_union: int = 0
+    empty: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Selection:
+    """Lines 7-9: the disagreement set and each model's small-loss part of it (indices into D̄)."""
+
+    disagree: torch.Tensor  # (|D̄'|,)
+    audio: torch.Tensor  # D̄'^(A): selected by the audio model
+    visual: torch.Tensor  # D̄'^(V): selected by the visual model
+
+
+def select_by_disagreement(
+    logits_a: torch.Tensor, logits_v: torch.Tensor, loss_a: torch.Tensor, loss_v: torch.Tensor, keep_ratio: float
+) -> Selection:
+    """Eq. (3) and lines 8-9: disagreement under θ, then each model's ⌈λ|D̄'|⌉ smallest losses."""
+    with torch.no_grad():
+        d = disagreement(logits_a.argmax(dim=1), logits_v.argmax(dim=1))
+        sel_a = d[small_loss(loss_a.detach()[d], keep_ratio)]
+        sel_v = d[small_loss(loss_v.detach()[d], keep_ratio)]
+    return Selection(disagree=d, audio=sel_a, visual=sel_v)
+
+
+def fill_selection_stats(stats: StepStats, sel: Selection, noisy: torch.Tensor) -> None:
+    """Count |D̄'|, the selections, their overlap and how many of each carry a wrong pseudo label."""
+    stats.n_disagree = int(sel.disagree.numel())
+    stats.n_disagree_noisy = int(noisy[sel.disagree].sum())
+    stats.n_selected_audio = int(sel.audio.numel())
+    stats.n_selected_visual = int(sel.visual.numel())
+    stats.n_selected_noisy_audio = int(noisy[sel.audio].sum())
+    stats.n_selected_noisy_visual = int(noisy[sel.visual].sum())
+    a, v = set(sel.audio.tolist()), set(sel.visual.tolist())
+    stats.n_overlap, stats.n_union = len(a & v), len(a | v)
+    stats.empty = stats.n_disagree == 0
+
+
+class Strategy:
+    """Base class: holds θ_A, θ_V and their Adam optimisers (lr β)."""
+
+    name = "strategy"
+
+    def __init__(self, audio: SpeakerClassifier, visual: SpeakerClassifier, *, lr: float, alpha: float = 0.01,
+                 second_order: bool = True):
+        self.audio, self.visual = audio, visual
+        self.alpha, self.second_order = alpha, second_order
+        self.opt_audio = torch.optim.Adam(audio.parameters(), lr=lr)
+        self.opt_visual = torch.optim.Adam(visual.parameters(), lr=lr)
+
+    def step(self, batch: Batch, *, keep_ratio: float) -> StepStats:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {"opt_audio": self.opt_audio.state_dict(), "opt_visual": self.opt_visual.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.opt_audio.load_state_dict(state["opt_audio"])
+        self.opt_visual.load_state_dict(state["opt_visual"])
+
+    @staticmethod
+    def _apply(opt: torch.optim.Optimizer, params: list[nn.Parameter], grads) -> None:
+        """Write explicit gradients into ``.grad`` (all-reduced first under DDP) and step."""
+        from cometa.distributed import all_reduce_grads
+
+        for p, g in zip(params, grads):
+            p.grad = None if g is None else g.detach()
+        all_reduce_grads(params)
+        opt.step()

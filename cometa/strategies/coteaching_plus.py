@@ -1,0 +1,35 @@
+"""`coteaching_plus`: update by disagreement (Yu et al. 2019) across modalities (Sec. 3.1).
+
+Algorithm 1 without the meta step: line 7 (disagreement, Eq. 3), lines 8-9 (each model's
+small-loss selection of D̄'), then lines 10-11 with θ' = θ: the audio model takes an Adam step on
+the samples the *visual* model selected, and vice versa.
+"""
+from __future__ import annotations
+
+import torch
+
+from cometa.strategies.base import Batch, StepStats, Strategy, fill_selection_stats, select_by_disagreement
+
+
+class CoTeachingPlus(Strategy):
+    name = "coteaching_plus"
+
+    def step(self, batch: Batch, *, keep_ratio: float) -> StepStats:
+        stats = StepStats(n=len(batch))
+        logits_a, loss_a = self.audio(batch.audio, batch.labels)
+        logits_v, loss_v = self.visual(batch.frames, batch.labels)
+        stats.loss_support_audio = float(loss_a.detach().mean())
+        stats.loss_support_visual = float(loss_v.detach().mean())
+        sel = select_by_disagreement(logits_a, logits_v, loss_a, loss_v, keep_ratio)
+        fill_selection_stats(stats, sel, batch.noisy)
+        if stats.empty:  # the models agree on every sample: nothing to learn from, no step
+            return stats
+        # cross update: each model learns from its peer's selection
+        for model, opt, losses, peer_sel, key in ((self.audio, self.opt_audio, loss_a, sel.visual, "audio"),
+                                                  (self.visual, self.opt_visual, loss_v, sel.audio, "visual")):
+            q = losses[peer_sel].mean()
+            params = [p for p in model.parameters() if p.requires_grad]
+            grads = torch.autograd.grad(q, params, allow_unused=True, retain_graph=True)
+            self._apply(opt, params, grads)
+            setattr(stats, f"loss_query_{key}", float(q.detach()))
+        return stats

@@ -1,0 +1,130 @@
+"""The strategies wire Algorithm 1 correctly: each model learns from its PEER's small-loss selection
+of the disagreement set, through the inner step for `cometa`."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from cometa.selection import disagreement, small_loss
+from cometa.strategies import STRATEGIES, Batch, SpeakerClassifier, build_strategy
+
+B, D_IN, D, K = 12, 5, 4, 3
+
+
+def _models(seed=0):
+    torch.manual_seed(seed)
+    audio = SpeakerClassifier(nn.Linear(D_IN, D), D, K, margin=0.2, scale=8.0).double()
+    visual = SpeakerClassifier(nn.Sequential(nn.Flatten(), nn.Linear(3 * 2 * 2, D)), D, K, margin=0.2, scale=8.0).double()
+    return audio, visual
+
+
+def _batch(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return Batch(audio=torch.randn(B, D_IN, generator=g, dtype=torch.float64),
+                 frames=torch.rand(B, 3, 2, 2, generator=g, dtype=torch.float64),
+                 labels=torch.randint(0, K, (B,), generator=g),
+                 noisy=torch.zeros(B, dtype=torch.bool), index=torch.arange(B))
+
+
+def _selections(audio, visual, batch, lam):
+    with torch.no_grad():
+        la, loss_a = audio(batch.audio, batch.labels)
+        lv, loss_v = visual(batch.frames, batch.labels)
+    d = disagreement(la.argmax(1), lv.argmax(1))
+    return d, d[small_loss(loss_a[d], lam)], d[small_loss(loss_v[d], lam)]
+
+
+def _sgd(strategy):
+    # plain SGD with lr 1: the parameter change is exactly minus the gradient the strategy used
+    strategy.opt_audio = torch.optim.SGD(strategy.audio.parameters(), lr=1.0)
+    strategy.opt_visual = torch.optim.SGD(strategy.visual.parameters(), lr=1.0)
+
+
+def _delta(before, after):
+    return [b.detach() - a.detach() for b, a in zip(before.parameters(), after.parameters())]
+
+
+def test_registry_lists_the_three_strategies():
+    assert set(STRATEGIES) == {"baseline", "coteaching_plus", "cometa"}
+    with pytest.raises(ValueError, match="choose from"):
+        build_strategy("cotaught", *_models(), lr=1e-3, alpha=0.01, second_order=True)
+
+
+def test_coteaching_plus_audio_learns_from_visual_selection():
+    audio, visual = _models()
+    batch, lam = _batch(), 0.5
+    d, sel_a, sel_v = _selections(audio, visual, batch, lam)
+    assert len(d) >= 4 and set(sel_a.tolist()) != set(sel_v.tolist())  # the case is informative
+    a0, v0 = copy.deepcopy(audio), copy.deepcopy(visual)
+    strat = build_strategy("coteaching_plus", audio, visual, lr=1.0, alpha=0.01, second_order=True)
+    _sgd(strat)
+    stats = strat.step(batch, keep_ratio=lam)
+    assert stats.n_disagree == len(d) and stats.n_selected_audio == len(sel_a)
+
+    def grads(model, x, sel):
+        _, losses = model(x, batch.labels)
+        return torch.autograd.grad(losses[sel].mean(), list(model.parameters()))
+
+    for got, peer, own in zip(_delta(a0, audio), grads(a0, batch.audio, sel_v), grads(a0, batch.audio, sel_a)):
+        torch.testing.assert_close(got, peer)
+    assert any((g - o).abs().max() > 1e-8 for g, o in zip(_delta(a0, audio), grads(a0, batch.audio, sel_a)))
+    for got, peer in zip(_delta(v0, visual), grads(v0, batch.frames, sel_a)):
+        torch.testing.assert_close(got, peer)
+
+
+def test_cometa_outer_step_goes_through_inner_step_on_peer_selection():
+    audio, visual = _models()
+    batch, lam, alpha = _batch(), 0.5, 0.3
+    _, sel_a, sel_v = _selections(audio, visual, batch, lam)
+    a0 = copy.deepcopy(audio)
+    strat = build_strategy("cometa", audio, visual, lr=1.0, alpha=alpha, second_order=True)
+    _sgd(strat)
+    strat.step(batch, keep_ratio=lam)
+
+    # independent: θ' = θ − α∇ mean ℓ(D̄; θ); g = ∇_θ mean_{i ∈ D̄'^(V)} ℓ_i(θ')
+    names = [n for n, _ in a0.named_parameters()]
+    theta = [p.detach().clone().requires_grad_(True) for p in a0.parameters()]
+    _, sup = functional_call(a0, dict(zip(names, theta)), (batch.audio, batch.labels))
+    g_s = torch.autograd.grad(sup.mean(), theta, create_graph=True)
+    prime = {n: t - alpha * g for n, t, g in zip(names, theta, g_s)}
+    _, q = functional_call(a0, prime, (batch.audio, batch.labels))
+    expected = torch.autograd.grad(q[sel_v].mean(), theta)
+    for got, e in zip(_delta(a0, audio), expected):
+        torch.testing.assert_close(got, e)
+
+
+def test_empty_disagreement_takes_no_step():
+    audio, visual = _models()
+    batch = _batch()
+    # make the visual head predict exactly what the audio head predicts: same logits
+    with torch.no_grad():
+        pred = audio(batch.audio, batch.labels)[0].argmax(1)
+    visual_same = SpeakerClassifier(nn.Sequential(nn.Flatten(), nn.Linear(12, D)), D, K, margin=0.2, scale=8.0).double()
+
+    class Fixed(nn.Module):  # an encoder whose embedding is the head row of the audio prediction
+        def forward(self, x):
+            return visual_same.head.weight[pred] * 1.0
+
+    visual_same.encoder = Fixed()
+    for name in ("coteaching_plus", "cometa"):
+        a0 = copy.deepcopy(audio)
+        strat = build_strategy(name, audio, visual_same, lr=1.0, alpha=0.01, second_order=True)
+        stats = strat.step(batch, keep_ratio=0.8)
+        assert stats.empty and stats.n_disagree == 0
+        for p, q in zip(a0.parameters(), audio.parameters()):
+            assert torch.equal(p, q)
+
+
+def test_baseline_trains_each_model_on_the_whole_batch():
+    audio, visual = _models()
+    batch = _batch()
+    a0 = copy.deepcopy(audio)
+    strat = build_strategy("baseline", audio, visual, lr=1.0, alpha=0.01, second_order=True)
+    _sgd(strat)
+    strat.step(batch, keep_ratio=0.5)
+    _, losses = a0(batch.audio, batch.labels)
+    expected = torch.autograd.grad(losses.mean(), list(a0.parameters()))
+    for got, e in zip(_delta(a0, audio), expected):
+        torch.testing.assert_close(got, e)
