@@ -1,0 +1,5 @@
+import sys
+
+from cometa.cli import main
+
+sys.exit(main())

@@ -1,0 +1,121 @@
+"""Command line: ``cometa run | corpus | report | dashboard`` (also ``python -m cometa``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cometa.pipeline import PipelineError, run_pipeline
+
+    overrides = list(args.set or [])
+    if args.data_root:
+        overrides.append(f"corpus.root={args.data_root}")
+    if args.dry_run:
+        from cometa.dryrun import dry_run
+
+        return dry_run(args.preset, config_path=args.config, overrides=overrides)
+    strategies = args.strategies.split(",") if args.strategies else None
+    try:
+        outcome = run_pipeline(args.preset, run_dir=args.run_dir, strategies=strategies, rounds=args.rounds,
+                               overrides=overrides, config_path=args.config, progress=not args.quiet)
+    except PipelineError as e:
+        print(f"cometa: {e}", file=sys.stderr)
+        return 1
+    ran = sum(v == "ran" for v in outcome.values())
+    run_dir = Path(args.run_dir or Path("runs") / args.preset).resolve()
+    print(f"cometa: {ran} step(s) ran, {len(outcome) - ran} skipped (complete, inputs unchanged)")
+    print(f"  run directory: {run_dir}")
+    report = run_dir / "report" / "report.html"
+    if report.exists():
+        print(f"  report:        {report}")
+    print(f"  dashboard:     make dashboard RUNS={run_dir}   (or: python -m cometa dashboard {run_dir})")
+    return 0
+
+
+def _corpus(args: argparse.Namespace) -> int:
+    import time
+
+    from cometa.config import load_config
+    from cometa.data.synthetic import build_corpus
+
+    cfg = load_config(args.preset, overrides=args.set or [])
+    t0 = time.time()
+    root = build_corpus(cfg.corpus.synthetic, Path(args.root) if args.root else None)
+    print(f"cometa: embedded corpus ({args.preset}) at {root} ({time.time() - t0:.1f} s)")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from cometa.report import write_report
+
+    out = write_report(args.run_dir)
+    print(f"cometa: report written to {out}")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from dashboards.app import serve
+
+    runs: list[str] = []
+    for r in args.runs:
+        for part in r.split(","):
+            p = Path(part)
+            if (p / "store.sqlite").exists():
+                runs.append(str(p))
+            elif p.is_dir():
+                runs += sorted(str(c) for c in p.iterdir() if (c / "store.sqlite").exists())
+    if not runs:
+        print(f"cometa: no run directories under {' '.join(args.runs)} (run `make demo` first)", file=sys.stderr)
+        return 1
+    serve(runs, address=args.address, port=args.port, show=False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cometa", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run (or resume) the study through its notebooks")
+    r.add_argument("--preset", default="demo", choices=["tiny", "demo", "paper"])
+    r.add_argument("--config", help="a YAML file of overrides on top of the preset")
+    r.add_argument("--strategies", help="comma separated: baseline,coteaching_plus,cometa")
+    r.add_argument("--rounds", type=int)
+    r.add_argument("--run-dir")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
+    r.add_argument("--data-root", help="VoxCeleb directory (paper preset)")
+    r.add_argument("--dry-run", action="store_true", help="check the data and print the plan; train nothing")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(fn=_run)
+    c = sub.add_parser("corpus", help="build the embedded corpus")
+    c.add_argument("--preset", default="demo", choices=["tiny", "demo"])
+    c.add_argument("--root")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE")
+    c.set_defaults(fn=_corpus)
+    rep = sub.add_parser("report", help="write tables and figures into RUN_DIR/report")
+    rep.add_argument("run_dir")
+    rep.set_defaults(fn=_report)
+    d = sub.add_parser("dashboard", help="serve the dashboard over run directories")
+    d.add_argument("runs", nargs="+", help="run directories, or folders of them")
+    d.add_argument("--port", type=int, default=5006)
+    d.add_argument("--address", default="127.0.0.1")
+    d.set_defaults(fn=_dashboard)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from cometa.config import ConfigError
+
+    try:
+        return args.fn(args)
+    except ConfigError as e:
+        print(f"cometa: configuration error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ncometa: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

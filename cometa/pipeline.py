@@ -1,0 +1,221 @@
+"""The orchestrator: runs each stage's notebook with papermill, resumes, reruns only what changed.
+
+A step is complete when its ``done.json`` holds the hash of its inputs (the config sections it
+reads plus the hashes of the steps it depends on). Running the same command again skips complete
+steps; a step whose inputs changed is wiped and rerun, and so is everything downstream of it (their
+input hashes include its hash). A step that was interrupted (``inputs.json`` present, no matching
+``done.json``) is rerun in place, and its training loop resumes from the last epoch checkpoint.
+The executed notebook of every step is kept in its directory as the record of that step.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from cometa.config import Config, load_config
+from cometa.runs import RunStore
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+STAGE2_FIELDS_NOT_AFFECTING_ROUNDS = ("strategies", "rounds")
+
+
+class PipelineError(RuntimeError):
+    """A step's notebook failed; the message names the step, the cell, the error and the notebook."""
+
+
+@dataclass
+class Step:
+    name: str  # e.g. "stage1", "cometa/round_2"
+    notebook: str  # template in notebooks/
+    out_dir: Path
+    parameters: dict[str, Any]
+    sections: dict[str, Any]  # config content this step reads
+    depends: list[str] = field(default_factory=list)
+    always: bool = False  # rerun every time (the report)
+    inputs_hash: str = ""
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def plan_steps(cfg: Config, run_dir: Path) -> list[Step]:
+    """The ordered steps of a run and their input hashes."""
+    d = cfg.to_dict()
+    common = {k: d[k] for k in ("seed", "device", "num_workers")}
+    stage2 = {k: v for k, v in d["stage2"].items() if k not in STAGE2_FIELDS_NOT_AFFECTING_ROUNDS}
+    rd = str(run_dir)
+    steps = [
+        Step("corpus", "00_corpus.ipynb", run_dir / "corpus", {"run_dir": rd, "preset": cfg.preset},
+             {"corpus": d["corpus"], "eval": d["eval"], "visual_size": d["visual_encoder"]["image_size"]}),
+        Step("stage1", "10_stage1.ipynb", run_dir / "stage1", {"run_dir": rd, "preset": cfg.preset},
+             {**common, **{k: d[k] for k in ("features", "audio_encoder", "augment", "stage1", "eval")}},
+             depends=["corpus"]),
+    ]
+    for strategy in cfg.stage2.strategies:
+        for r in range(1, cfg.stage2.rounds + 1):
+            prev = "stage1" if r == 1 else f"{strategy}/round_{r - 1}"
+            steps.append(Step(
+                f"{strategy}/round_{r}", "20_round.ipynb", run_dir / strategy / f"round_{r}",
+                {"run_dir": rd, "preset": cfg.preset, "strategy": strategy, "round": r},
+                {**common, "strategy": strategy, "round": r, "stage2": stage2,
+                 **{k: d[k] for k in ("visual_encoder", "clustering", "augment", "features", "eval")}},
+                depends=[prev]))
+        if cfg.projection.enabled:
+            steps.append(Step(
+                f"{strategy}/projections", "30_projections.ipynb", run_dir / strategy / "projections",
+                {"run_dir": rd, "strategy": strategy, "rounds": cfg.stage2.rounds},
+                {"projection": d["projection"], "seed": cfg.seed},
+                depends=[f"{strategy}/round_{r}" for r in range(1, cfg.stage2.rounds + 1)]))
+    steps.append(Step("report", "90_report.ipynb", run_dir / "report", {"run_dir": rd},
+                      {}, depends=[s.name for s in steps], always=True))
+    by_name: dict[str, Step] = {}
+    for s in steps:
+        s.inputs_hash = _hash({"step": s.name, "sections": s.sections,
+                               "depends": [by_name[n].inputs_hash for n in s.depends]})
+        by_name[s.name] = s
+    return steps
+
+
+def _notebook_failure(path: Path, step: Step, exc: Exception) -> PipelineError:
+    """Find the failing cell in the executed notebook and say where to look."""
+    cell_no, source = "?", ""
+    try:
+        nb = json.loads(path.read_text())
+        code = [c for c in nb["cells"] if c.get("cell_type") == "code"]
+        for i, c in enumerate(code, 1):
+            if any(o.get("output_type") == "error" for o in c.get("outputs", [])):
+                cell_no, source = str(i), "".join(c.get("source", ""))
+                break
+    except Exception:  # the notebook may not have been written at all
+        pass
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    first = source.strip().splitlines()[0] if source.strip() else ""
+    return PipelineError(
+        f"step '{step.name}' failed in code cell {cell_no} ({first!r}): {ename}: {evalue}\n"
+        f"  open the executed notebook for the full traceback: {path}")
+
+
+def _watch_progress(step_dir: Path, bar: tqdm, stop: threading.Event) -> None:
+    """Mirror the step's ``progress.json`` (written by the training loops) into a nested bar."""
+    last = None
+    while not stop.wait(0.5):
+        p = step_dir / "progress.json"
+        try:
+            info = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if info != last:
+            bar.total = info.get("total", bar.total)
+            bar.n = info.get("done", 0)
+            bar.set_description_str(info.get("desc", ""))
+            bar.refresh()
+            last = info
+
+
+def execute_step(step: Step, *, progress: bool = True, log_output: bool = False, kernel: str = "python3") -> float:
+    """Run one step's notebook with papermill into its directory; returns seconds taken."""
+    import papermill as pm
+
+    step.out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = step.out_dir / "inputs.json"
+    inputs.write_text(json.dumps({"inputs_hash": step.inputs_hash, "step": step.name}))
+    nb_out = step.out_dir / f"{Path(step.notebook).stem.split('_', 1)[1]}.ipynb"
+    t0 = time.time()
+    bar = tqdm(total=1, desc="", position=1, leave=False, disable=not progress, bar_format="    {desc} {bar} {n}/{total}")
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_progress, args=(step.out_dir, bar, stop), daemon=True)
+    watcher.start()
+    try:
+        pm.execute_notebook(str(NOTEBOOK_DIR / step.notebook), str(nb_out), parameters=step.parameters,
+                            kernel_name=kernel, progress_bar=False, log_output=log_output,
+                            cwd=str(NOTEBOOK_DIR))
+    except Exception as exc:  # papermill raises PapermillExecutionError with ename/evalue
+        raise _notebook_failure(nb_out, step, exc) from None
+    finally:
+        stop.set()
+        watcher.join()
+        bar.close()
+    seconds = time.time() - t0
+    return seconds
+
+
+def run_pipeline(
+    preset: str | None = "demo",
+    *,
+    run_dir: str | Path | None = None,
+    strategies: list[str] | None = None,
+    rounds: int | None = None,
+    overrides: list[str] | dict | None = None,
+    config_path: str | Path | None = None,
+    progress: bool = True,
+    log_output: bool = False,
+    only: list[str] | None = None,
+) -> dict[str, str]:
+    """Run (or resume) the whole study. Returns each step's outcome: "ran", "skipped".
+
+    Parameters
+    ----------
+    preset, config_path, overrides : the configuration (see :func:`cometa.config.load_config`).
+    strategies, rounds : shorthands for ``stage2.strategies`` / ``stage2.rounds``.
+    run_dir : where the run lives (default ``runs/<preset>``).
+    only : run just these steps (by name) — their upstream steps must be complete.
+    """
+    ov: dict[str, Any] = {}
+    if isinstance(overrides, dict):
+        ov.update(overrides)
+    cfg = load_config(preset, path=config_path, overrides=[*(overrides or [])] if isinstance(overrides, list) else ov)
+    if strategies:
+        from cometa.strategies import STRATEGIES
+
+        unknown = [s for s in strategies if s not in STRATEGIES]
+        if unknown:
+            raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
+        cfg.stage2.strategies = list(strategies)
+    if rounds is not None:
+        cfg.stage2.rounds = int(rounds)
+    run_dir = Path(run_dir or Path("runs") / cfg.preset).resolve()
+    store = RunStore(run_dir, create=True)
+    store.write_config(cfg.to_dict())
+    steps = plan_steps(cfg, run_dir)
+    if only:
+        steps = [s for s in steps if s.name in only]
+    outcome: dict[str, str] = {}
+    bar = tqdm(steps, desc="cometa", unit="step", disable=not progress, position=0)
+    for step in bar:
+        bar.set_postfix_str(step.name)
+        if not step.always and store.is_done(step.out_dir, inputs_hash=step.inputs_hash):
+            outcome[step.name] = "skipped"
+            continue
+        _prepare_step_dir(step)
+        seconds = execute_step(step, progress=progress, log_output=log_output)
+        store.mark_done(step.out_dir, inputs_hash=step.inputs_hash, seconds=round(seconds, 3), step=step.name,
+                        started_at=time.time() - seconds)
+        outcome[step.name] = "ran"
+    bar.close()
+    return outcome
+
+
+def _prepare_step_dir(step: Step) -> None:
+    """Keep an interrupted step's checkpoints when its inputs are unchanged; wipe a stale step."""
+    inputs = step.out_dir / "inputs.json"
+    if not step.out_dir.exists():
+        return
+    try:
+        previous = json.loads(inputs.read_text())["inputs_hash"]
+    except (OSError, ValueError, KeyError):
+        previous = None
+    if previous != step.inputs_hash and step.name not in ("corpus", "report"):
+        shutil.rmtree(step.out_dir)
+    done = step.out_dir / "done.json"
+    if done.exists():
+        done.unlink()

@@ -1,0 +1,246 @@
+"""The work of each pipeline step, called from its notebook (the notebooks stay thin).
+
+| step                    | notebook                 | writes                                              |
+|-------------------------|--------------------------|-----------------------------------------------------|
+| corpus                  | 00_corpus.ipynb          | the embedded corpus (cached), counts in the store    |
+| stage1                  | 10_stage1.ipynb          | checkpoint, embeddings of every utterance, EER      |
+| <strategy>/round_<r>    | 20_round.ipynb           | labels, embeddings, checkpoints, scores, metrics    |
+| <strategy>/projections  | 30_projections.ipynb     | projection.parquet in every round directory         |
+| report                  | 90_report.ipynb          | tables and figures                                   |
+
+Every function takes the run directory and reads the resolved config from it, so a notebook
+needs nothing but plain-scalar parameters.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cometa.config import Config, load_run_config
+from cometa.data.corpus import Corpus, open_corpus
+from cometa.data.datasets import AudioBank, FrameBank
+from cometa.embed import audio_embeddings, visual_embeddings
+from cometa.evaluate import evaluate_embeddings, log_metrics
+from cometa.models import build_audio_model, build_visual_model, resolve_device
+from cometa.runs import RunStore
+from cometa.train.checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = ["corpus_root", "load_corpus", "corpus_step", "stage1_step", "round_step", "projections_step",
+           "round_dir", "RunContext"]
+
+
+def round_dir(run_dir: str | Path, strategy: str, round_: int) -> Path:
+    return Path(run_dir) / strategy / f"round_{round_}"
+
+
+def corpus_root(cfg: Config) -> Path:
+    """Where the run's corpus lives: ``corpus.root``, or the cache dir of the embedded generator."""
+    if cfg.corpus.root:
+        return Path(cfg.corpus.root).expanduser()
+    if cfg.corpus.kind == "synthetic":
+        from cometa.data.synthetic import default_root
+
+        return default_root(cfg.corpus.synthetic)
+    raise ValueError("corpus.root must name the VoxCeleb directory (see README: 'Preparing VoxCeleb')")
+
+
+def load_corpus(cfg: Config) -> Corpus:
+    return open_corpus(corpus_root(cfg), trial_lists=cfg.eval.trial_lists, missing_faces=cfg.corpus.missing_faces)
+
+
+class RunContext:
+    """Config, store, corpus and (lazily) the in-memory audio/face banks of one run."""
+
+    def __init__(self, run_dir: str | Path, *, progress: bool = True):
+        self.run_dir = Path(run_dir)
+        self.cfg = load_run_config(self.run_dir / "config.yaml")
+        self.store = RunStore(self.run_dir)
+        self.progress = progress
+        self.device = resolve_device(self.cfg.device)
+        self.corpus = load_corpus(self.cfg)
+        self._banks: dict[str, object] = {}
+
+    def audio_bank(self, split: str) -> AudioBank:
+        key = f"audio_{split}"
+        if key not in self._banks:
+            self._banks[key] = AudioBank(getattr(self.corpus, split), sample_rate=self.cfg.features.sample_rate,
+                                         cache=self.cfg.cache_data)
+        return self._banks[key]
+
+    def frame_bank(self, split: str) -> FrameBank:
+        key = f"frames_{split}"
+        if key not in self._banks:
+            self._banks[key] = FrameBank(getattr(self.corpus, split), size=self.cfg.visual_encoder.image_size,
+                                         cache=self.cfg.cache_data)
+        return self._banks[key]
+
+    def audio_embeddings(self, model, split: str) -> np.ndarray:
+        return audio_embeddings(model, self.audio_bank(split), device=self.device,
+                                sample_rate=self.cfg.features.sample_rate, eval_seconds=self.cfg.features.eval_seconds,
+                                progress=self.progress, desc=f"audio embeddings ({split})")
+
+    def visual_embeddings(self, model, split: str) -> np.ndarray:
+        from cometa.augment import build_eval_transform
+
+        return visual_embeddings(model, self.frame_bank(split), build_eval_transform(self.cfg.visual_encoder.image_size),
+                                 device=self.device, progress=self.progress, desc=f"face embeddings ({split})")
+
+    def evaluate(self, embeddings: dict[str, np.ndarray], *, strategy: str | None, round_: int,
+                 out_dir: Path) -> pd.DataFrame:
+        """Score the trial lists, log the metrics, keep the scores for DET curves."""
+        keys = self.corpus.test["key"].tolist()
+        metrics, scores = evaluate_embeddings(keys, embeddings, self.corpus.trials, p_targets=self.cfg.eval.p_targets)
+        self.store.delete_scalars(strategy=strategy, stage=[f"eval/{n}" for n in self.corpus.trials], round=round_)
+        log_metrics(self.store, metrics, strategy=strategy, round=round_)
+        self.store.save_array(out_dir.relative_to(self.run_dir) / "scores.npz", **scores)
+        return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def corpus_step(run_dir: str | Path, *, progress: bool = True) -> dict:
+    """Build (or find in the cache) the embedded corpus, open it, record its counts."""
+    cfg = load_run_config(Path(run_dir) / "config.yaml")
+    if cfg.corpus.kind == "synthetic" and not cfg.corpus.root:
+        from cometa.data.synthetic import build_corpus
+
+        build_corpus(cfg.corpus.synthetic, progress=progress)
+    from cometa.data.corpus import describe_corpus
+
+    corpus = load_corpus(cfg)
+    counts = describe_corpus(corpus)
+    store = RunStore(run_dir)
+    store.save_json("corpus/counts.json", {"root": str(corpus.root), **_jsonable(counts)})
+    return counts
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def stage1_step(run_dir: str | Path, *, progress: bool = True, stop_after_epoch: int | None = None) -> pd.DataFrame:
+    """Stage I: contrastive pretraining, then embeddings of every utterance and the audio EER."""
+    from cometa.train.stage1 import train_stage1
+
+    ctx = RunContext(run_dir, progress=progress)
+    out = ctx.run_dir / "stage1"
+    out.mkdir(parents=True, exist_ok=True)
+    model = train_stage1(ctx.cfg, ctx.corpus, ctx.store, out_dir=out, bank=ctx.audio_bank("train"),
+                         progress=progress, stop_after_epoch=stop_after_epoch)
+    if stop_after_epoch is not None and stop_after_epoch < ctx.cfg.stage1.epochs:
+        return pd.DataFrame()
+    save_checkpoint(out / "model.pt", {"audio": model.state_dict()})
+    train_emb = ctx.audio_embeddings(model, "train")
+    test_emb = ctx.audio_embeddings(model, "test")
+    ctx.store.save_array("stage1/embeddings.npz", keys=np.array(ctx.corpus.train["key"]), audio=train_emb)
+    ctx.store.save_array("stage1/test_embeddings.npz", keys=np.array(ctx.corpus.test["key"]), audio=test_emb)
+    return ctx.evaluate({"audio": test_emb}, strategy=None, round_=0, out_dir=out)
+
+
+def _load_encoders(ctx: RunContext, strategy: str, round_: int):
+    """The encoders a round starts from: Stage I audio + a fresh visual net for round 1, else the
+    previous round's final encoders."""
+    cfg = ctx.cfg
+    torch.manual_seed(cfg.seed + 17)
+    audio, visual = build_audio_model(cfg), build_visual_model(cfg)
+    if round_ == 1:
+        audio.load_state_dict(load_checkpoint(ctx.run_dir / "stage1" / "model.pt")["audio"])
+    else:
+        state = load_checkpoint(round_dir(ctx.run_dir, strategy, round_ - 1) / "checkpoint.pt")
+        if state is None:
+            raise FileNotFoundError(f"round {round_ - 1} of {strategy} has no checkpoint; run it first")
+        audio.load_state_dict(state["audio"])
+        visual.load_state_dict(state["visual"])
+    return audio.to(ctx.device), visual.to(ctx.device)
+
+
+def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: bool = True,
+               stop_after_epoch: int | None = None) -> dict[str, pd.DataFrame]:
+    """One Stage II round: embeddings -> clustering per view -> ensemble -> train -> evaluate."""
+    from cometa.train.stage2 import label_metrics, make_round_labels, train_round
+
+    ctx = RunContext(run_dir, progress=progress)
+    cfg, store = ctx.cfg, ctx.store
+    out = round_dir(ctx.run_dir, strategy, round_)
+    out.mkdir(parents=True, exist_ok=True)
+    rel = out.relative_to(ctx.run_dir)
+    audio, visual = _load_encoders(ctx, strategy, round_)
+
+    # 1. embeddings of the training utterances (round 1: Stage I's, computed once)
+    keys = ctx.corpus.train["key"].tolist()
+    labels_path = out / "labels.parquet"
+    if labels_path.exists() and (out / "embeddings.npz").exists():  # resuming inside this round
+        table = store.load_table(rel / "labels.parquet")
+        emb = store.load_arrays(rel / "embeddings.npz")
+        audio_emb, visual_emb = emb["audio"], emb["visual"]
+    else:
+        store.delete_scalars(strategy=strategy, stage=["labels", "train"], round=round_)
+        if round_ == 1:
+            audio_emb = store.load_arrays("stage1/embeddings.npz")["audio"]
+        else:
+            audio_emb = ctx.audio_embeddings(audio, "train")
+        visual_emb = ctx.visual_embeddings(visual, "train")
+        # 2. clustering per view and the ensemble (round 1: audio only)
+        table, counts = make_round_labels(keys, ctx.corpus.train["speaker"].tolist(), audio_emb,
+                                          None if round_ == 1 else visual_emb,
+                                          clustering=cfg.clustering, seed=cfg.seed + 100 * round_)
+        previous = None
+        if round_ > 1:
+            previous = store.load_table(round_dir(ctx.run_dir, strategy, round_ - 1).relative_to(ctx.run_dir)
+                                        / "labels.parquet")
+        rows = [dict(r, strategy=strategy, stage="labels", round=round_) for r in label_metrics(table, previous)]
+        rows += [dict(name=f"vote_{k}", value=float(v), modality="consensus", strategy=strategy, stage="labels",
+                      round=round_) for k, v in counts.items()]
+        store.log_many(rows)
+        joint = np.concatenate([_l2(audio_emb), _l2(visual_emb)], axis=1)
+        store.save_array(rel / "embeddings.npz", keys=np.array(keys), audio=audio_emb, visual=visual_emb, joint=joint)
+        store.save_table(rel / "labels.parquet", table)  # written last: marks the labels complete
+
+    # 3. train both encoders with the strategy
+    a_clf, v_clf = train_round(cfg, strategy, round_, audio, visual, table, ctx.audio_bank("train"),
+                               ctx.frame_bank("train"), audio_emb=audio_emb, visual_emb=visual_emb, store=store,
+                               out_dir=out, device=ctx.device, progress=progress, stop_after_epoch=stop_after_epoch)
+    last = round_ * cfg.stage2.epochs_per_round
+    if stop_after_epoch is not None and stop_after_epoch < last:
+        return {}
+    save_checkpoint(out / "checkpoint.pt", {"audio": a_clf.encoder.state_dict(), "visual": v_clf.encoder.state_dict()})
+
+    # 4. evaluate on the held-out identities
+    test = {"audio": ctx.audio_embeddings(a_clf.encoder, "test"),
+            "visual": ctx.visual_embeddings(v_clf.encoder, "test")}
+    metrics = ctx.evaluate(test, strategy=strategy, round_=round_, out_dir=out)
+    quality = store.scalars(strategy=strategy, stage="labels", round=round_)
+    return {"metrics": metrics, "labels": quality}
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def projections_step(run_dir: str | Path, strategy: str, rounds: int, *, progress: bool = True) -> None:
+    """UMAP of each round's clustered embeddings, aligned round to round (see cometa.projections)."""
+    from cometa.projections import project_round
+
+    cfg = load_run_config(Path(run_dir) / "config.yaml")
+    store = RunStore(run_dir)
+    prev = None
+    for r in range(1, rounds + 1):
+        rel = round_dir(run_dir, strategy, r).relative_to(Path(run_dir))
+        emb = store.load_arrays(rel / "embeddings.npz")
+        frames = []
+        t0 = time.time()
+        for view in ("audio", "visual", "joint"):
+            p = project_round(None if prev is None else prev[prev["view"] == view], emb[view], list(emb["keys"]),
+                              cfg=cfg.projection, seed=cfg.seed)
+            p["view"] = view
+            frames.append(p)
+        proj = pd.concat(frames, ignore_index=True)
+        store.save_table(rel / "projection.parquet", proj)
+        store.log("projection_seconds", time.time() - t0, strategy=strategy, stage="projection", round=r)
+        prev = proj

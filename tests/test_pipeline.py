@@ -1,0 +1,103 @@
+"""The tiny study end to end through papermill: resume after SIGKILL, failing notebooks, reruns.
+
+These tests share two tiny runs (module-scoped) to keep the suite fast.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cometa.pipeline import PipelineError, run_pipeline
+from cometa.runs import RunStore
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+# cometa only, 2 rounds of 2 epochs: a round long enough to be killed in the middle of
+RESUME_ARGS = dict(strategies=["cometa"], rounds=2, overrides=["stage2.epochs_per_round=2", "projection.enabled=false"])
+
+
+def _final_metrics(run_dir):
+    df = RunStore(run_dir).scalars(stage="eval/O")
+    df = df[df["round"] == df["round"].max()]
+    return df.sort_values(["strategy", "modality", "name"])[["strategy", "modality", "name", "value"]].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("pipe") / "straight"
+    outcome = run_pipeline("tiny", run_dir=run_dir, progress=False, **RESUME_ARGS)
+    assert set(outcome.values()) == {"ran"}
+    return run_dir
+
+
+def test_rerun_skips_complete_steps(uninterrupted):
+    outcome = run_pipeline("tiny", run_dir=uninterrupted, progress=False, **RESUME_ARGS)
+    assert {k: v for k, v in outcome.items() if k != "report"} == {
+        "corpus": "skipped", "stage1": "skipped", "cometa/round_1": "skipped", "cometa/round_2": "skipped"}
+    # every step kept its executed notebook
+    for nb in ("corpus/corpus.ipynb", "stage1/stage1.ipynb", "cometa/round_1/round.ipynb", "cometa/round_2/round.ipynb"):
+        assert (uninterrupted / nb).exists(), nb
+
+
+def test_sigkill_mid_round_then_resume_matches_uninterrupted(uninterrupted, tmp_path):
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "cometa", "run", "--preset", "tiny", "--run-dir", str(run_dir), "--quiet",
+           "--strategies", "cometa", "--rounds", "2", "--set", "stage2.epochs_per_round=2",
+           "--set", "projection.enabled=false"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    progress = run_dir / "cometa" / "round_2" / "progress.json"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:  # wait for the first epoch of round 2 to be checkpointed
+            if progress.exists() and json.loads(progress.read_text())["done"] >= 1:
+                break
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("round 2 never started")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole tree: papermill's kernel too
+        proc.wait()
+    assert not (run_dir / "cometa" / "round_2" / "done.json").exists()
+    assert (run_dir / "cometa" / "round_2" / "train_state.pt").exists()
+
+    outcome = run_pipeline("tiny", run_dir=run_dir, progress=False, **RESUME_ARGS)
+    assert outcome["stage1"] == "skipped" and outcome["cometa/round_1"] == "skipped"
+    assert outcome["cometa/round_2"] == "ran"
+    a, b = _final_metrics(uninterrupted), _final_metrics(run_dir)
+    assert len(a) > 0
+    np.testing.assert_allclose(a["value"], b["value"], rtol=0, atol=1e-9)
+    # the resumed epoch's rows were replaced, not duplicated
+    train = RunStore(run_dir).scalars(strategy="cometa", stage="train", name="lambda")
+    assert sorted(train["epoch"].tolist()) == [1, 2, 3, 4]
+
+
+def test_failing_notebook_names_step_cell_and_notebook(uninterrupted, tmp_path):
+    run_dir = tmp_path / "failing"
+    shutil.copytree(uninterrupted, run_dir)
+    with pytest.raises(PipelineError) as e:  # more clusters than utterances: k-means refuses
+        run_pipeline("tiny", run_dir=run_dir, progress=False, strategies=["cometa"], rounds=2,
+                     overrides=RESUME_ARGS["overrides"] + ["clustering.k=100000"])
+    msg = str(e.value)
+    assert "cometa/round_1" in msg and "code cell" in msg and "ValueError" in msg
+    assert str(run_dir / "cometa" / "round_1" / "round.ipynb") in msg
+
+
+def test_changed_value_reruns_only_dependent_steps(uninterrupted, tmp_path):
+    run_dir = tmp_path / "edited"
+    shutil.copytree(uninterrupted, run_dir)
+    outcome = run_pipeline("tiny", run_dir=run_dir, progress=False, strategies=["cometa"], rounds=2,
+                           overrides=RESUME_ARGS["overrides"] + ["stage2.tau=0.3"])
+    assert outcome["corpus"] == "skipped" and outcome["stage1"] == "skipped"
+    assert outcome["cometa/round_1"] == "ran" and outcome["cometa/round_2"] == "ran"
+    lam = RunStore(run_dir).scalars(strategy="cometa", stage="train", name="lambda").sort_values("epoch")
+    assert lam["value"].tolist() == pytest.approx([1 - 0.03, 1 - 0.06, 1 - 0.09, 1 - 0.12])  # τ=0.3, E_k=10
