@@ -1,0 +1,276 @@
+"""The run store: one directory per run, scalars in SQLite, arrays and tables written atomically.
+
+Layout (DESIGN.md)::
+
+    runs/<run_id>/
+      config.yaml            resolved config + git SHA
+      store.sqlite           scalars: run, strategy, stage, round, epoch, step, modality, name, value, time
+      stage1/ <strategy>/round_<r>/ ...   arrays (.npz), tables (.parquet), json, done.json markers
+      report/
+
+Scalars are rows of one long table. ``strategy`` is NULL for what precedes Stage II (the corpus,
+Stage I); ``round`` is 0 there. ``stage`` is one of ``stage1``, ``labels``, ``train``,
+``eval/<list>`` (``eval/O``), ``projection``. The SQLite file is opened in WAL mode with a busy
+timeout, so several processes (DDP ranks, a notebook and the dashboard) can write and read at once.
+
+Every file is written to a temporary name in the same folder and then renamed, so a reader never
+sees half a file; a step is complete only when its ``done.json`` exists (``mark_done``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+__all__ = ["RunStore", "COLUMNS", "git_sha", "list_runs", "atomic_write"]
+
+COLUMNS = ("run", "strategy", "stage", "round", "epoch", "step", "modality", "name", "value", "time")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scalars (
+    run TEXT NOT NULL, strategy TEXT, stage TEXT NOT NULL, round INTEGER NOT NULL DEFAULT 0,
+    epoch INTEGER, step INTEGER, modality TEXT, name TEXT NOT NULL, value REAL, time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS scalars_by_stage ON scalars (stage, strategy, round, name);
+"""
+_KEYS = frozenset(COLUMNS) - {"run", "time"}
+
+
+@contextmanager
+def atomic_write(path: str | Path):
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def git_sha(cwd: str | Path | None = None) -> str | None:
+    """The code version: HEAD's SHA (with ``-dirty`` when the tree has changes), None outside git."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}-dirty" if dirty else sha
+
+
+class RunStore:
+    """Reader and writer of one run directory.
+
+    Parameters
+    ----------
+    run_dir : the run's directory; its name is the run id.
+    create : make the directory and the database when missing (else a missing store is an error).
+    """
+
+    def __init__(self, run_dir: str | Path, *, create: bool = False):
+        self.run_dir = Path(run_dir)
+        self.run_id = self.run_dir.name
+        self.db_path = self.run_dir / "store.sqlite"
+        if not self.db_path.exists():
+            if not create:
+                raise FileNotFoundError(f"{self.run_dir}: no store.sqlite (is this a run directory?)")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.executescript(_SCHEMA)
+
+    # ------------------------------------------------------------------------------ scalars
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None)
+        con.execute("PRAGMA busy_timeout = 60000")
+        con.execute("PRAGMA journal_mode = WAL")
+        con.execute("PRAGMA synchronous = NORMAL")
+        return _Closing(con)
+
+    def log(self, name: str, value: float, **keys: Any) -> None:
+        """Write one scalar; ``keys`` among strategy, stage, round, epoch, step, modality."""
+        self.log_many([dict(keys, name=name, value=value)])
+
+    def log_many(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Write many scalars in one transaction; returns how many. Unknown keys are an error."""
+        now = time.time()
+        records = []
+        for row in rows:
+            unknown = set(row) - _KEYS
+            if unknown:
+                raise KeyError(f"unknown scalar column(s) {sorted(unknown)}; columns are {sorted(_KEYS)}")
+            if "name" not in row or "stage" not in row:
+                raise KeyError(f"a scalar needs 'name' and 'stage': {dict(row)}")
+            value = row.get("value")
+            records.append((self.run_id, row.get("strategy"), row["stage"], int(row.get("round") or 0),
+                            _int_or_none(row.get("epoch")), _int_or_none(row.get("step")), row.get("modality"),
+                            row["name"], None if value is None else float(value), now))
+        if not records:
+            return 0
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany(f"INSERT INTO scalars ({', '.join(COLUMNS)}) VALUES (?,?,?,?,?,?,?,?,?,?)", records)
+            con.execute("COMMIT")
+        return len(records)
+
+    def scalars(self, **filters: Any) -> pd.DataFrame:
+        """Scalars matching every filter (column=value; None matches NULL; a list matches any).
+
+        Returns a DataFrame with the columns of :data:`COLUMNS`, in insertion order.
+        """
+        where, params = _where(filters)
+        with self._connect() as con:
+            df = pd.read_sql_query(f"SELECT {', '.join(COLUMNS)} FROM scalars{where} ORDER BY rowid", con,
+                                   params=params)
+        for col in ("strategy", "modality"):
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
+        return df
+
+    def delete_scalars(self, *, strategy: str | None, stage: str | list[str], round: int | None = None,
+                       min_epoch: int | None = None) -> int:
+        """Remove a step's scalars before it (re)writes them, so a rerun never duplicates rows.
+
+        ``strategy=None`` means the rows without a strategy (Stage I); ``min_epoch`` keeps the
+        epochs before it (a resumed step keeps what its completed epochs logged).
+        """
+        filters: dict[str, Any] = {"strategy": strategy, "stage": stage}
+        if round is not None:
+            filters["round"] = round
+        where, params = _where(filters)
+        if min_epoch is not None:
+            where += " AND (epoch IS NULL OR epoch >= ?)"
+            params.append(int(min_epoch))
+        with self._connect() as con:
+            return con.execute(f"DELETE FROM scalars{where}", params).rowcount
+
+    # ------------------------------------------------------------------------------ files
+    def path(self, relpath: str | Path) -> Path:
+        """Absolute path of a file of this run (relative paths may not leave the run directory)."""
+        p = Path(relpath)
+        if p.is_absolute() or ".." in p.parts:
+            raise ValueError(f"{relpath}: run-store paths are relative to the run directory")
+        return self.run_dir / p
+
+    def save_array(self, relpath: str | Path, **arrays: np.ndarray) -> Path:
+        """Write named arrays to ``relpath`` (.npz, uncompressed), atomically."""
+        target = self.path(relpath)
+        with atomic_write(target) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+        return target
+
+    def load_arrays(self, relpath: str | Path) -> dict[str, np.ndarray]:
+        with np.load(self.path(relpath), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    def save_table(self, relpath: str | Path, df: pd.DataFrame) -> Path:
+        """Write a DataFrame as Parquet, atomically."""
+        target = self.path(relpath)
+        with atomic_write(target) as tmp:
+            df.to_parquet(tmp, index=False)
+        return target
+
+    def load_table(self, relpath: str | Path) -> pd.DataFrame:
+        return pd.read_parquet(self.path(relpath))
+
+    def save_json(self, relpath: str | Path, obj: Any) -> Path:
+        target = self.path(relpath)
+        with atomic_write(target) as tmp:
+            tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
+        return target
+
+    def load_json(self, relpath: str | Path) -> Any:
+        return json.loads(self.path(relpath).read_text())
+
+    def write_config(self, config: Mapping[str, Any]) -> Path:
+        """The resolved config and the code version (``git_sha``) as ``config.yaml``."""
+        data = dict(config)
+        data["git_sha"] = git_sha()
+        target = self.run_dir / "config.yaml"
+        with atomic_write(target) as tmp:
+            tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+        return target
+
+    def config(self) -> dict:
+        return yaml.safe_load((self.run_dir / "config.yaml").read_text())
+
+    # ------------------------------------------------------------------------------ steps
+    def mark_done(self, step_dir: str | Path, *, inputs_hash: str, **info: Any) -> None:
+        """Record that a step completed with these inputs (``done.json``: hash, seconds, ...)."""
+        step_dir = Path(step_dir)
+        rel = step_dir.relative_to(self.run_dir) if step_dir.is_absolute() else step_dir
+        self.save_json(Path(rel) / "done.json", {"inputs_hash": inputs_hash, "finished_at": time.time(), **info})
+
+    def is_done(self, step_dir: str | Path, *, inputs_hash: str) -> bool:
+        """True when the step's done-marker exists and records the same input hash."""
+        step_dir = Path(step_dir)
+        done = step_dir / "done.json" if step_dir.is_absolute() else self.run_dir / step_dir / "done.json"
+        try:
+            return json.loads(done.read_text()).get("inputs_hash") == inputs_hash
+        except (OSError, ValueError):
+            return False
+
+
+class _Closing:
+    """sqlite3.Connection as a context manager that closes (the stdlib one only commits)."""
+
+    def __init__(self, con: sqlite3.Connection):
+        self.con = con
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.con
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is not None and self.con.in_transaction:
+            self.con.execute("ROLLBACK")
+        self.con.close()
+
+
+def _where(filters: Mapping[str, Any]) -> tuple[str, list]:
+    clauses, params = [], []
+    for col, value in filters.items():
+        if col not in COLUMNS:
+            raise KeyError(f"unknown scalar column {col!r}; columns are {list(COLUMNS)}")
+        if value is None:
+            clauses.append(f"{col} IS NULL")
+        elif isinstance(value, (list, tuple, set)):
+            value = list(value)
+            clauses.append(f"{col} IN ({', '.join('?' * len(value))})")
+            params += value
+        else:
+            clauses.append(f"{col} = ?")
+            params.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _int_or_none(x: Any) -> int | None:
+    return None if x is None or (isinstance(x, float) and x != x) else int(x)
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def list_runs(root: str | Path) -> list[Path]:
+    """Run directories under ``root`` (itself, or its children holding a store.sqlite)."""
+    root = Path(root)
+    if (root / "store.sqlite").exists():
+        return [root]
+    return sorted(p for p in root.iterdir() if (p / "store.sqlite").exists()) if root.is_dir() else []
