@@ -3,16 +3,129 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass
 class ClusteringConfig:
     method: str = "kmeans"  # kmeans | agglomerative
     k: int = 6000
     niter: int = 20
+    nredo: int = 1  # k-means restarts (the run with the lowest objective is kept)
+    init: str = "kmeans++"  # kmeans++ | random (faiss's default: k random points)
     vote_policy: str = "reference"  # reference | drop  (where audio, visual, joint all differ)
 
     def validate(self) -> None:
         if self.method not in ("kmeans", "agglomerative"):
             raise ValueError(f"clustering.method must be kmeans|agglomerative, got {self.method!r}")
+        if self.init not in ("kmeans++", "random"):
+            raise ValueError(f"clustering.init must be kmeans++|random, got {self.init!r}")
         if self.vote_policy not in ("reference", "drop"):
             raise ValueError(f"clustering.vote_policy must be reference|drop, got {self.vote_policy!r}")
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, float32 (k-means on them approximates cosine clustering)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _check(embeddings: np.ndarray, k: int) -> np.ndarray:
+    x = np.asarray(embeddings)
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must be (N, D), got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"embeddings contain NaN or inf ({int((~np.isfinite(x)).any(axis=1).sum())} rows)")
+    if not 1 <= k <= len(x):
+        raise ValueError(f"k must be in [1, N={len(x)}], got {k}")
+    return l2_normalise(x)
+
+
+def kmeans_plus_plus(x: np.ndarray, k: int, *, seed: int, max_points: int | None = None) -> np.ndarray:
+    """(k, D) initial centroids by greedy k-means++ seeding (Arthur & Vassilvitskii 2007).
+
+    Each step draws 2 + ⌊ln k⌋ candidates with probability proportional to the squared distance to
+    the nearest centre so far and keeps the one that lowers the potential most (the greedy variant
+    scikit-learn uses: plain k-means++ often puts two centres in one speaker). On more than
+    ``max_points`` rows (default 64·k) the seeding runs on a random subsample of that size.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    cap = max_points or 64 * k
+    pts = x[np.sort(rng.choice(n, cap, replace=False))] if n > cap else x
+    pts = np.ascontiguousarray(pts, dtype=np.float32)
+    sq = (pts * pts).sum(1)
+    trials = 2 + int(np.log(k))
+    centres = np.empty((k, x.shape[1]), dtype=np.float32)
+    first = int(rng.integers(len(pts)))
+    centres[0] = pts[first]
+    d2 = np.maximum(sq - 2 * pts @ pts[first] + sq[first], 0)  # (n,) to the nearest centre
+    for c in range(1, k):
+        total = float(d2.sum())
+        if total > 0:
+            cand = np.searchsorted(np.cumsum(d2), rng.random(trials) * total).clip(0, len(pts) - 1)
+        else:
+            cand = rng.integers(len(pts), size=trials)
+        dc = np.maximum(sq[:, None] - 2 * pts @ pts[cand].T + sq[cand][None, :], 0)  # (n, trials)
+        new = np.minimum(d2[:, None], dc)
+        best = int(np.argmin(new.sum(0)))
+        centres[c] = pts[cand[best]]
+        d2 = new[:, best]
+    return centres
+
+
+def kmeans(embeddings: np.ndarray, k: int, *, seed: int, niter: int = 20, nredo: int = 1, init: str = "kmeans++",
+           gpu: str | bool = "auto") -> np.ndarray:
+    """(N,) int64 cluster ids from faiss k-means on the L2-normalised embeddings.
+
+    ``init="kmeans++"`` seeds the centroids with :func:`kmeans_plus_plus` (faiss alone starts from
+    k random points, which on speaker-like data often leaves two centres in one speaker and none in
+    another); with ``nredo > 1`` each restart gets its own seeding and the lowest objective wins.
+    faiss would otherwise subsample to 256 points per centroid; ``max_points_per_centroid`` is set
+    so that every point takes part. ``gpu="auto"`` uses faiss on GPU when one is visible.
+    """
+    x = _check(embeddings, k)
+    if init == "kmeans++":
+        best, best_obj = None, np.inf
+        for r in range(nredo):
+            labels, obj = _faiss_kmeans(x, k, seed=seed + 7919 * r, niter=niter, gpu=gpu,
+                                        init=kmeans_plus_plus(x, k, seed=seed + 7919 * r))
+            if obj < best_obj:
+                best, best_obj = labels, obj
+        return best
+    if init != "random":
+        raise ValueError(f"init must be kmeans++|random, got {init!r}")
+    return _faiss_kmeans(x, k, seed=seed, niter=niter, gpu=gpu, nredo=nredo)[0]
+
+
+def _faiss_kmeans(x: np.ndarray, k: int, *, seed: int, niter: int, gpu, nredo: int = 1,
+                  init: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    import faiss
+
+    use_gpu = (faiss.get_num_gpus() > 0) if gpu == "auto" else bool(gpu)
+    km = faiss.Kmeans(x.shape[1], k, niter=niter, nredo=nredo, seed=int(seed) % (2**31), verbose=False, gpu=use_gpu,
+                      max_points_per_centroid=max(256, -(-len(x) // k)), min_points_per_centroid=1)
+    km.train(x, init_centroids=init)
+    dist, assign = km.index.search(x, 1)
+    return assign.ravel().astype(np.int64), float(dist.sum())
+
+
+def agglomerative(embeddings: np.ndarray, k: int) -> np.ndarray:
+    """(N,) cluster ids from agglomerative clustering (average linkage on cosine distance).
+
+    O(N²) memory: meant for corpora up to a few tens of thousands of utterances.
+    """
+    from sklearn.cluster import AgglomerativeClustering
+
+    x = _check(embeddings, k)
+    return AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit_predict(x).astype(np.int64)
+
+
+def cluster(embeddings: np.ndarray, cfg: ClusteringConfig, *, seed: int) -> np.ndarray:
+    """Pseudo labels by the configured method; k is clamped to N (a tiny corpus with k > N)."""
+    k = min(cfg.k, len(embeddings))
+    if cfg.method == "kmeans":
+        return kmeans(embeddings, k, seed=seed, niter=cfg.niter, nredo=cfg.nredo, init=cfg.init)
+    if cfg.method == "agglomerative":
+        return agglomerative(embeddings, k)
+    raise ValueError(f"clustering.method must be kmeans|agglomerative, got {cfg.method!r}")
