@@ -75,3 +75,17 @@ def all_gather_numpy(array, *, dim: int = 0):
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def param_divergence(module: torch.nn.Module) -> float:
+    """Largest absolute difference between this rank's parameters and rank 0's (0.0 when the ranks
+    agree, as they must after every all-reduced step; always 0.0 with one process)."""
+    if not is_distributed():
+        return 0.0
+    worst = torch.zeros(())
+    for p in module.parameters():
+        ref = p.detach().clone()
+        dist.broadcast(ref, src=0)
+        worst = torch.maximum(worst, (p.detach() - ref).abs().max().cpu())
+    dist.all_reduce(worst, op=dist.ReduceOp.MAX)
+    return float(worst)

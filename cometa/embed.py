@@ -93,3 +93,35 @@ def visual_embeddings(model: nn.Module, bank: FrameBank, transform, *, device: t
         if sums[i] is not None:
             out[i] = sums[i] / counts[i]
     return out
+
+
+class _Shard:
+    """The rows ``index`` of a bank, seen as a bank (for sharded extraction under DDP)."""
+
+    def __init__(self, bank, index: np.ndarray):
+        self.bank, self.index = bank, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int):
+        return self.bank[int(self.index[i])]
+
+    def has_frames(self, i: int) -> bool:
+        return self.bank.has_frames(int(self.index[i]))
+
+
+def sharded(extract, model: nn.Module, bank, **kwargs) -> np.ndarray:
+    """``extract(model, bank, **kwargs)`` with the rows split over the DDP ranks and gathered
+    (every rank gets the full (N, D) array, rows in the bank's order). One process: a plain call."""
+    from cometa.distributed import all_gather_numpy, rank, world_size
+
+    ws = world_size()
+    if ws == 1:
+        return extract(model, bank, **kwargs)
+    index = np.arange(len(bank))[rank()::ws]
+    part = extract(model, _Shard(bank, index), **kwargs)
+    all_index, all_part = all_gather_numpy(index), all_gather_numpy(part)
+    out = np.empty((len(bank), all_part.shape[1]), dtype=all_part.dtype)
+    out[all_index] = all_part
+    return out

@@ -13,9 +13,16 @@ from cometa.features import LogMel
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error.
+
+    Under torchrun (``LOCAL_RANK`` set) a bare ``cuda`` means this rank's GPU, ``cuda:LOCAL_RANK``.
+    """
+    import os
+
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} requested but no CUDA device is available (use device: auto or cpu)")

@@ -169,7 +169,7 @@ class RunStore:
         target = self.path(relpath)
         with atomic_write(target) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+                np.savez(f, **{k: _plain(v) for k, v in arrays.items()})
         return target
 
     def load_arrays(self, relpath: str | Path) -> dict[str, np.ndarray]:
@@ -254,6 +254,14 @@ def _where(filters: Mapping[str, Any]) -> tuple[str, list]:
             clauses.append(f"{col} = ?")
             params.append(value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _plain(v: Any) -> np.ndarray:
+    """Arrays loadable without pickle: strings (pandas' object/str columns) become unicode arrays."""
+    a = np.asarray(v)
+    if a.dtype == object:
+        a = a.astype(str)
+    return a
 
 
 def _int_or_none(x: Any) -> int | None:

@@ -24,7 +24,8 @@ import torch
 from cometa.config import Config, load_run_config
 from cometa.data.corpus import Corpus, open_corpus
 from cometa.data.datasets import AudioBank, FrameBank
-from cometa.embed import audio_embeddings, visual_embeddings
+from cometa.distributed import barrier, is_distributed, is_main
+from cometa.embed import audio_embeddings, sharded, visual_embeddings
 from cometa.evaluate import evaluate_embeddings, log_metrics
 from cometa.models import build_audio_model, build_visual_model, resolve_device
 from cometa.runs import RunStore
@@ -80,15 +81,17 @@ class RunContext:
         return self._banks[key]
 
     def audio_embeddings(self, model, split: str) -> np.ndarray:
-        return audio_embeddings(model, self.audio_bank(split), device=self.device,
-                                sample_rate=self.cfg.features.sample_rate, eval_seconds=self.cfg.features.eval_seconds,
-                                progress=self.progress, desc=f"audio embeddings ({split})")
+        """(N, D) of every utterance of the split (sharded over DDP ranks and gathered)."""
+        return sharded(audio_embeddings, model, self.audio_bank(split), device=self.device,
+                       sample_rate=self.cfg.features.sample_rate, eval_seconds=self.cfg.features.eval_seconds,
+                       progress=self.progress, desc=f"audio embeddings ({split})")
 
     def visual_embeddings(self, model, split: str) -> np.ndarray:
         from cometa.augment import build_eval_transform
 
-        return visual_embeddings(model, self.frame_bank(split), build_eval_transform(self.cfg.visual_encoder.image_size),
-                                 device=self.device, progress=self.progress, desc=f"face embeddings ({split})")
+        tf = build_eval_transform(self.cfg.visual_encoder.image_size)
+        return sharded(lambda m, b, **kw: visual_embeddings(m, b, tf, **kw), model, self.frame_bank(split),
+                       device=self.device, progress=self.progress, desc=f"face embeddings ({split})")
 
     def evaluate(self, embeddings: dict[str, np.ndarray], *, strategy: str | None, round_: int,
                  out_dir: Path) -> pd.DataFrame:
@@ -124,10 +127,31 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+def _launch_if_ddp(run_dir, step: str, **kw) -> bool:
+    """With ``nproc_per_node > 1`` (and not already inside torchrun) run the step under torchrun."""
+    cfg = load_run_config(Path(run_dir) / "config.yaml")
+    if cfg.nproc_per_node <= 1 or is_distributed():
+        return False
+    from cometa.ddp import launch
+
+    launch(step, run_dir, nproc=cfg.nproc_per_node, **kw)
+    return True
+
+
+def _stored_metrics(store: RunStore, strategy: str | None, round_: int) -> pd.DataFrame:
+    """The evaluation metrics of a step, read back from the store (after a torchrun launch)."""
+    df = store.scalars(strategy=strategy, round=round_)
+    df = df[df["stage"].str.startswith("eval/")]
+    return pd.DataFrame({"list": df["stage"].str[5:], "modality": df["modality"], "name": df["name"],
+                         "value": df["value"]}).reset_index(drop=True)
+
+
 def stage1_step(run_dir: str | Path, *, progress: bool = True, stop_after_epoch: int | None = None) -> pd.DataFrame:
     """Stage I: contrastive pretraining, then embeddings of every utterance and the audio EER."""
     from cometa.train.stage1 import train_stage1
 
+    if _launch_if_ddp(run_dir, "stage1", stop_after_epoch=stop_after_epoch, progress=progress):
+        return _stored_metrics(RunStore(run_dir), None, 0)
     ctx = RunContext(run_dir, progress=progress)
     out = ctx.run_dir / "stage1"
     out.mkdir(parents=True, exist_ok=True)
@@ -135,9 +159,11 @@ def stage1_step(run_dir: str | Path, *, progress: bool = True, stop_after_epoch:
                          progress=progress, stop_after_epoch=stop_after_epoch)
     if stop_after_epoch is not None and stop_after_epoch < ctx.cfg.stage1.epochs:
         return pd.DataFrame()
-    save_checkpoint(out / "model.pt", {"audio": model.state_dict()})
     train_emb = ctx.audio_embeddings(model, "train")
     test_emb = ctx.audio_embeddings(model, "test")
+    if not is_main():
+        return pd.DataFrame()
+    save_checkpoint(out / "model.pt", {"audio": model.state_dict()})
     ctx.store.save_array("stage1/embeddings.npz", keys=np.array(ctx.corpus.train["key"]), audio=train_emb)
     ctx.store.save_array("stage1/test_embeddings.npz", keys=np.array(ctx.corpus.test["key"]), audio=test_emb)
     return ctx.evaluate({"audio": test_emb}, strategy=None, round_=0, out_dir=out)
@@ -165,6 +191,11 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
     """One Stage II round: embeddings -> clustering per view -> ensemble -> train -> evaluate."""
     from cometa.train.stage2 import label_metrics, make_round_labels, train_round
 
+    if _launch_if_ddp(run_dir, "round", strategy=strategy, round_=round_, stop_after_epoch=stop_after_epoch,
+                      progress=progress):
+        store = RunStore(run_dir)
+        return {"metrics": _stored_metrics(store, strategy, round_),
+                "labels": store.scalars(strategy=strategy, stage="labels", round=round_)}
     ctx = RunContext(run_dir, progress=progress)
     cfg, store = ctx.cfg, ctx.store
     out = round_dir(ctx.run_dir, strategy, round_)
@@ -175,17 +206,17 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
     # 1. embeddings of the training utterances (round 1: Stage I's, computed once)
     keys = ctx.corpus.train["key"].tolist()
     labels_path = out / "labels.parquet"
-    if labels_path.exists() and (out / "embeddings.npz").exists():  # resuming inside this round
-        table = store.load_table(rel / "labels.parquet")
-        emb = store.load_arrays(rel / "embeddings.npz")
-        audio_emb, visual_emb = emb["audio"], emb["visual"]
-    else:
-        store.delete_scalars(strategy=strategy, stage=["labels", "train"], round=round_)
+    resuming = labels_path.exists() and (out / "embeddings.npz").exists()  # labels of this round complete
+    barrier()  # every rank has decided before rank 0 writes anything
+    if not resuming:
+        if is_main():
+            store.delete_scalars(strategy=strategy, stage=["labels", "train"], round=round_)
         if round_ == 1:
             audio_emb = store.load_arrays("stage1/embeddings.npz")["audio"]
         else:
             audio_emb = ctx.audio_embeddings(audio, "train")
         visual_emb = ctx.visual_embeddings(visual, "train")
+    if not resuming and is_main():
         # 2. clustering per view and the ensemble (round 1: audio only)
         table, counts = make_round_labels(keys, ctx.corpus.train["speaker"].tolist(), audio_emb,
                                           None if round_ == 1 else visual_emb,
@@ -201,6 +232,11 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
         joint = np.concatenate([_l2(audio_emb), _l2(visual_emb)], axis=1)
         store.save_array(rel / "embeddings.npz", keys=np.array(keys), audio=audio_emb, visual=visual_emb, joint=joint)
         store.save_table(rel / "labels.parquet", table)  # written last: marks the labels complete
+    barrier()  # the other ranks read rank 0's labels
+    if resuming or not is_main():
+        table = store.load_table(rel / "labels.parquet")
+        emb = store.load_arrays(rel / "embeddings.npz")
+        audio_emb, visual_emb = emb["audio"], emb["visual"]
 
     # 3. train both encoders with the strategy
     a_clf, v_clf = train_round(cfg, strategy, round_, audio, visual, table, ctx.audio_bank("train"),
@@ -209,11 +245,13 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
     last = round_ * cfg.stage2.epochs_per_round
     if stop_after_epoch is not None and stop_after_epoch < last:
         return {}
-    save_checkpoint(out / "checkpoint.pt", {"audio": a_clf.encoder.state_dict(), "visual": v_clf.encoder.state_dict()})
 
     # 4. evaluate on the held-out identities
     test = {"audio": ctx.audio_embeddings(a_clf.encoder, "test"),
             "visual": ctx.visual_embeddings(v_clf.encoder, "test")}
+    if not is_main():
+        return {}
+    save_checkpoint(out / "checkpoint.pt", {"audio": a_clf.encoder.state_dict(), "visual": v_clf.encoder.state_dict()})
     metrics = ctx.evaluate(test, strategy=strategy, round_=round_, out_dir=out)
     quality = store.scalars(strategy=strategy, stage="labels", round=round_)
     return {"metrics": metrics, "labels": quality}

@@ -6,9 +6,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from cometa.runs import RunStore
+
+# Executed notebooks keep the figures as plotly JSON (rendered by JupyterLab), not a 3.5 MB copy of
+# plotly.js per figure.
+pio.renderers.default = "plotly_mimetype"
 
 
 def counts_table(counts: dict) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from cometa.augment import AudioAugmenter
 from cometa.data.datasets import AudioBank, ContrastivePairs
-from cometa.distributed import all_reduce_grads, is_main
+from cometa.distributed import all_reduce_grads, is_distributed, is_main, rank, world_size
 from cometa.losses import AugmentationDiscriminator, contrastive_loss, discriminator_loss
 from cometa.models import build_audio_model, resolve_device
 from cometa.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_progress
@@ -54,6 +54,12 @@ def train_stage1(cfg, corpus, store, *, out_dir: str | Path, bank: AudioBank | N
     disc = AugmentationDiscriminator(emb_dim).to(device) if s1.discriminator else None
     params = list(model.parameters()) + (list(disc.parameters()) if disc is not None else [])
     opt = torch.optim.Adam(params, lr=s1.lr)
+    if is_distributed():  # DDP's hooks all-reduce the encoder's gradients in backward()
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    else:
+        net = model
     start = 1
     ckpt_path = out_dir / "checkpoint.pt"
     ckpt = load_checkpoint(ckpt_path, map_location=device)
@@ -73,6 +79,8 @@ def train_stage1(cfg, corpus, store, *, out_dir: str | Path, bank: AudioBank | N
     for epoch in range(start, s1.epochs + 1):
         ds.set_epoch(epoch)
         batches = _batches(len(ds), s1.batch_size, cfg.seed, epoch)
+        if world_size() > 1:  # each rank takes its share of every global mini-batch
+            batches = [b[rank()::world_size()] for b in batches if len(b) >= 2 * world_size()]
         loader = DataLoader(ds, batch_sampler=batches, num_workers=cfg.num_workers)
         model.train()
         if disc is not None:
@@ -82,7 +90,7 @@ def train_stage1(cfg, corpus, store, *, out_dir: str | Path, bank: AudioBank | N
         bar = tqdm(loader, desc=f"stage I epoch {epoch}/{s1.epochs}", disable=not progress, leave=False)
         for v1, v2, a1, a2 in bar:
             v1, v2 = v1.to(device), v2.to(device)
-            emb = model(torch.cat([v1, v2]))  # (2N, D): one pass, BatchNorm sees both views
+            emb = net(torch.cat([v1, v2]))  # (2N, D): one pass, BatchNorm sees both views
             e1, e2 = emb.chunk(2)
             loss = contrastive_loss(e1, e2)
             sums["loss_csl"] += float(loss.detach())
@@ -93,12 +101,18 @@ def train_stage1(cfg, corpus, store, *, out_dir: str | Path, bank: AudioBank | N
                 loss = loss + s1.discriminator_weight * d_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            all_reduce_grads(params)
+            if disc is not None:
+                all_reduce_grads(disc.parameters())  # (the encoder's are all-reduced by DDP)
             opt.step()
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         n_b = max(1, len(batches))
         rows = [dict(name="loss_csl", value=sums["loss_csl"] / n_b, stage="stage1", round=0, epoch=epoch),
                 dict(name="epoch_seconds", value=time.time() - t0, stage="stage1", round=0, epoch=epoch)]
+        if world_size() > 1:
+            from cometa.distributed import param_divergence
+
+            rows.append(dict(name="ddp_param_divergence", value=param_divergence(model), stage="stage1", round=0,
+                             epoch=epoch))
         if disc is not None:
             rows.append(dict(name="loss_disc", value=sums["loss_disc"] / n_b, stage="stage1", round=0, epoch=epoch))
         if is_main():

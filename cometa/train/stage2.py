@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from cometa.augment import AudioAugmenter, build_eval_transform, build_visual_transform
 from cometa.data.datasets import PairedSamples
-from cometa.distributed import broadcast_module, is_main, rank, world_size
+from cometa.distributed import broadcast_module, is_main, param_divergence, rank, world_size
 from cometa.ensemble import align, consensus, joint_embeddings
 from cometa.label_quality import flip_rate, label_quality
 from cometa.pseudo_labels import ClusteringConfig, cluster
@@ -208,6 +208,14 @@ def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, vi
                             lv=f"{st.loss_support_visual:.2f}")
         epoch_rows = _epoch_rows(acc, n_batches=len(batches), lam=lam)
         epoch_rows.append(dict(name="epoch_seconds", value=time.time() - t0))
+        if world_size() > 1:
+            # parameters agree by construction (all-reduced gradients); BatchNorm statistics are
+            # per rank, so rank 0's are shared before the checkpoint, as DDP's broadcast_buffers does
+            for m in (audio, visual):
+                for b in m.buffers():
+                    torch.distributed.broadcast(b, src=0)
+            epoch_rows.append(dict(name="ddp_param_divergence",
+                                   value=max(param_divergence(audio), param_divergence(visual))))
         if is_main():
             store.log_many([dict(r, strategy=strategy_name, stage="train", round=round_, epoch=epoch)
                             for r in epoch_rows + step_rows])
