@@ -69,12 +69,13 @@ def plan_steps(cfg: Config, run_dir: Path) -> list[Step]:
                 {**common, "strategy": strategy, "round": r, "stage2": stage2,
                  **{k: d[k] for k in ("visual_encoder", "clustering", "augment", "features", "eval")}},
                 depends=[prev]))
-        if cfg.projection.enabled:
-            steps.append(Step(
-                f"{strategy}/projections", "30_projections.ipynb", run_dir / strategy / "projections",
-                {"run_dir": rd, "strategy": strategy, "rounds": cfg.stage2.rounds},
-                {"projection": d["projection"], "seed": cfg.seed},
-                depends=[f"{strategy}/round_{r}" for r in range(1, cfg.stage2.rounds + 1)]))
+    if cfg.projection.enabled:  # one step for every strategy: UMAP's JIT warm-up is paid once
+        strategies = list(cfg.stage2.strategies)
+        steps.append(Step(
+            "projections", "30_projections.ipynb", run_dir / "projections",
+            {"run_dir": rd, "strategies": ",".join(strategies), "rounds": cfg.stage2.rounds},
+            {"projection": d["projection"], "seed": cfg.seed},
+            depends=[f"{s}/round_{r}" for s in strategies for r in range(1, cfg.stage2.rounds + 1)]))
     steps.append(Step("report", "90_report.ipynb", run_dir / "report", {"run_dir": rd},
                       {}, depends=[s.name for s in steps], always=True))
     by_name: dict[str, Step] = {}
@@ -124,8 +125,15 @@ def _watch_progress(step_dir: Path, bar: tqdm, stop: threading.Event) -> None:
 
 def execute_step(step: Step, *, progress: bool = True, log_output: bool = False, kernel: str = "python3") -> float:
     """Run one step's notebook with papermill into its directory; returns seconds taken."""
+    import os
+
     import papermill as pm
 
+    # the kernel is a child process: it must import this checkout of cometa, whatever the cwd
+    root = str(NOTEBOOK_DIR.parent)
+    # (relative entries are made absolute: the kernel runs in notebooks/)
+    paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([root, *paths]))
     step.out_dir.mkdir(parents=True, exist_ok=True)
     inputs = step.out_dir / "inputs.json"
     inputs.write_text(json.dumps({"inputs_hash": step.inputs_hash, "step": step.name}))

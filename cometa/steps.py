@@ -261,24 +261,33 @@ def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def projections_step(run_dir: str | Path, strategy: str, rounds: int, *, progress: bool = True) -> None:
-    """UMAP of each round's clustered embeddings, aligned round to round (see cometa.projections)."""
+def projections_step(run_dir: str | Path, strategies: str | list[str], rounds: int, *, progress: bool = True) -> None:
+    """UMAP of each round's clustered embeddings, aligned round to round (see cometa.projections),
+    written as ``<strategy>/round_<r>/projection.parquet`` for every strategy."""
+    from tqdm import tqdm
+
     from cometa.projections import project_round
 
+    if isinstance(strategies, str):
+        strategies = [s for s in strategies.split(",") if s]
     cfg = load_run_config(Path(run_dir) / "config.yaml")
     store = RunStore(run_dir)
-    prev = None
-    for r in range(1, rounds + 1):
-        rel = round_dir(run_dir, strategy, r).relative_to(Path(run_dir))
-        emb = store.load_arrays(rel / "embeddings.npz")
-        frames = []
-        t0 = time.time()
-        for view in ("audio", "visual", "joint"):
-            p = project_round(None if prev is None else prev[prev["view"] == view], emb[view], list(emb["keys"]),
-                              cfg=cfg.projection, seed=cfg.seed)
-            p["view"] = view
-            frames.append(p)
-        proj = pd.concat(frames, ignore_index=True)
-        store.save_table(rel / "projection.parquet", proj)
-        store.log("projection_seconds", time.time() - t0, strategy=strategy, stage="projection", round=r)
-        prev = proj
+    with tqdm(total=len(strategies) * rounds, desc="projections", disable=not progress, leave=False) as bar:
+        for strategy in strategies:
+            prev = None
+            for r in range(1, rounds + 1):
+                rel = round_dir(run_dir, strategy, r).relative_to(Path(run_dir))
+                emb = store.load_arrays(rel / "embeddings.npz")
+                frames = []
+                t0 = time.time()
+                for view in ("audio", "visual", "joint"):
+                    p = project_round(None if prev is None else prev[prev["view"] == view], emb[view],
+                                      list(emb["keys"]), cfg=cfg.projection, seed=cfg.seed)
+                    p["view"] = view
+                    frames.append(p)
+                proj = pd.concat(frames, ignore_index=True)
+                store.save_table(rel / "projection.parquet", proj)
+                store.delete_scalars(strategy=strategy, stage="projection", round=r)
+                store.log("projection_seconds", time.time() - t0, strategy=strategy, stage="projection", round=r)
+                prev = proj
+                bar.update()

@@ -6,14 +6,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from cometa.runs import RunStore
 
-# Executed notebooks keep the figures as plotly JSON (rendered by JupyterLab), not a 3.5 MB copy of
-# plotly.js per figure.
-pio.renderers.default = "plotly_mimetype"
+
+
+def show(fig: go.Figure) -> None:
+    """Display a figure in the notebook as plotly JSON (JupyterLab renders it; the executed notebook
+    stays small: no copy of plotly.js, and no nbformat/jsonschema import in every kernel)."""
+    from IPython.display import display
+
+    import json
+
+    display({"application/vnd.plotly.v1+json": json.loads(fig.to_json()), "text/plain": f"<{fig.layout.title.text}>"},
+            raw=True)
 
 
 def counts_table(counts: dict) -> pd.DataFrame:

@@ -84,9 +84,9 @@ def test_sigkill_mid_round_then_resume_matches_uninterrupted(uninterrupted, tmp_
 def test_failing_notebook_names_step_cell_and_notebook(uninterrupted, tmp_path):
     run_dir = tmp_path / "failing"
     shutil.copytree(uninterrupted, run_dir)
-    with pytest.raises(PipelineError) as e:  # more clusters than utterances: k-means refuses
+    with pytest.raises(PipelineError) as e:  # τ outside [0, 1]: λ(e) refuses in the training loop
         run_pipeline("tiny", run_dir=run_dir, progress=False, strategies=["cometa"], rounds=2,
-                     overrides=RESUME_ARGS["overrides"] + ["clustering.k=100000"])
+                     overrides=RESUME_ARGS["overrides"] + ["stage2.tau=1.5"])
     msg = str(e.value)
     assert "cometa/round_1" in msg and "code cell" in msg and "ValueError" in msg
     assert str(run_dir / "cometa" / "round_1" / "round.ipynb") in msg

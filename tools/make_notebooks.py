@@ -19,7 +19,7 @@ NOTEBOOKS = {
         ("params", 'run_dir = ""\npreset = "tiny"'),
         ("code", "from IPython.display import display\nfrom cometa import steps, views\n\n"
                  "counts = steps.corpus_step(run_dir)\ndisplay(views.counts_table(counts))"),
-        ("code", "views.corpus_sample(run_dir).show()"),
+        ("code", "views.show(views.corpus_sample(run_dir))"),
     ],
     "10_stage1.ipynb": [
         ("md", "# Stage I: contrastive pretraining of the audio encoder\nEq. (1)-(2); resumes from the last "
@@ -27,7 +27,7 @@ NOTEBOOKS = {
         ("params", 'run_dir = ""\npreset = "tiny"'),
         ("code", "from IPython.display import display\nfrom cometa import steps, views\n\n"
                  "metrics = steps.stage1_step(run_dir)\ndisplay(views.metrics_table(metrics))"),
-        ("code", "views.stage1_loss(run_dir).show()"),
+        ("code", "views.show(views.stage1_loss(run_dir))"),
     ],
     "20_round.ipynb": [
         ("md", "# Stage II round\nEmbeddings → k-means per view → ensemble → train both encoders with the "
@@ -36,14 +36,14 @@ NOTEBOOKS = {
         ("code", "from IPython.display import display\nfrom cometa import steps, views\n\n"
                  "out = steps.round_step(run_dir, strategy, round)\n"
                  "display(views.label_table(out['labels']))\ndisplay(views.metrics_table(out['metrics']))"),
-        ("code", "views.round_dynamics(run_dir, strategy, round).show()"),
+        ("code", "views.show(views.round_dynamics(run_dir, strategy, round))"),
     ],
     "30_projections.ipynb": [
         ("md", "# Projections\nUMAP of each round's clustered embeddings, aligned across rounds (never computed "
                "on dashboard load)."),
-        ("params", 'run_dir = ""\nstrategy = "cometa"\nrounds = 2'),
-        ("code", "from cometa import steps, views\n\nsteps.projections_step(run_dir, strategy, rounds)"),
-        ("code", "views.projection(run_dir, strategy, rounds).show()"),
+        ("params", 'run_dir = ""\nstrategies = "baseline,coteaching_plus,cometa"\nrounds = 2'),
+        ("code", "from cometa import steps, views\n\nsteps.projections_step(run_dir, strategies, rounds)"),
+        ("code", "for strategy in strategies.split(','):\n    views.show(views.projection(run_dir, strategy, rounds))"),
     ],
     "90_report.ipynb": [
         ("md", "# Report\nTable 1 and Table 2 of the paper, and the figures, from the run store."),
