@@ -73,8 +73,8 @@ def dry_run(preset: str | None, *, config_path=None, overrides=None, file=sys.st
             p(f"   - {f}")
         if len(faults) > 50:
             p(f"   ... and {len(faults) - 50} more")
-    n_train = int(_find(counts, "train", "utterances") or 0)
-    n_test = int(_find(counts, "test", "utterances") or 0)
+    n_train = int(counts["train"]["utterances"])  # scan_corpus keeps both splits (zeros when missing)
+    n_test = int(counts["test"]["utterances"])
     steps = plan_steps(cfg, Path("runs") / "dry-run")
     p(f"\n plan: {len(steps)} steps")
     p(f"   stage I: {cfg.stage1.epochs} epochs x {n_train} utterances, batch {cfg.stage1.batch_size}")
@@ -103,17 +103,3 @@ def _flatten(d, prefix=""):
         else:
             yield f"{prefix}{k}", v
 
-
-def _find(d: dict, *names: str):
-    """Look up counts[a][b] or counts['a_b'] or counts['a.b'] — tolerant to the scan's layout."""
-    cur = d
-    for n in names:
-        if isinstance(cur, dict) and n in cur:
-            cur = cur[n]
-        else:
-            flat = dict(_flatten(d))
-            for key in (".".join(names), "_".join(names), "_".join(reversed(names))):
-                if key in flat:
-                    return flat[key]
-            return None
-    return cur
