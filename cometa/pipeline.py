@@ -146,7 +146,9 @@ def execute_step(step: Step, *, progress: bool = True, log_output: bool = False,
     try:
         pm.execute_notebook(str(NOTEBOOK_DIR / step.notebook), str(nb_out), parameters=step.parameters,
                             kernel_name=kernel, progress_bar=False, log_output=log_output,
-                            cwd=str(NOTEBOOK_DIR))
+                            cwd=str(NOTEBOOK_DIR),
+                            # the kernel listens on 127.0.0.1 only; silence its plain-TCP warning
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except Exception as exc:  # papermill raises PapermillExecutionError with ename/evalue
         raise _notebook_failure(nb_out, step, exc) from None
     finally:

@@ -89,8 +89,8 @@ def test_same_seed_same_bytes_whatever_the_worker_count(corpus, tmp_path):
 def test_different_seed_different_corpus(corpus, tmp_path):
     other = build_corpus(replace(CFG, seed=4), tmp_path / "o", progress=False, workers=1)
     mine, theirs = _digests(corpus), _digests(other)
-    assert sorted(p.split("/")[2] for p in mine if p.startswith("test/wav/")) != \
-        sorted(p.split("/")[2] for p in theirs if p.startswith("test/wav/"))  # other video ids
+    assert sorted(p.split("/")[3] for p in mine if p.startswith("test/wav/")) != \
+        sorted(p.split("/")[3] for p in theirs if p.startswith("test/wav/"))  # other video ids
     wavs = lambda d: {v for k, v in d.items() if k.endswith(".wav")}  # noqa: E731
     assert not wavs(mine) & wavs(theirs)  # no utterance in common
     assert mine["speakers.csv"] != theirs["speakers.csv"]

@@ -103,6 +103,21 @@ def fill_selection_stats(stats: StepStats, sel: Selection, noisy: torch.Tensor) 
     stats.empty = stats.n_disagree == 0
 
 
+def skip_step(empty: bool, device: torch.device) -> bool:
+    """Whether to take no step because D̄' is empty. Under DDP the decision is collective: the
+    step is skipped only when every rank's D̄' is empty (a rank whose D̄' alone is empty then
+    contributes zero gradients to the all-reduce, see :meth:`Strategy.zero_step`)."""
+    from cometa.distributed import is_distributed
+
+    if not is_distributed():
+        return empty
+    import torch.distributed as dist
+
+    flag = torch.tensor([0.0 if empty else 1.0], device=device)
+    dist.all_reduce(flag)
+    return float(flag) == 0.0
+
+
 class Strategy:
     """Base class: holds θ_A, θ_V and their Adam optimisers (lr β)."""
 
@@ -124,6 +139,13 @@ class Strategy:
     def load_state_dict(self, state: dict) -> None:
         self.opt_audio.load_state_dict(state["opt_audio"])
         self.opt_visual.load_state_dict(state["opt_visual"])
+
+    def zero_step(self) -> None:
+        """Under DDP, a rank with an empty D̄' whose peers have one: join the all-reduce with zero
+        gradients (the update is the other ranks' mean gradient)."""
+        for model, opt in ((self.audio, self.opt_audio), (self.visual, self.opt_visual)):
+            params = list(model.parameters())
+            self._apply(opt, params, [None] * len(params))
 
     @staticmethod
     def _apply(opt: torch.optim.Optimizer, params: list[nn.Parameter], grads) -> None:

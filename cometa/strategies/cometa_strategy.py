@@ -15,7 +15,8 @@ training loop counts such batches (``empty_disagreement_batches``).
 from __future__ import annotations
 
 from cometa.meta import call_with, meta_gradients
-from cometa.strategies.base import Batch, StepStats, Strategy, fill_selection_stats, select_by_disagreement
+from cometa.strategies.base import (Batch, StepStats, Strategy, fill_selection_stats, select_by_disagreement,
+                                   skip_step)
 
 
 class CoMeta(Strategy):
@@ -30,7 +31,10 @@ class CoMeta(Strategy):
         stats.loss_support_visual = float(loss_v.detach().mean())
         sel = select_by_disagreement(logits_a, logits_v, loss_a, loss_v, keep_ratio)
         fill_selection_stats(stats, sel, batch.noisy)
-        if stats.empty:
+        if skip_step(stats.empty, batch.labels.device):  # the models agree on every sample: no step
+            return stats
+        if stats.empty:  # DDP: this rank agrees everywhere, another rank does not
+            self.zero_step()
             return stats
         for model, opt, x, support, peer_sel, key in (
             (self.audio, self.opt_audio, batch.audio, loss_a.mean(), sel.visual, "audio"),

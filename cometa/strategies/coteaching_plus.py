@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from cometa.strategies.base import Batch, StepStats, Strategy, fill_selection_stats, select_by_disagreement
+from cometa.strategies.base import (Batch, StepStats, Strategy, fill_selection_stats, select_by_disagreement,
+                                   skip_step)
 
 
 class CoTeachingPlus(Strategy):
@@ -22,7 +23,10 @@ class CoTeachingPlus(Strategy):
         stats.loss_support_visual = float(loss_v.detach().mean())
         sel = select_by_disagreement(logits_a, logits_v, loss_a, loss_v, keep_ratio)
         fill_selection_stats(stats, sel, batch.noisy)
-        if stats.empty:  # the models agree on every sample: nothing to learn from, no step
+        if skip_step(stats.empty, batch.labels.device):  # the models agree on every sample: no step
+            return stats
+        if stats.empty:  # DDP: this rank agrees everywhere, another rank does not
+            self.zero_step()
             return stats
         # cross update: each model learns from its peer's selection
         for model, opt, losses, peer_sel, key in ((self.audio, self.opt_audio, loss_a, sel.visual, "audio"),

@@ -141,7 +141,10 @@ def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, vi
     s2: Stage2Config = cfg.stage2
     out_dir = Path(out_dir)
     kept = table["kept"].to_numpy()
-    rows = np.flatnonzero(kept)
+    # paired samples need a face: audio-only utterances (corpus.missing_faces = audio_only) and
+    # samples the vote dropped sit this round out
+    has_face = np.array([frame_bank.has_frames(i) for i in range(len(table))], dtype=bool)
+    rows = np.flatnonzero(kept & has_face)
     labels, uniques = pd.factorize(table["consensus"].to_numpy()[rows], sort=True)
     k = len(uniques)
     noisy = wrong_label_mask(table["speaker"].to_numpy()[rows], labels)

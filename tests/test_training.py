@@ -1,0 +1,61 @@
+"""Stage I and a Stage II round resume from their epoch checkpoints to the same weights."""
+import numpy as np
+import pytest
+import torch
+
+from cometa.config import load_config
+from cometa.runs import RunStore
+from cometa import steps
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run = tmp_path_factory.mktemp("train") / "run"
+    cfg = load_config("tiny", overrides=["stage1.epochs=3", "stage2.epochs_per_round=2"])
+    RunStore(run, create=True).write_config(cfg.to_dict())
+    steps.corpus_step(run, progress=False)
+    return run
+
+
+def _weights(path, key):
+    return {k: v.clone() for k, v in torch.load(path, weights_only=True)[key].items()}
+
+
+def test_stage1_resumed_equals_uninterrupted(run_dir, tmp_path):
+    steps.stage1_step(run_dir, progress=False)
+    straight = _weights(run_dir / "stage1" / "checkpoint.pt", "model")
+    losses = RunStore(run_dir).scalars(stage="stage1", name="loss_csl")["value"].to_numpy()
+
+    other = tmp_path / "resumed"
+    other.mkdir()
+    (other / "config.yaml").write_text((run_dir / "config.yaml").read_text())
+    RunStore(other, create=True)
+    steps.stage1_step(other, progress=False, stop_after_epoch=1)  # "interrupted" after epoch 1
+    assert torch.load(other / "stage1" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    steps.stage1_step(other, progress=False)  # resumes at epoch 2
+    resumed = _weights(other / "stage1" / "checkpoint.pt", "model")
+    assert straight.keys() == resumed.keys()
+    for k in straight:
+        assert torch.equal(straight[k], resumed[k]), k
+    again = RunStore(other).scalars(stage="stage1", name="loss_csl")
+    assert again["epoch"].tolist() == [1, 2, 3]  # no duplicated rows
+    np.testing.assert_array_equal(again["value"].to_numpy(), losses)
+
+
+def test_round_resumed_equals_uninterrupted(run_dir, tmp_path):
+    if not (run_dir / "stage1" / "model.pt").exists():
+        steps.stage1_step(run_dir, progress=False)
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    steps.round_step(run_dir, "cometa", 1, progress=False)
+    steps.round_step(copy, "cometa", 1, progress=False, stop_after_epoch=1)
+    assert not (copy / "cometa" / "round_1" / "checkpoint.pt").exists()
+    steps.round_step(copy, "cometa", 1, progress=False)
+    a = _weights(run_dir / "cometa" / "round_1" / "checkpoint.pt", "audio")
+    b = _weights(copy / "cometa" / "round_1" / "checkpoint.pt", "audio")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    sel = RunStore(copy).scalars(strategy="cometa", stage="train", name="lambda")
+    assert sel["epoch"].tolist() == [1, 2] and sel["value"].tolist() == pytest.approx([0.98, 0.96])
