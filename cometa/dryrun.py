@@ -48,7 +48,7 @@ def estimate_compute(cfg: Config, n_train: int, n_test: int) -> dict[str, float]
     return out
 
 
-def dry_run(preset: str | None, *, config_path=None, overrides=None, file=sys.stdout) -> int:
+def dry_run(preset: str | None, *, config_path=None, overrides=None, file=None) -> int:
     """Print the data check and the plan; return 1 when the data has faults, else 0."""
     from cometa.data.corpus import scan_corpus
     from cometa.pipeline import plan_steps
@@ -60,6 +60,7 @@ def dry_run(preset: str | None, *, config_path=None, overrides=None, file=sys.st
 
         build_corpus(cfg.corpus.synthetic, progress=False)
     root = corpus_root(cfg)
+    file = file or sys.stdout
     p = lambda *a: print(*a, file=file)  # noqa: E731
     p(f"cometa dry run: preset {cfg.preset}, data root {root}")
     scan = scan_corpus(root, trial_lists=cfg.eval.trial_lists)
@@ -90,10 +91,17 @@ def dry_run(preset: str | None, *, config_path=None, overrides=None, file=sys.st
         if key.endswith("_gflops"):
             continue
         total += value
-        p(f"   {key:<16} {value / 1e15:10.1f} PFLOP   ~{value / 200e12 / 3600:8.1f} GPU-hours at 200 TFLOP/s sustained")
-    p(f"   {'total':<16} {total / 1e15:10.1f} PFLOP   ~{total / 200e12 / 3600:8.1f} GPU-hours")
+        p(f"   {key:<16} {_flops(value):>14}   ~{value / 200e12 / 3600:10.3f} GPU-hours at 200 TFLOP/s sustained")
+    p(f"   {'total':<16} {_flops(total):>14}   ~{total / 200e12 / 3600:10.3f} GPU-hours")
     p("\n nothing was trained (dry run).")
     return 1 if faults else 0
+
+
+def _flops(x: float) -> str:
+    for unit, scale in (("EFLOP", 1e18), ("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9)):
+        if x >= scale:
+            return f"{x / scale:.1f} {unit}"
+    return f"{x / 1e6:.1f} MFLOP"
 
 
 def _flatten(d, prefix=""):
