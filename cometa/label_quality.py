@@ -1,15 +1,20 @@
 """Quality of a pseudo labelling against the true identities (when the corpus knows them).
 
-All measures are computed from the contingency table n_ij = |{samples of true class i in
-cluster j}|. Samples with a negative cluster id (dropped by the ensemble vote) are excluded
-from every measure.
+Every measure is computed from the contingency table n_ij = |{samples of true class i in cluster
+j}|, with a_i = Σ_j n_ij, b_j = Σ_i n_ij and N = Σ_ij n_ij:
 
-- purity          = Σ_j max_i n_ij / N   (how pure each cluster is)
-- inverse purity  = Σ_i max_j n_ij / N   (how whole each true speaker stays)
-- NMI             = I(T; C) / ((H(T) + H(C)) / 2)   (arithmetic normalisation)
-- ARI             = adjusted Rand index (Hubert & Arabie 1985)
+- purity          = Σ_j max_i n_ij / N             (how pure each cluster is)
+- inverse purity  = Σ_i max_j n_ij / N             (how whole each true speaker stays)
+- NMI             = I(T; C) / ((H(T) + H(C)) / 2)  (arithmetic normalisation, sklearn's default)
+  with I(T; C) = Σ_ij n_ij/N · log(N n_ij / (a_i b_j)), H(T) = −Σ_i a_i/N · log(a_i/N)
+- ARI             = (Σ_ij C(n_ij, 2) − E) / ((Σ_i C(a_i, 2) + Σ_j C(b_j, 2)) / 2 − E),
+  E = Σ_i C(a_i, 2) · Σ_j C(b_j, 2) / C(N, 2)  (Hubert & Arabie 1985)
 - flip rate       = the fraction of samples whose label changed between two labellings after
                     aligning the ids one-to-one by maximum overlap (Hungarian)
+
+Cluster ids may be any integers. Samples with a negative cluster id (dropped by the ensemble vote)
+are excluded from every measure: from N, the table and the cluster counts; in ``flip_rate`` a
+sample negative in either labelling is excluded. A measure over no samples is NaN.
 """
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ __all__ = ["contingency", "purity", "inverse_purity", "nmi", "ari", "n_clusters"
            "label_quality"]
 
 
-def _valid(true, pred) -> tuple[np.ndarray, np.ndarray]:
+def _kept(true, pred) -> tuple[np.ndarray, np.ndarray]:
+    """(true, pred) restricted to the samples with pred >= 0; checks equal lengths."""
     t, p = np.asarray(true).ravel(), np.asarray(pred).ravel()
     if t.shape != p.shape:
         raise ValueError(f"{t.size} true labels but {p.size} predicted")
@@ -29,20 +35,43 @@ def _valid(true, pred) -> tuple[np.ndarray, np.ndarray]:
     return t[keep], p[keep]
 
 
-def contingency(true, pred) -> csr_matrix:
-    """(n_true, n_clusters) sparse counts; ids may be arbitrary (negative predictions excluded)."""
-    t, p = _valid(true, pred)
-    _, ti = np.unique(t, return_inverse=True)
-    _, pi = np.unique(p, return_inverse=True)
-    return coo_matrix((np.ones(t.size, dtype=np.int64), (ti, pi)), shape=(ti.max(initial=-1) + 1, pi.max(initial=-1) + 1)).tocsr()
+def contingency(true, pred, *, sparse: bool = True):
+    """Contingency table of true identities against clusters.
+
+    Parameters
+    ----------
+    true : (N,) true identity of each sample (any sortable ids).
+    pred : (N,) cluster id of each sample (any ints; negative = dropped, excluded).
+    sparse : return a ``scipy.sparse.csr_matrix`` (default) or a dense ndarray.
+
+    Returns
+    -------
+    (n_true, n_clusters) int64 counts; rows follow ``np.unique(true[kept])``, columns
+    ``np.unique(pred[kept])``.
+    """
+    t, p = _kept(true, pred)
+    ut, ti = np.unique(t, return_inverse=True)
+    up, pi = np.unique(p, return_inverse=True)
+    table = coo_matrix((np.ones(t.size, dtype=np.int64), (ti.ravel(), pi.ravel())),
+                       shape=(ut.size, up.size)).tocsr()  # duplicates summed
+    return table if sparse else table.toarray()
+
+
+def _margins(table: csr_matrix) -> tuple[np.ndarray, np.ndarray, float]:
+    """(a (n_true,), b (n_clusters,), N) as float64."""
+    a = np.asarray(table.sum(axis=1), dtype=np.float64).ravel()
+    b = np.asarray(table.sum(axis=0), dtype=np.float64).ravel()
+    return a, b, float(a.sum())
 
 
 def purity(true, pred) -> float:
+    """Σ_j max_i n_ij / N: the fraction of samples in their cluster's majority identity."""
     c = contingency(true, pred)
     return float(c.max(axis=0).sum() / c.sum()) if c.nnz else float("nan")
 
 
 def inverse_purity(true, pred) -> float:
+    """Σ_i max_j n_ij / N: the fraction of samples in their identity's largest cluster."""
     c = contingency(true, pred)
     return float(c.max(axis=1).sum() / c.sum()) if c.nnz else float("nan")
 
@@ -53,30 +82,43 @@ def _entropy(counts: np.ndarray, n: float) -> float:
 
 
 def nmi(true, pred) -> float:
+    """Normalised mutual information, I(T; C) / ((H(T) + H(C)) / 2), natural logs.
+
+    Two single-class labellings give 1 (identical partitions); one single-class labelling against a
+    finer one gives 0, as in ``sklearn.metrics.normalized_mutual_info_score``.
+    """
     c = contingency(true, pred).tocoo()
-    n = float(c.sum())
+    a, b, n = _margins(c)
     if n == 0:
         return float("nan")
-    a, b = np.asarray(c.sum(axis=1)).ravel(), np.asarray(c.sum(axis=0)).ravel()
     h_t, h_c = _entropy(a, n), _entropy(b, n)
     if h_t == 0 and h_c == 0:
-        return 1.0  # both labellings put everything in one class: identical partitions
-    v = c.data.astype(np.float64)
+        return 1.0
+    v = c.data.astype(np.float64)  # (nnz,) non-zero n_ij
     mi = float((v / n * (np.log(v * n) - np.log(a[c.row] * b[c.col]))).sum())
-    return max(0.0, mi / ((h_t + h_c) / 2)) if (h_t + h_c) > 0 else 0.0
+    return float(min(1.0, max(0.0, mi / ((h_t + h_c) / 2))))
+
+
+def _pairs(x: np.ndarray) -> np.ndarray:
+    """C(x, 2) elementwise, in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    return x * (x - 1.0) / 2.0
 
 
 def ari(true, pred) -> float:
+    """Adjusted Rand index (Hubert & Arabie 1985): 1 for identical partitions, about 0 by chance.
+
+    Identical partitions whose index and expectation coincide (e.g. both single-class) give 1, as
+    in ``sklearn.metrics.adjusted_rand_score``; fewer than 2 samples give NaN.
+    """
     c = contingency(true, pred)
-    n = int(c.sum())
+    a, b, n = _margins(c)
     if n < 2:
         return float("nan")
-    comb2 = lambda x: x * (x - 1) / 2.0  # noqa: E731
-    sum_ij = comb2(c.data.astype(np.float64)).sum()
-    sum_a = comb2(np.asarray(c.sum(axis=1), dtype=np.float64)).sum()
-    sum_b = comb2(np.asarray(c.sum(axis=0), dtype=np.float64)).sum()
-    expected = sum_a * sum_b / comb2(float(n))
-    max_index = (sum_a + sum_b) / 2
+    sum_ij = _pairs(c.data).sum()
+    sum_a, sum_b = _pairs(a).sum(), _pairs(b).sum()
+    expected = sum_a * sum_b / _pairs(n)
+    max_index = (sum_a + sum_b) / 2.0
     if max_index == expected:
         return 1.0
     return float((sum_ij - expected) / (max_index - expected))
@@ -84,39 +126,62 @@ def ari(true, pred) -> float:
 
 def n_clusters(pred) -> int:
     """Number of non-empty clusters (negative ids excluded)."""
-    p = np.asarray(pred)
+    p = np.asarray(pred).ravel()
     return int(np.unique(p[p >= 0]).size)
 
 
 def cluster_sizes(pred) -> np.ndarray:
-    """Sizes of the non-empty clusters, largest first."""
-    p = np.asarray(pred)
-    return np.sort(np.unique(p[p >= 0], return_counts=True)[1])[::-1]
+    """(n_clusters,) int64 sizes of the non-empty clusters, largest first (negative ids excluded)."""
+    p = np.asarray(pred).ravel()
+    return np.sort(np.unique(p[p >= 0], return_counts=True)[1])[::-1].astype(np.int64)
 
 
 def flip_rate(prev, cur) -> float:
-    """Fraction of samples whose label changed between two labellings, after mapping ``cur``'s ids
-    onto ``prev``'s by one-to-one maximum overlap (a cluster left unmatched counts as a flip)."""
+    """Fraction of samples whose label changed between two labellings, ids aligned first.
+
+    ``cur``'s cluster ids are mapped onto ``prev``'s by a one-to-one matching of maximum total
+    overlap (``linear_sum_assignment`` on the (n_cur, n_prev) contingency table); a ``cur`` cluster
+    left unmatched (more clusters than before) flips all its samples. Renaming clusters alone thus
+    gives 0. Samples negative in either labelling are excluded.
+
+    Parameters
+    ----------
+    prev, cur : (N,) int cluster ids of the same samples in two rounds.
+
+    Returns
+    -------
+    float in [0, 1]; NaN when no sample is left.
+    """
     a, b = np.asarray(prev).ravel(), np.asarray(cur).ravel()
     if a.shape != b.shape:
         raise ValueError(f"labellings differ in length: {a.size} vs {b.size}")
+    keep = (a >= 0) & (b >= 0)
+    a, b = a[keep], b[keep]
     if a.size == 0:
         return float("nan")
     ua, ai = np.unique(a, return_inverse=True)
     ub, bi = np.unique(b, return_inverse=True)
-    table = coo_matrix((np.ones(a.size), (bi, ai)), shape=(ub.size, ua.size)).toarray()
+    ai, bi = ai.ravel(), bi.ravel()
+    # (n_cur, n_prev) dense overlap counts: the assignment solver needs a dense matrix
+    table = np.bincount(bi * ua.size + ai, minlength=ub.size * ua.size).reshape(ub.size, ua.size)
     rows, cols = linear_sum_assignment(table, maximize=True)
-    mapped = np.full(ub.size, -1)
+    mapped = np.full(ub.size, -1, dtype=np.int64)  # cur id -> prev id, -1 when unmatched
     mapped[rows] = cols
     return float(np.mean(mapped[bi] != ai))
 
 
 def label_quality(true, pred) -> dict[str, float]:
-    """Every measure of one labelling: purity, inverse_purity, nmi, ari, n_clusters and the
-    cluster size distribution (cluster_size_min / _median / _max)."""
+    """Every measure of one labelling.
+
+    Returns
+    -------
+    dict with keys exactly ``purity, inverse_purity, nmi, ari, n_clusters, cluster_size_min,
+    cluster_size_median, cluster_size_max`` (floats; sizes NaN when no cluster is left).
+    """
     sizes = cluster_sizes(pred)
-    return {"purity": purity(true, pred), "inverse_purity": inverse_purity(true, pred), "nmi": nmi(true, pred),
-            "ari": ari(true, pred), "n_clusters": float(n_clusters(pred)),
-            "cluster_size_min": float(sizes.min()) if sizes.size else float("nan"),
-            "cluster_size_median": float(np.median(sizes)) if sizes.size else float("nan"),
-            "cluster_size_max": float(sizes.max()) if sizes.size else float("nan")}
+    some = sizes.size > 0
+    return {"purity": purity(true, pred), "inverse_purity": inverse_purity(true, pred),
+            "nmi": nmi(true, pred), "ari": ari(true, pred), "n_clusters": float(n_clusters(pred)),
+            "cluster_size_min": float(sizes.min()) if some else float("nan"),
+            "cluster_size_median": float(np.median(sizes)) if some else float("nan"),
+            "cluster_size_max": float(sizes.max()) if some else float("nan")}

@@ -1,43 +1,107 @@
-"""Label-quality measures against hand cases and scikit-learn."""
+"""Label-quality measures against hand-worked cases and scikit-learn (which the module does not use)."""
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics.cluster import contingency_matrix
 
-from cometa.label_quality import cluster_sizes, flip_rate, inverse_purity, label_quality, n_clusters, nmi, ari, purity
+from cometa.label_quality import (ari, cluster_sizes, contingency, flip_rate, inverse_purity, label_quality,
+                                  n_clusters, nmi, purity)
+
+KEYS = {"purity", "inverse_purity", "nmi", "ari", "n_clusters", "cluster_size_min", "cluster_size_median",
+        "cluster_size_max"}
 
 
 def test_purity_and_inverse_purity_by_hand():
     true = [0, 0, 0, 1, 1, 2]
-    pred = [5, 5, 7, 7, 7, 7]  # cluster 5: {0,0} pure; cluster 7: {0,1,1,2} majority 1 (2)
-    assert purity(true, pred) == pytest.approx((2 + 2) / 6)
-    # speaker 0 mostly in 5 (2), speaker 1 in 7 (2), speaker 2 in 7 (1)
-    assert inverse_purity(true, pred) == pytest.approx((2 + 2 + 1) / 6)
+    pred = [5, 5, 7, 7, 7, 7]
+    # cluster 5 = {0, 0}: majority 2; cluster 7 = {0, 1, 1, 2}: majority 2 -> purity 4/6
+    assert purity(true, pred) == pytest.approx(4 / 6)
+    # speaker 0 -> mostly cluster 5 (2), speaker 1 -> 7 (2), speaker 2 -> 7 (1) -> inverse purity 5/6
+    assert inverse_purity(true, pred) == pytest.approx(5 / 6)
     assert n_clusters(pred) == 2 and cluster_sizes(pred).tolist() == [4, 2]
+    # rows: true 0, 1, 2; columns: clusters 5, 7
+    np.testing.assert_array_equal(contingency(true, pred, sparse=False), [[2, 1], [0, 2], [0, 1]])
+    np.testing.assert_array_equal(contingency(true, pred).toarray(), [[2, 1], [0, 2], [0, 1]])
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_nmi_ari_match_sklearn(seed):
+@pytest.mark.parametrize("seed", range(6))
+def test_nmi_ari_contingency_match_sklearn(seed):
     rng = np.random.default_rng(seed)
-    true = rng.integers(0, 30, 500)
-    pred = np.where(rng.random(500) < 0.6, true * 3 + 11, rng.integers(0, 40, 500))
-    assert nmi(true, pred) == pytest.approx(normalized_mutual_info_score(true, pred), abs=1e-10)
-    assert ari(true, pred) == pytest.approx(adjusted_rand_score(true, pred), abs=1e-10)
+    n = int(rng.integers(50, 800))
+    true = rng.integers(0, int(rng.integers(2, 40)), n) * 7 - 30  # arbitrary, partly negative speaker ids
+    noisy = rng.random(n) < rng.uniform(0.1, 0.9)
+    pred = np.where(noisy, rng.integers(0, 50, n), true * 3 + 1000)  # arbitrary large cluster ids
+    assert nmi(true, pred) == pytest.approx(normalized_mutual_info_score(true, pred), abs=1e-12)
+    assert ari(true, pred) == pytest.approx(adjusted_rand_score(true, pred), abs=1e-12)
+    np.testing.assert_array_equal(contingency(true, pred, sparse=False), contingency_matrix(true, pred))
 
 
-def test_negative_ids_are_excluded():
-    true = np.array([0, 0, 1, 1, 2])
-    pred = np.array([3, 3, 4, 4, -1])
+def test_degenerate_partitions_follow_sklearn():
+    one, many = np.zeros(6, int), np.arange(6)
+    for t, p in [(one, one), (one, many), (many, one), (many, many), (many, many[::-1] + 4)]:
+        assert nmi(t, p) == pytest.approx(normalized_mutual_info_score(t, p), abs=1e-12)
+        assert ari(t, p) == pytest.approx(adjusted_rand_score(t, p), abs=1e-12)
+
+
+def test_negative_ids_are_excluded_from_every_measure():
+    rng = np.random.default_rng(7)
+    true = rng.integers(0, 10, 300)
+    pred = np.where(rng.random(300) < 0.7, true, rng.integers(0, 12, 300))
+    dropped = rng.random(300) < 0.25
+    voted = np.where(dropped, -1, pred)
+    kept_t, kept_p = true[~dropped], pred[~dropped]
+    assert label_quality(true, voted) == label_quality(kept_t, kept_p)
+    assert nmi(true, voted) == pytest.approx(normalized_mutual_info_score(kept_t, kept_p), abs=1e-12)
+    assert ari(true, voted) == pytest.approx(adjusted_rand_score(kept_t, kept_p), abs=1e-12)
+    assert cluster_sizes(voted).sum() == (~dropped).sum()
+    # a hand case: the dropped sample (true 2) would otherwise make a third speaker
+    q = label_quality([0, 0, 1, 1, 2], [3, 3, 4, 4, -1])
+    assert set(q) == KEYS
+    assert (q["purity"], q["inverse_purity"], q["n_clusters"]) == (1.0, 1.0, 2.0)
+    assert q["nmi"] == pytest.approx(1.0) and q["ari"] == pytest.approx(1.0)
+    assert (q["cluster_size_min"], q["cluster_size_median"], q["cluster_size_max"]) == (2.0, 2.0, 2.0)
+    empty = label_quality([0, 1], [-1, -1])  # everything dropped: no clusters, measures undefined
+    assert empty.pop("n_clusters") == 0.0 and all(np.isnan(v) for v in empty.values())
+
+
+def test_label_quality_keys_and_values():
+    true = [0, 0, 0, 1, 1, 2]
+    pred = [5, 5, 7, 7, 7, 7]
     q = label_quality(true, pred)
-    assert q["purity"] == 1.0 and q["nmi"] == pytest.approx(1.0) and q["ari"] == pytest.approx(1.0)
-    assert q["n_clusters"] == 2
-    assert set(q) == {"purity", "inverse_purity", "nmi", "ari", "n_clusters", "cluster_size_min",
-                      "cluster_size_median", "cluster_size_max"}
+    assert set(q) == KEYS and all(isinstance(v, float) for v in q.values())
+    assert q["purity"] == purity(true, pred) and q["n_clusters"] == 2.0
+    assert (q["cluster_size_min"], q["cluster_size_median"], q["cluster_size_max"]) == (2.0, 3.0, 4.0)
 
 
-def test_flip_rate_ignores_renaming_and_counts_changes():
+def test_flip_rate_ignores_renaming():
+    rng = np.random.default_rng(0)
+    prev = rng.integers(0, 20, 500)
+    perm = rng.permutation(np.arange(100, 120))  # cur's ids: any one-to-one renaming of prev's
+    assert flip_rate(prev, perm[prev]) == 0.0
+
+
+def test_flip_rate_counts_changed_samples():
     prev = np.array([0, 0, 1, 1, 2, 2, 2, 3])
-    assert flip_rate(prev, np.array([7, 7, 5, 5, 9, 9, 9, 1])) == 0.0
-    cur = np.array([7, 7, 5, 9, 9, 9, 9, 1])  # one sample moved from cluster "1" to "2"
+    cur = np.array([7, 7, 5, 9, 9, 9, 9, 1])  # renamed, and sample 3 moved from "1" to "2"
     assert flip_rate(prev, cur) == pytest.approx(1 / 8)
-    # a split: cluster 2 becomes two clusters, the smaller part is unmatched -> flips
-    assert flip_rate(np.array([0, 0, 0, 0]), np.array([1, 1, 1, 2])) == pytest.approx(1 / 4)
+    # a split: the larger part keeps the id, the unmatched smaller part flips
+    assert flip_rate([0, 0, 0, 0], [1, 1, 1, 2]) == pytest.approx(1 / 4)
+    # a merge: one of the two old clusters loses its id
+    assert flip_rate([0, 0, 0, 1, 1], [4, 4, 4, 4, 4]) == pytest.approx(2 / 5)
+    # seeded: relabel a known set of samples to another cluster, then rename every id
+    rng = np.random.default_rng(1)
+    prev = np.repeat(np.arange(25), 40)  # 25 clusters of 40
+    moved = rng.choice(prev.size, 60, replace=False)
+    cur = prev.copy()
+    cur[moved] = (prev[moved] + rng.integers(1, 25, moved.size)) % 25  # a different cluster each
+    cur = rng.permutation(25)[cur] + 1000
+    assert flip_rate(prev, cur) == pytest.approx(60 / prev.size)
+
+
+def test_flip_rate_excludes_dropped_samples():
+    prev = np.array([0, 0, 1, 1, -1, 2])
+    cur = np.array([5, 5, 6, -1, 6, 7])
+    assert flip_rate(prev, cur) == 0.0  # samples 3 and 4 are dropped in one of the rounds
+    assert np.isnan(flip_rate([-1, 0], [0, -1]))
+    with pytest.raises(ValueError, match="length"):
+        flip_rate([0, 1], [0])

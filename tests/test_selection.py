@@ -1,4 +1,6 @@
-"""Lines 7-9 and 13 of Algorithm 1: disagreement, small-loss selection, the λ(e) schedule."""
+"""Lines 7-9 and 13 of Algorithm 1: disagreement (Eq. 3), small-loss selection, the λ(e) schedule."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -7,59 +9,113 @@ from cometa.schedules import keep_ratio, keep_ratio_schedule
 from cometa.selection import disagreement, n_selected, selection_overlap, small_loss
 
 
-def test_disagreement_all_agree_all_disagree_and_mixed():
-    a = np.array([0, 1, 2, 3])
-    assert disagreement(a, a.copy()).tolist() == []
-    assert disagreement(a, a + 1).tolist() == [0, 1, 2, 3]
-    assert disagreement(a, np.array([0, 2, 2, 0])).tolist() == [1, 3]
-    t = disagreement(torch.tensor([0, 1, 2]), torch.tensor([0, 0, 2]))
-    assert isinstance(t, torch.Tensor) and t.dtype == torch.int64 and t.tolist() == [1]
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_disagreement_all_agree_all_disagree_and_mixed(kind):
+    wrap = (lambda x: np.array(x)) if kind == "numpy" else (lambda x: torch.tensor(x))
+    a = [0, 1, 2, 3, 4]
+    cases = [(a, a, []), (a, [1, 2, 3, 4, 0], [0, 1, 2, 3, 4]), (a, [0, 2, 2, 0, 4], [1, 3])]
+    for pa, pv, expected in cases:
+        got = disagreement(wrap(pa), wrap(pv))
+        if kind == "torch":
+            assert isinstance(got, torch.Tensor) and got.dtype == torch.int64 and got.device == torch.device("cpu")
+        else:
+            assert isinstance(got, np.ndarray) and got.dtype == np.int64
+        assert got.tolist() == expected
+    assert disagreement(wrap([]), wrap([])).tolist() == []
     with pytest.raises(ValueError, match="shapes"):
-        disagreement(a, a[:2])
+        disagreement(wrap(a), wrap(a[:2]))
+
+
+def test_disagreement_matches_a_direct_loop_on_random_predictions():
+    rng = np.random.default_rng(0)
+    pa, pv = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    expected = [i for i in range(200) if pa[i] != pv[i]]
+    assert disagreement(pa, pv).tolist() == expected
+    assert disagreement(torch.from_numpy(pa), torch.from_numpy(pv)).tolist() == expected
 
 
 def test_small_loss_ties_are_stable_and_sorted_by_loss():
-    losses = np.array([0.5, 0.1, 0.5, 0.1, 0.9])
-    assert small_loss(losses, 0.6).tolist() == [1, 3, 0]  # ceil(3.0) = 3; tie 0.5: index 0 before 2
-    assert small_loss(losses, 0.7).tolist() == [1, 3, 0, 2]  # ceil(3.5) = 4
-    t = small_loss(torch.tensor(losses), 0.7)
-    assert isinstance(t, torch.Tensor) and t.tolist() == [1, 3, 0, 2]
+    losses = [0.5, 0.1, 0.5, 0.1, 0.9]
+    assert small_loss(np.array(losses), 0.6).tolist() == [1, 3, 0]  # ⌈3.0⌉ = 3; tie 0.5: index 0 before 2
+    assert small_loss(np.array(losses), 0.7).tolist() == [1, 3, 0, 2]  # ⌈3.5⌉ = 4
+    t = small_loss(torch.tensor(losses, requires_grad=True), 0.7)
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.int64 and t.tolist() == [1, 3, 0, 2]
+    # all tied: the first k indices, in order
+    assert small_loss(np.zeros(9), 0.5).tolist() == [0, 1, 2, 3, 4]
+    assert small_loss(torch.zeros(9), 0.5).tolist() == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("ratio,n,expected", [(0.0, 10, 0), (1.0, 10, 10), (0.8, 10, 8), (0.7, 10, 7),
-                                              (0.01, 10, 1), (0.99, 10, 10), (0.5, 0, 0), (0.98, 3, 3),
-                                              (0.9, 1, 1)])
+@pytest.mark.parametrize("ratio,n,expected", [
+    (0.8, 10, 8),         # 0.8 · 10 = 8 exactly: 8, not 9
+    (0.56, 100, 56),      # 0.56 · 100 = 56.00000000000001 in floats: still 56
+    (0.7, 10, 7), (0.75, 10, 8), (0.01, 10, 1), (0.98, 3, 3), (0.9, 1, 1),
+    (0.0, 10, 0), (1e-12, 10, 0),   # ratios whose count rounds to 0
+    (1.0, 10, 10), (0.99, 10, 10),  # ... and to n
+    (0.5, 0, 0),                    # nothing to select from
+])
 def test_keep_counts_round_up_without_float_noise(ratio, n, expected):
     assert n_selected(n, ratio) == expected
-    assert len(small_loss(np.arange(n, dtype=float), ratio)) == expected
+    assert len(small_loss(np.arange(n, dtype=float)[::-1].copy(), ratio)) == expected
+    assert len(small_loss(torch.arange(n, dtype=torch.float32), ratio)) == expected
 
 
-@pytest.mark.parametrize("bad", [-0.1, 1.01, float("nan")])
+def test_empty_losses_give_empty_indices():
+    got = small_loss(np.array([]), 0.8)
+    assert got.dtype == np.int64 and got.shape == (0,)
+    t = small_loss(torch.empty(0), 0.8)
+    assert t.dtype == torch.int64 and t.shape == (0,)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.01, float("nan"), float("inf")])
 def test_bad_keep_ratio_raises(bad):
-    with pytest.raises(ValueError, match="keep_ratio"):
-        small_loss(np.zeros(3), bad)
+    for losses in (np.zeros(3), torch.zeros(3)):
+        with pytest.raises(ValueError, match="keep_ratio"):
+            small_loss(losses, bad)
 
 
-def test_numpy_and_torch_agree_on_random_losses():
+def test_small_loss_matches_a_direct_sort_and_torch():
     rng = np.random.default_rng(0)
-    for _ in range(20):
-        x = np.round(rng.random(int(rng.integers(1, 40))), 1)  # many ties
+    for _ in range(30):
+        x = np.round(rng.random(int(rng.integers(1, 60))), 1)  # many ties
         r = float(rng.random())
-        assert small_loss(x, r).tolist() == small_loss(torch.tensor(x), r).tolist()
+        k = math.ceil(round(r * x.size, 9))
+        expected = sorted(range(x.size), key=lambda i: (x[i], i))[:k]  # independent: (loss, index) order
+        assert small_loss(x, r).tolist() == expected
+        assert small_loss(torch.tensor(x), r).tolist() == expected
 
 
 def test_selection_overlap():
-    assert selection_overlap(np.array([1, 2, 3]), np.array([2, 3, 4])) == 0.5
-    assert np.isnan(selection_overlap(np.array([]), np.array([])))
+    assert selection_overlap(np.array([1, 2, 3]), np.array([2, 3, 4])) == 0.5  # {2,3} / {1,2,3,4}
+    assert selection_overlap(torch.tensor([1, 2]), np.array([3])) == 0.0
+    assert selection_overlap([5, 5, 6], [6, 5]) == 1.0  # repeats count once
+    assert selection_overlap(np.array([7]), np.array([], dtype=np.int64)) == 0.0
+    assert math.isnan(selection_overlap(np.array([], dtype=np.int64), torch.tensor([], dtype=torch.int64)))
 
 
-def test_schedule_values():
-    # λ(e) = 1 - min(e/E_k * τ, τ), τ = 0.2, E_k = 10
+def test_keep_ratio_values():
+    # λ(e) = 1 − min(e / E_k · τ, τ), τ = 0.2, E_k = 10
     for e, lam in [(1, 0.98), (5, 0.9), (10, 0.8), (11, 0.8), (200, 0.8)]:
-        assert keep_ratio(e, tau=0.2, e_k=10) == pytest.approx(lam)
+        assert keep_ratio(e, tau=0.2, e_k=10) == pytest.approx(lam, abs=1e-15)
+    assert keep_ratio(3, tau=0.0, e_k=10) == 1.0  # no noise assumed: keep everything
+    assert keep_ratio(1, tau=1.0, e_k=1) == 0.0
+
+
+def test_keep_ratio_schedule_array():
     sched = keep_ratio_schedule(200, tau=0.2, e_k=10)
-    assert sched.shape == (200,) and sched[0] == pytest.approx(0.98) and sched[9] == pytest.approx(0.8)
-    assert np.allclose(sched, [keep_ratio(e) for e in range(1, 201)])
-    for bad in (dict(epoch=0), dict(epoch=1, tau=1.5), dict(epoch=1, e_k=0)):
+    assert sched.shape == (200,) and sched.dtype == np.float64
+    assert sched[[0, 4, 9, 10, 199]] == pytest.approx([0.98, 0.9, 0.8, 0.8, 0.8], abs=1e-15)
+    assert np.all(np.diff(sched) <= 0)
+    np.testing.assert_array_equal(sched, [keep_ratio(e, tau=0.2, e_k=10) for e in range(1, 201)])
+    np.testing.assert_array_equal(keep_ratio_schedule(7, tau=0.3, e_k=4),
+                                  [keep_ratio(e, tau=0.3, e_k=4) for e in range(1, 8)])
+    assert keep_ratio_schedule(0).shape == (0,)
+
+
+@pytest.mark.parametrize("bad", [dict(epoch=0), dict(epoch=-1), dict(epoch=1, tau=1.5), dict(epoch=1, tau=-0.1),
+                                 dict(epoch=1, tau=float("nan")), dict(epoch=1, e_k=0), dict(epoch=1, e_k=-3)])
+def test_keep_ratio_bad_arguments_raise(bad):
+    with pytest.raises(ValueError):
+        keep_ratio(**bad)
+    if "epoch" in bad and len(bad) > 1:
         with pytest.raises(ValueError):
-            keep_ratio(**bad)
+            keep_ratio_schedule(10, **{k: v for k, v in bad.items() if k != "epoch"})
