@@ -1,10 +1,10 @@
 """Audio-visual cluster ensemble (after Cai et al. 2022), the consensus pseudo labels of a round.
 
-The audio, visual and joint embeddings are clustered separately; the joint labelling is the
-reference. The other two are aligned onto it (one-to-one maximum-overlap matching of cluster ids,
-the Hungarian algorithm on the contingency table), then each sample takes the majority label of
-the three. Where all three differ, the policy decides: ``"reference"`` keeps the joint label,
-``"drop"`` leaves the sample out of this round's training.
+Paper Sec. 2.2: the audio, visual and joint embeddings are clustered separately; the joint
+labelling is the reference. The other two are aligned onto it (one-to-one maximum-overlap matching
+of cluster ids, the Hungarian algorithm on the contingency table), then each sample takes the
+majority label of the three. Where all three differ, the policy decides: ``"reference"`` keeps the
+joint label, ``"drop"`` leaves the sample out of this round's training.
 """
 from __future__ import annotations
 
@@ -12,20 +12,18 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 
+from cometa.pseudo_labels import l2_normalise
+
 __all__ = ["joint_embeddings", "align", "vote", "vote_counts", "consensus"]
 
 POLICIES = ("reference", "drop")
 
 
 def joint_embeddings(audio: np.ndarray, visual: np.ndarray) -> np.ndarray:
-    """(N, Da + Dv): the concatenation of the two L2-normalised views."""
-    def l2(x):
-        x = np.asarray(x, dtype=np.float32)
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
+    """(N, Da + Dv) float32: the concatenation of the two L2-normalised views (each half unit-norm)."""
     if len(audio) != len(visual):
         raise ValueError(f"{len(audio)} audio but {len(visual)} visual embeddings")
-    return np.concatenate([l2(audio), l2(visual)], axis=1)
+    return np.concatenate([l2_normalise(audio), l2_normalise(visual)], axis=1)
 
 
 def align(reference: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -52,7 +50,7 @@ def align(reference: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def vote_counts(reference: np.ndarray, audio: np.ndarray, visual: np.ndarray) -> dict[str, int]:
-    """How many samples had all three (aligned) labels agree, exactly two, or none."""
+    """How many samples had all three (already aligned) labels agree, exactly two, or none."""
     j, a, v = (np.asarray(x) for x in (reference, audio, visual))
     all_agree = (j == a) & (a == v)
     all_differ = (j != a) & (j != v) & (a != v)
@@ -60,20 +58,33 @@ def vote_counts(reference: np.ndarray, audio: np.ndarray, visual: np.ndarray) ->
             "all_differ": int(all_differ.sum())}
 
 
-def vote(reference: np.ndarray, audio: np.ndarray, visual: np.ndarray, *,
-         policy: str = "reference") -> tuple[np.ndarray, np.ndarray]:
-    """Majority of the joint, audio and visual labels per sample: ``(labels, kept)``.
+def _aligned_views(reference: np.ndarray, audio: np.ndarray,
+                   visual: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N,) joint, audio and visual ids in the reference's id space, unmatched ids disjoint.
 
-    ``audio`` and ``visual`` are aligned onto ``reference`` here (pass raw cluster ids). Where all
-    three differ: ``policy="reference"`` keeps the joint label; ``"drop"`` gives label -1 and
-    kept False.
+    :func:`align` numbers each view's unmatched clusters from max(reference) + 1; for the vote the
+    visual ones are moved past the audio ones, so that the two views can only agree through a
+    reference cluster (otherwise audio's 1st extra cluster and visual's 1st extra cluster, which
+    have nothing to do with each other, would share an id and outvote the reference).
     """
-    if policy not in POLICIES:
-        raise ValueError(f"vote policy must be one of {POLICIES}, got {policy!r}")
     j = np.asarray(reference).ravel().astype(np.int64)
     a, v = align(j, audio), align(j, visual)
+    if j.size:
+        base = int(j.max()) + 1
+        v[v >= base] += max(int(a.max()) + 1, base) - base
+    return j, a, v
+
+
+def _check_policy(policy: str) -> None:
+    if policy not in POLICIES:
+        raise ValueError(f"vote policy must be one of {POLICIES}, got {policy!r}")
+
+
+def _majority(j: np.ndarray, a: np.ndarray, v: np.ndarray, policy: str) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, kept) from aligned (N,) ids; the policy is already checked."""
     labels = j.copy()
-    labels[(a == v) & (a != j)] = a[(a == v) & (a != j)]  # the two others outvote the reference
+    outvoted = (a == v) & (a != j)  # the two other views agree against the reference
+    labels[outvoted] = a[outvoted]
     kept = np.ones(j.size, dtype=bool)
     if policy == "drop":
         differ = (j != a) & (j != v) & (a != v)
@@ -82,9 +93,26 @@ def vote(reference: np.ndarray, audio: np.ndarray, visual: np.ndarray, *,
     return labels, kept
 
 
+def vote(reference: np.ndarray, audio: np.ndarray, visual: np.ndarray, *,
+         policy: str = "reference") -> tuple[np.ndarray, np.ndarray]:
+    """Majority of the joint, audio and visual labels per sample: ``(labels, kept)``, both (N,).
+
+    ``audio`` and ``visual`` are raw cluster ids: they are aligned onto ``reference`` here (with
+    :func:`align`; clusters left unmatched get ids that match neither the reference nor the other
+    view). Where all three differ: ``policy="reference"`` keeps the joint label; ``"drop"`` gives
+    label -1 and kept False.
+    """
+    _check_policy(policy)
+    return _majority(*_aligned_views(reference, audio, visual), policy)
+
+
 def consensus(joint: np.ndarray, audio: np.ndarray, visual: np.ndarray, *,
               policy: str = "reference") -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """The round's consensus labels, kept mask and vote counts (audio and visual raw ids)."""
-    labels, kept = vote(joint, audio, visual, policy=policy)
-    counts = vote_counts(joint, align(joint, audio), align(joint, visual))
-    return labels, kept, counts
+    """The round's consensus ``(labels, kept, counts)`` from raw joint, audio and visual ids.
+
+    The same as :func:`vote` plus :func:`vote_counts` on the views as the vote aligned them.
+    """
+    _check_policy(policy)
+    j, a, v = _aligned_views(joint, audio, visual)
+    labels, kept = _majority(j, a, v, policy)
+    return labels, kept, vote_counts(j, a, v)

@@ -83,6 +83,7 @@ def kmeans(embeddings: np.ndarray, k: int, *, seed: int, niter: int = 20, nredo:
     another); with ``nredo > 1`` each restart gets its own seeding and the lowest objective wins.
     faiss would otherwise subsample to 256 points per centroid; ``max_points_per_centroid`` is set
     so that every point takes part. ``gpu="auto"`` uses faiss on GPU when one is visible.
+    The same seed gives the same labels on the same machine (tested on CPU).
     """
     x = _check(embeddings, k)
     if init == "kmeans++":
@@ -113,11 +114,15 @@ def _faiss_kmeans(x: np.ndarray, k: int, *, seed: int, niter: int, gpu, nredo: i
 def agglomerative(embeddings: np.ndarray, k: int) -> np.ndarray:
     """(N,) cluster ids from agglomerative clustering (average linkage on cosine distance).
 
-    O(N²) memory: meant for corpora up to a few tens of thousands of utterances.
+    Average linkage on cosine distance (Ward would need Euclidean distance; on the unit vectors
+    both follow the angle between embeddings). O(N²) memory: meant for corpora up to a few tens of
+    thousands of utterances.
     """
     from sklearn.cluster import AgglomerativeClustering
 
     x = _check(embeddings, k)
+    if k == 1:  # scikit-learn refuses a single sample
+        return np.zeros(len(x), dtype=np.int64)
     return AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit_predict(x).astype(np.int64)
 
 
