@@ -10,10 +10,12 @@ strategy and dashes per modality so a strategy looks the same in every figure an
 | eer_per_round       | EER % (or minDCF) per round, strategy x modality, Stage I point (Tab. 1) |
 | purity_per_round    | a label-quality metric per round, one panel per view                   |
 | training_dynamics   | |D̄'|/|D̄| (Eq. 3), λ(e) (Alg. 1 line 13), selection, noise, losses      |
+| training_steps      | the per-step scalars (disagreement, losses) against the step           |
 | det_curves          | NIST-style DET curves on probit axes                                   |
 | projection_scatter  | one round's 2-D projection (Scattergl)                                  |
 | umap_grid           | projections, strategies as rows and rounds as columns                  |
 | label_transitions   | Sankey of samples between consecutive rounds' consensus labels          |
+| noise_breakdown     | per round: utterances wrong in both modalities, audio only, visual only |
 | sample_history      | per-sample label correctness across rounds                             |
 """
 from __future__ import annotations
@@ -27,8 +29,9 @@ from plotly.subplots import make_subplots
 from scipy.stats import norm
 
 __all__ = ["STRATEGY_COLORS", "STRATEGY_NAMES", "MODALITY_DASH", "VIEW_COLORS", "COLOR_MODES", "eer_per_round",
-           "purity_per_round", "training_dynamics", "det_curves", "projection_frame", "projection_scatter",
-           "umap_grid", "label_correct", "label_history", "label_transitions", "sample_history"]
+           "purity_per_round", "training_dynamics", "training_steps", "det_curves", "projection_frame",
+           "projection_scatter", "umap_grid", "majority_speaker", "label_correct", "label_history", "noise_breakdown",
+           "label_transitions", "sample_history"]
 
 STRATEGY_COLORS = {"baseline": "#4C78A8", "coteaching_plus": "#F58518", "cometa": "#54A24B"}
 STRATEGY_NAMES = {"baseline": "Baseline", "coteaching_plus": "Co-teaching+", "cometa": "Co-Meta"}
@@ -103,7 +106,7 @@ def eer_per_round(scalars: pd.DataFrame, *, trial_list: str = "O", metric: str =
         fig.add_trace(go.Scatter(x=[0], y=[v], mode="markers+text", name="Stage I (contrastive, audio)",
                                  text=[f"{v:.2f}"], textposition="top right",
                                  marker=dict(color=STAGE1_COLOR, symbol="star", size=12)))
-    rounds = sorted(df["round"].unique())
+    rounds = sorted(int(r) for r in df["round"].unique())  # plain ints: layout arrays must be JSON lists
     fig.update_xaxes(tickvals=rounds, ticktext=["Stage I" if r == 0 else f"Round {r}" for r in rounds],
                      title="stage / round")
     fig.update_yaxes(title=METRIC_LABELS.get(metric, metric), rangemode="tozero")
@@ -143,7 +146,8 @@ def det_curves(curves: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]], 
         return _empty(title, "no scores.npz for this selection")
     fig = go.Figure()
     lo, hi = norm.ppf(p_min), norm.ppf(p_max)
-    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(color="#bbbbbb", width=1),
+    diagonal = [float(lo), float(hi)]  # plain floats: layout and data must be JSON lists
+    fig.add_trace(go.Scatter(x=diagonal, y=diagonal, mode="lines", line=dict(color="#bbbbbb", width=1),
                              hoverinfo="skip", showlegend=False))
     for (strategy, m), (scores, labels) in curves.items():
         p_fa, p_miss = _det_points(np.asarray(scores), np.asarray(labels))
@@ -164,11 +168,12 @@ def det_curves(curves: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]], 
         fig.add_trace(go.Scatter(x=[norm.ppf(eer)], y=[norm.ppf(eer)], mode="markers", legendgroup=name,
                                  showlegend=False, marker=dict(color=colour, size=8, symbol="x"), hoverinfo="skip"))
     ticks = [t for t in _DET_TICKS if p_min <= t <= p_max]
-    axis = dict(tickvals=norm.ppf(ticks), ticktext=[f"{100 * t:g}" for t in ticks], range=[lo, hi],
-                zeroline=False)
+    axis = dict(tickmode="array", tickvals=[float(v) for v in norm.ppf(ticks)],
+                ticktext=[f"{100 * t:g}" for t in ticks], range=[float(lo), float(hi)], zeroline=False,
+                constrain="domain")
     fig.update_xaxes(title="false alarm probability (%)", **axis)
     fig.update_yaxes(title="miss probability (%)", scaleanchor="x", scaleratio=1, **axis)
-    fig.update_layout(title=title, height=520, **{**_LAYOUT, "legend": dict(x=1.02, y=1)})
+    fig.update_layout(title=title, height=560, **{**_LAYOUT, "legend": dict(orientation="h", y=-0.15)})
     return fig
 
 
@@ -245,14 +250,70 @@ def training_dynamics(scalars: pd.DataFrame, *, strategies: Sequence[str] | None
                                                        "<extra></extra>"), r + 1, c + 1)
                 seen.add(strategy)
     starts = df.groupby("round")["epoch"].min().dropna().sort_values().iloc[1:]
-    for e in starts:
-        fig.add_vline(x=float(e) - 0.5, line=dict(color="#999999", dash="dot", width=1))
+    axes = ["" if i == 0 else str(i + 1) for i in range(len(chosen))]  # make_subplots numbers row by row
+    # one batch of shapes: add_vline per subplot costs plotly ~0.1 s each
+    fig.update_layout(shapes=[dict(type="line", xref=f"x{a}", yref=f"y{a} domain", x0=float(e) - 0.5,
+                                   x1=float(e) - 0.5, y0=0, y1=1, line=dict(color="#999999", dash="dot", width=1))
+                              for e in starts for a in axes])
     fig.update_xaxes(title="epoch")
     fig.update_layout(title=dict(text=f"{title}<br><sup>solid: audio (or both) · dashed: visual · dotted: query "
                                       "loss, all of D̄' · grey lines: re-clustering</sup>"),
-                      height=300 * rows + 100, **{**_LAYOUT, "margin": dict(l=60, r=20, t=100, b=50),
-                                                  "legend": dict(orientation="h", y=-0.12 / rows)})
+                      height=300 * rows + 130, **{**_LAYOUT, "margin": dict(l=60, r=20, t=100, b=80),
+                                                  "legend": dict(orientation="h", yanchor="top",
+                                                                 y=-50 / (300 * rows - 50))})  # below the titles
     return fig
+
+
+_STEP_SCALARS = {"disagreement_frac": "|D̄'| / |D̄| per step", "loss_support": "support loss per step",
+                 "loss": "loss per step"}
+
+
+def training_steps(scalars: pd.DataFrame, *, names: Sequence[str] = tuple(_STEP_SCALARS),
+                   strategies: Sequence[str] | None = None, smooth: int = 1,
+                   title: str = "Stage II training, per step") -> go.Figure:
+    """Per-step training scalars (``stage == "train"``, ``step`` set) against the step, one panel per name.
+
+    Colour = strategy, dash = modality (solid where none). ``smooth`` > 1 draws a centred running
+    mean over that many steps (the raw per-batch values are noisy on small batches).
+    """
+    df = scalars[(scalars["stage"] == "train") & scalars["step"].notna()] if "step" in scalars else scalars[:0]
+    names = [n for n in names if (df["name"] == n).any()]
+    if df.empty or not names:
+        return _empty(title, "no per-step training scalars")
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[_STEP_SCALARS.get(n, n) for n in names],
+                        horizontal_spacing=0.07)
+    seen: set[str] = set()
+    for j, name in enumerate(names, 1):
+        d_name = df[df["name"] == name]
+        for strategy in _strategies(d_name, strategies):
+            d_s = d_name[d_name["strategy"] == strategy]
+            for m, d in d_s.groupby(d_s["modality"].fillna(""), sort=True):
+                d = d.groupby("step", as_index=False)["value"].mean()
+                y = d["value"].rolling(smooth, center=True, min_periods=1).mean() if smooth > 1 else d["value"]
+                label = name if not m else f"{name} ({m})"
+                fig.add_trace(go.Scattergl(x=d["step"], y=y, mode="lines", name=_name(strategy), legendgroup=strategy,
+                                           showlegend=strategy not in seen,
+                                           line=dict(color=strategy_color(strategy), width=1.5,
+                                                     dash="dash" if m == "visual" else "solid"),
+                                           hovertemplate=f"{_name(strategy)}<br>{label}<br>step %{{x}}: %{{y:.4f}}"
+                                                         "<extra></extra>"), 1, j)
+                seen.add(strategy)
+    fig.update_xaxes(title="step")
+    fig.update_layout(title=dict(text=f"{title}<br><sup>solid: audio (or both) · dashed: visual</sup>"), height=400,
+                      **{**_LAYOUT, "margin": dict(l=60, r=20, t=110, b=50)})
+    return fig
+
+
+def majority_speaker(labels: pd.DataFrame, column: str = "consensus") -> pd.Series:
+    """The majority true speaker of each cluster of ``column`` (index = cluster id; -1 left out).
+
+    Ties go to the speaker seen first in ``labels``, as ``value_counts`` orders them.
+    """
+    lab = labels[labels[column] >= 0]
+    counts = lab.groupby([column, "speaker"], sort=False).size()  # (cluster, speaker) -> n, first seen first
+    top = counts.sort_values(ascending=False, kind="stable").reset_index()
+    top = top.drop_duplicates(column, keep="first")
+    return pd.Series(top["speaker"].to_numpy(), index=top[column].to_numpy(), name="speaker")
 
 
 def label_correct(labels: pd.DataFrame, column: str = "consensus") -> pd.Series:
@@ -263,8 +324,7 @@ def label_correct(labels: pd.DataFrame, column: str = "consensus") -> pd.Series:
     """
     lab = labels[column].to_numpy()
     valid = lab >= 0
-    majority = (labels[valid].groupby(column)["speaker"].agg(lambda s: s.value_counts().index[0]))
-    mapped = pd.Series(lab, index=labels.index).map(majority)
+    mapped = pd.Series(lab, index=labels.index).map(majority_speaker(labels, column))
     out = (mapped == labels["speaker"]).astype(float)
     out[~valid] = np.nan
     return out
@@ -285,9 +345,7 @@ def label_history(labels_by_round: Mapping[int, pd.DataFrame],
         speaker = lab["speaker"] if speaker is None else speaker
         for v in views:
             cols[f"r{r}_{v}"] = label_correct(lab, v)
-        valid = lab["consensus"] >= 0
-        majority = lab[valid].groupby("consensus")["speaker"].agg(lambda s: s.value_counts().index[0])
-        majors.append(lab["consensus"].map(majority))
+        majors.append(lab["consensus"].map(majority_speaker(lab, "consensus")))
     out = pd.DataFrame(cols)
     out.insert(0, "speaker", speaker)
     rounds = sorted(labels_by_round)
@@ -328,36 +386,49 @@ def _cycle(codes: np.ndarray) -> np.ndarray:
 
 
 def _scatter_traces(points: pd.DataFrame, color_by: str, *, size: float, legend: bool) -> list[go.Scattergl]:
-    hover = "%{text}<extra></extra>"
-    text = (points["key"].astype(str) + "<br>speaker " + points["speaker"].astype(str) + "<br>label "
-            + points["label"].astype(str)).to_numpy()
+    """WebGL traces of a projection. Per point only the key travels as text (VoxCeleb keys start with
+    the speaker; other keys get the speaker appended); label ids go as numbers, so 50k points stay light."""
+    key, speaker = points["key"].astype(str).to_numpy(object), points["speaker"].astype(str).to_numpy(object)
+    vox = all(k.startswith(s + "/") for k, s in zip(key, speaker))
+    text = key if vox else key + "<br>speaker " + speaker  # (N,) object
+    label = pd.to_numeric(points["label"], errors="coerce").fillna(-1).to_numpy().astype(np.int32)
+    xy = points[["x", "y"]].to_numpy(np.float32)  # (N, 2); float32 halves what the browser receives
+
+    def trace(sel: np.ndarray, name: str, marker: dict, **kw) -> go.Scattergl:
+        return go.Scattergl(x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=name, text=text[sel],
+                            customdata=label[sel], hovertemplate="%{text}<br>label %{customdata}<extra></extra>",
+                            marker=dict(size=size, **marker), **kw)
+
     if color_by == "label correct":
+        correct = points["correct"].to_numpy(float)
         traces = []
-        for value, name, colour in ((1.0, "right", "#9ecae1"), (np.nan, "dropped", "#bbbbbb"), (0.0, "wrong", "#d62728")):
-            sel = points["correct"].isna() if np.isnan(value) else points["correct"] == value
+        for name, sel, colour in (("right", correct == 1, "#9ecae1"), ("dropped", np.isnan(correct), "#bbbbbb"),
+                                  ("wrong", correct == 0, "#d62728")):  # wrong on top
             if sel.any():
-                traces.append(go.Scattergl(x=points["x"][sel], y=points["y"][sel], mode="markers", name=name,
-                                           legendgroup=name, showlegend=legend, text=text[sel.to_numpy()],
-                                           hovertemplate=hover, marker=dict(size=size, color=colour)))
+                traces.append(trace(sel, name, dict(color=colour), legendgroup=name, showlegend=legend))
         return traces
     if color_by not in COLOR_MODES:
         raise ValueError(f"color_by must be one of {COLOR_MODES}, got {color_by!r}")
-    column = "label" if color_by == "pseudo label" else "speaker"
-    codes = pd.factorize(points[column], sort=True)[0] if column == "speaker" else points["label"].to_numpy()
-    colour = np.where(codes < 0, np.nan, _cycle(np.asarray(codes, float)))
-    return [go.Scattergl(x=points["x"], y=points["y"], mode="markers", name=color_by, showlegend=False, text=text,
-                         hovertemplate=hover, marker=dict(size=size, color=colour, colorscale="Turbo", cmin=0,
-                                                          cmax=1, showscale=False))]
+    codes = pd.factorize(points["speaker"], sort=True)[0] if color_by == "true identity" else label
+    keep = codes >= 0  # dropped utterances (consensus -1) are drawn grey, underneath
+    traces = []
+    if (~keep).any():
+        traces.append(trace(~keep, "dropped", dict(color="#cccccc"), showlegend=legend))
+    traces.append(trace(keep, color_by, dict(color=_cycle(codes[keep].astype(float)), colorscale="Turbo", cmin=0,
+                                             cmax=1, showscale=False), showlegend=False))
+    return traces
 
 
 def projection_scatter(points: pd.DataFrame, *, color_by: str = "pseudo label", title: str = "",
-                       height: int = 560) -> go.Figure:
+                       height: int = 560, width: int | None = None) -> go.Figure:
     """One round's projection as a WebGL scatter (fast up to ~50k points).
 
     Parameters
     ----------
     points : :func:`projection_frame` output (``key, x, y, speaker, label, correct``).
     color_by : ``"pseudo label"`` | ``"true identity"`` | ``"label correct"``.
+    width : pixels; ``None`` stretches. A fixed size spares the browser a second WebGL draw after each
+        update (plotly re-lays out an autosized figure), which is what keeps a round slider fluid.
     """
     if points.empty:
         return _empty(title, "no projection for this round (projection.enabled, or not computed yet)")
@@ -366,7 +437,7 @@ def projection_scatter(points: pd.DataFrame, *, color_by: str = "pseudo label", 
     fig = go.Figure(_scatter_traces(points, color_by, size=size, legend=True))
     shown = f"{len(points):,} of {n_total:,} utterances" if n_total > len(points) else f"{len(points):,} utterances"
     fig.update_layout(title=dict(text=f"{title}<br><sup>colour: {color_by} · {shown}</sup>"), height=height,
-                      **{**_LAYOUT, "margin": dict(l=20, r=20, t=80, b=20)})
+                      width=width, **{**_LAYOUT, "margin": dict(l=20, r=20, t=80, b=20)})
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x", scaleratio=1)
     return fig
@@ -416,14 +487,15 @@ def _states(labels: pd.DataFrame, mode: str, top: int) -> pd.Series:
         return c.map({1.0: "right", 0.0: "wrong"}).fillna("dropped")
     if mode == "purity":
         valid = cons >= 0
-        share = lab[valid].groupby("consensus")["speaker"].agg(lambda s: s.value_counts(normalize=True).iloc[0])
+        n = lab[valid].groupby(["consensus", "speaker"]).size()  # (cluster, speaker) -> utterances
+        share = n.groupby(level=0).max() / n.groupby(level=0).sum()  # the cluster's purity
         p = cons.map(share)
         names = [f"purity {a:.2f}–{b:.2f}" for a, b in zip(_BINS[:-1], _BINS[1:])]
         binned = pd.cut(p, bins=list(_BINS), labels=names, include_lowest=True).astype(object)
         return binned.where(valid, "dropped")
     if mode == "clusters":
         valid = cons >= 0
-        majority = lab[valid].groupby("consensus")["speaker"].agg(lambda s: s.value_counts().index[0])
+        majority = majority_speaker(lab, "consensus")
         biggest = cons[valid].value_counts().index[:top]
         name = cons.map(lambda c: f"c{c} ({majority[c]})" if c in biggest else "other clusters")
         return name.where(valid, "dropped")
@@ -485,4 +557,25 @@ def sample_history(history: pd.DataFrame, *, max_samples: int = 150,
     fig.update_yaxes(autorange="reversed", showticklabels=len(h) <= 60, title=f"{len(h)} utterances, worst first")
     fig.update_layout(title=title, height=max(320, min(12 * len(h) + 140, 900)),
                       **{**_LAYOUT, "margin": dict(l=60, r=20, t=60, b=80)})
+    return fig
+
+
+def noise_breakdown(history: pd.DataFrame, *, title: str = "Wrong pseudo labels by modality") -> go.Figure:
+    """Per round, utterances whose audio and visual labels are both wrong vs only one of them.
+
+    ``history`` is :func:`label_history` output (columns ``r{round}_audio``, ``r{round}_visual``).
+    Wrong in both is the case the paper says Co-teaching+ neglects and gradient regularisation helps.
+    """
+    rounds = sorted({int(c[1:].split("_")[0]) for c in history.columns
+                     if c[:1] == "r" and c[1:2].isdigit() and c.endswith("_audio")})
+    if history.empty or not rounds:
+        return _empty(title, "no labels yet")
+    parts = {"both wrong": ("#E45756", lambda a, v: a & v), "audio only": (VIEW_COLORS["audio"], lambda a, v: a & ~v),
+             "visual only": ("#F2A541", lambda a, v: ~a & v)}
+    fig = go.Figure()
+    for name, (colour, rule) in parts.items():
+        counts = [int(rule(history[f"r{r}_audio"] == 0, history[f"r{r}_visual"] == 0).sum()) for r in rounds]
+        fig.add_trace(go.Bar(x=[f"Round {r}" for r in rounds], y=counts, name=name, marker_color=colour,
+                             hovertemplate=f"{name}: %{{y}}<extra></extra>"))
+    fig.update_layout(title=title, barmode="stack", height=360, yaxis_title="utterances", **_LAYOUT)
     return fig

@@ -1,8 +1,9 @@
 """A deterministic, plausible run directory in the pipeline's exact format, for report/dashboard tests.
 
 ``build_sample_run(run_dir)`` writes config.yaml, store.sqlite (table ``scalars``), the executed
-notebooks (with papermill metadata) and done markers of every step, and per strategy and round
-labels.parquet, embeddings.npz, projection.parquet and scores.npz. Pseudo labels get purer and EERs
+notebooks (with papermill metadata) and done markers (as ``RunStore.mark_done`` writes them) of every
+step (corpus, stage1, <strategy>/round_<r>, projections), and per strategy and round labels.parquet,
+embeddings.npz, projection.parquet and scores.npz. Pseudo labels get purer and EERs
 fall from round to round (cometa best, then Co-teaching+, then the baseline, as in the paper's
 Table 1). Label-quality and EER scalars are computed from the files written, so the two agree.
 A tiny media corpus (wav + jpg faces) is written under ``corpus/data`` and named in ``corpus.root``.
@@ -34,8 +35,11 @@ _T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)
 
 
 def build_sample_run(run_dir: str | Path, *, strategies: tuple[str, ...] = STRATEGIES, rounds: int = 3,
-                     n: int = 300, seed: int = 0) -> Path:
-    """Write a complete run directory at ``run_dir`` (created) and return its path."""
+                     n: int = 300, seed: int = 0, media: bool = True) -> Path:
+    """Write a complete run directory at ``run_dir`` (created) and return its path.
+
+    ``media=False`` skips the wav/jpg corpus (for large ``n`` in benchmarks).
+    """
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -44,17 +48,18 @@ def build_sample_run(run_dir: str | Path, *, strategies: tuple[str, ...] = STRAT
     keys = [f"id{s:05d}/vid{(i // n_spk) % 2}/{i:05d}.wav" for i, s in enumerate(spk)]
     speaker = np.array([f"id{s:05d}" for s in spk])
     media_root = run / "corpus" / "data"
-    _write_media(media_root, keys, spk, rng)
+    if media:
+        _write_media(media_root, keys, spk)
     _write_config(run, strategies, rounds, n_spk, seed, media_root)
     rows: list[tuple] = []
     clock = [_T0]
 
-    _step(run / "corpus", "corpus.ipynb", clock, 12.0, {"preset": "tiny"}, "corpus: %d utterances" % n)
+    _step(run, "corpus", "corpus.ipynb", clock, 12.0, {"preset": "tiny"}, "corpus: %d utterances" % n)
     for e in range(1, 6):
         rows.append(_row(None, "stage1", 0, e, None, None, "loss_csl", 5.0 * 0.8 ** e))
     for lst, f in _LISTS.items():
         rows += _eval_rows(None, 0, {"audio": STAGE1_EER * f}, lst=lst)
-    _step(run / "stage1", "stage1.ipynb", clock, 40.0, {"epochs": 5}, "Stage I EER 7.16 %")
+    _step(run, "stage1", "stage1.ipynb", clock, 40.0, {"epochs": 5}, "Stage I EER 7.16 %")
 
     d = 16
     centres = rng.normal(size=(n_spk, d)) * 3
@@ -90,9 +95,11 @@ def build_sample_run(run_dir: str | Path, *, strategies: tuple[str, ...] = STRAT
             np.savez(out / "scores.npz", **arrays)
             for lst, per_mod in eers.items():
                 rows += _eval_rows(strategy, r, per_mod, lst=lst)
-            _step(out, "round.ipynb", clock, 30.0 + 5 * r, {"strategy": strategy, "round": r},
-                  f"{strategy} round {r}")
+            _step(run, f"{strategy}/round_{r}", "round.ipynb", clock, 30.0 + 5 * r,
+                  {"strategy": strategy, "round": r}, f"{strategy} round {r}")
             prev = labels
+    _step(run, "projections", "projections.ipynb", clock, 8.0 * len(strategies),
+          {"strategies": ",".join(strategies), "rounds": rounds}, "projections of every round")
     _write_store(run / "store.sqlite", run.name, rows)
     return run
 
@@ -170,6 +177,9 @@ def _train_rows(strategy, r, noise, rng) -> list[tuple]:
             continue
         lam = 1 - min(e / E_K * TAU, TAU)
         dis = (0.45 if strategy == "cometa" else 0.38) * 0.9 ** e
+        for s in range(3):  # per step, as the Stage II trainer logs it (modality NULL)
+            rows.append(_row(strategy, "train", r, e, (e - 1) * 3 + s + 1, None, "disagreement_frac",
+                             dis * (1 + 0.1 * rng.normal())))
         rows += [_row(strategy, "train", r, e, None, None, "lambda", lam),
                  _row(strategy, "train", r, e, None, None, "disagreement_frac", dis),
                  _row(strategy, "train", r, e, None, None, "selected_frac_audio", dis * lam),
@@ -264,7 +274,9 @@ def _write_config(run: Path, strategies, rounds, n_spk, seed, media_root: Path) 
     (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
-def _step(out: Path, nb_name: str, clock: list, seconds: float, params: dict, text: str) -> None:
+def _step(run: Path, name: str, nb_name: str, clock: list, seconds: float, params: dict, text: str) -> None:
+    """An executed notebook with papermill's metadata and the done marker ``RunStore.mark_done`` writes."""
+    out = run / name
     out.mkdir(parents=True, exist_ok=True)
     start = clock[0]
     end = start + timedelta(seconds=seconds)
@@ -277,17 +289,18 @@ def _step(out: Path, nb_name: str, clock: list, seconds: float, params: dict, te
                                      "input_path": f"notebooks/{nb_name}", "output_path": str(out / nb_name),
                                      "environment_variables": {}, "version": "2.7.0"}},
           "cells": [{"cell_type": "code", "id": "params", "metadata": {"tags": ["parameters"]},
-                     "execution_count": 1, "outputs": [], "source": "\n".join(f"{k} = {v!r}" for k, v in params.items())},
+                     "execution_count": 1, "outputs": [],
+                     "source": "\n".join(f"{k} = {v!r}" for k, v in params.items())},
                     {"cell_type": "code", "id": "body", "metadata": {}, "execution_count": 2,
                      "outputs": [{"output_type": "stream", "name": "stdout", "text": text + "\n"}],
                      "source": "print(...)"}]}
     (out / nb_name).write_text(json.dumps(nb, indent=1))
-    (out / "done.json").write_text(json.dumps({"inputs_hash": hashlib.sha256(str(out.name).encode()).hexdigest()[:16],
-                                               "started_at": iso(start), "finished_at": iso(end),
-                                               "seconds": seconds}))
+    (out / "done.json").write_text(json.dumps({"inputs_hash": hashlib.sha256(name.encode()).hexdigest()[:16],
+                                               "finished_at": end.timestamp(), "seconds": seconds, "step": name,
+                                               "started_at": start.timestamp()}))
 
 
-def _write_media(root: Path, keys, spk, rng) -> None:
+def _write_media(root: Path, keys, spk) -> None:
     """0.25 s of a speaker-specific tone per utterance and two 32x32 face frames."""
     from PIL import Image
 

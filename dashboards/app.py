@@ -1,0 +1,87 @@
+"""The cometa dashboard: Panel views over one or more run directories (read-only).
+
+    python -m dashboards.app RUN_DIR [RUN_DIR ...] [--port 5006] [--address 127.0.0.1]
+    python -m cometa dashboard RUN_DIR ...        (``make dashboard RUNS=...``)
+
+One tab per view (:mod:`dashboards.views`, :mod:`dashboards.noise`), all over one
+:class:`~dashboards.components.AppState` and its :class:`~dashboards.data.RunData` store. A tab's view
+is built the first time it is shown, so the first page reads only the store, the config and the
+done markers. The same view classes work in a notebook: ``Embeddings(state=AppState(RunData([dir])))``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import panel as pn
+
+from dashboards.components import AppState
+from dashboards.data import RunData
+from dashboards.noise import NoiseDiagnosis
+from dashboards.notebooks import notebook_routes
+from dashboards.views import Embeddings, LabelQuality, Overview, TrainingDynamics, Verification
+
+__all__ = ["VIEW_CLASSES", "AppState", "create_app", "serve", "main"]
+
+VIEW_CLASSES = {"Overview": Overview, "Label quality": LabelQuality, "Training dynamics": TrainingDynamics,
+                "Verification": Verification, "Embeddings": Embeddings, "Noise diagnosis": NoiseDiagnosis}
+
+
+def create_app(run_dirs: list[str]) -> pn.template.BootstrapTemplate:
+    """The dashboard over ``run_dirs`` (a new set of widgets per call, so per browser session)."""
+    pn.extension("plotly", "tabulator", sizing_mode="stretch_width", notifications=False)
+    data = RunData([str(d) for d in run_dirs])
+    state = AppState(data)
+    tabs = pn.Tabs(*[(name, pn.param.ParamFunction(_maker(cls, state), lazy=True, sizing_mode="stretch_width"))
+                     for name, cls in VIEW_CLASSES.items()], dynamic=True)
+    sidebar = [pn.widgets.Select.from_param(state.param.run, name="run"),
+               pn.pane.Markdown(pn.bind(_run_summary, data, state.param.run))]
+    return pn.template.BootstrapTemplate(title="cometa: Co-Meta learning runs", sidebar=sidebar, main=[tabs],
+                                         sidebar_width=260)
+
+
+def _maker(cls: type, state: AppState):
+    return lambda: cls(state=state)
+
+
+def _run_summary(data: RunData, run: str) -> str:
+    cfg = data.config(run)
+    s2 = cfg.get("stage2") or {}
+    return (f"**{run}**  \npreset `{cfg.get('preset')}`, seed {cfg.get('seed')}  \n"
+            f"strategies: {', '.join(data.strategies(run))}  \nrounds: {len(data.rounds(run))} of "
+            f"{data.planned_rounds(run)}  \nτ = {s2.get('tau')}, E_k = {s2.get('e_k')}")
+
+
+def serve(run_dirs: list[str], *, address: str = "127.0.0.1", port: int = 5006, show: bool = False):
+    """Serve the dashboard (blocking); executed notebooks are shown under ``/notebooks/<run>/``.
+
+    Bound to ``address`` (loopback unless told otherwise); ``port`` 0 picks a free port.
+    """
+    data = RunData([str(d) for d in run_dirs])  # fail fast on a wrong directory
+    runs = {rid: str(data.path(rid)) for rid in data.run_ids}
+    origins = "*" if address in ("0.0.0.0", "::") else [f"{address}:{port}", f"localhost:{port}",
+                                                         f"127.0.0.1:{port}"]
+    print(f"cometa dashboard: http://{address}:{port}/  ({len(runs)} run(s))", flush=True)
+    # warm: one session is built before serving, so the first visitor does not pay for lazy imports
+    return pn.serve({"/": lambda: create_app(list(runs.values()))}, address=address, port=port, show=show,
+                    websocket_origin=origins, title="cometa", extra_patterns=notebook_routes(runs), warm=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dashboards.app RUN_DIR ... [--port] [--address] [--show]``."""
+    ap = argparse.ArgumentParser(prog="python -m dashboards.app", description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="run directories (each holding store.sqlite)")
+    ap.add_argument("--port", type=int, default=5006)
+    ap.add_argument("--address", default="127.0.0.1")
+    ap.add_argument("--show", action="store_true", help="open a browser")
+    args = ap.parse_args(argv)
+    try:
+        serve(args.runs, address=args.address, port=args.port, show=args.show)
+    except FileNotFoundError as e:
+        print(f"dashboard: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""The dashboard's data store: reads run directories (never writes) and caches what it read.
+
+Loaders are module-level functions under ``pn.cache`` whose arguments are short strings: the file's
+path and its modification time (so a run still in progress is re-read once its files change, and
+Panel never has to hash a large array). :class:`RunData` is the one object the views talk to; it
+maps a run id (the folder name) to its directory and returns DataFrames and dicts.
+
+On first load only ``store.sqlite``, ``config.yaml`` and the small ``done.json`` / notebook metadata
+are read; labels, projections and scores are read per (run, strategy, round) when a view asks.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+import yaml
+
+from cometa import figures as F
+from cometa.report import read_scalars, strategies_of
+
+__all__ = ["RunData", "merged_and_split"]
+
+
+def _mtime(path: Path) -> str:
+    """The modification time as a string cache key ("" when the file is missing)."""
+    try:
+        return f"{path.stat().st_mtime_ns}"
+    except FileNotFoundError:
+        return ""
+
+
+@pn.cache(max_items=16)
+def _load_scalars(run_dir: str, mtime: str) -> pd.DataFrame:
+    return read_scalars(run_dir)
+
+
+@pn.cache(max_items=16)
+def _load_yaml(path: str, mtime: str) -> dict:
+    return (yaml.safe_load(Path(path).read_text()) or {}) if mtime else {}
+
+
+@pn.cache(max_items=256)
+def _load_json(path: str, mtime: str) -> dict:
+    return json.loads(Path(path).read_text()) if mtime else {}
+
+
+@pn.cache(max_items=256)
+def _notebook_meta(path: str, mtime: str) -> dict:
+    """papermill's metadata of an executed notebook (start_time, end_time, duration, status)."""
+    if not mtime:
+        return {}
+    try:
+        nb = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {"status": "unreadable"}
+    return nb.get("metadata", {}).get("papermill", {})
+
+
+@pn.cache(max_items=64)
+def _load_parquet(path: str, mtime: str) -> pd.DataFrame:
+    return pd.read_parquet(path) if mtime else pd.DataFrame()
+
+
+@pn.cache(max_items=32)
+def _load_npz(path: str, mtime: str) -> dict:
+    if not mtime:
+        return {}
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+@pn.cache(max_items=32)
+def _history(files: str) -> pd.DataFrame:
+    """``files``: JSON list of (labels.parquet path, mtime), one per round, in round order."""
+    by_round = {}
+    for path, mtime in json.loads(files):
+        by_round[int(_ROUND.search(str(Path(path).parent)).group(1))] = _load_parquet(path, mtime)
+    return F.label_history(by_round)
+
+
+@pn.cache(max_items=64)
+def _points(projection: str, projection_mtime: str, labels: str, labels_mtime: str, view: str,
+            label_column: str) -> pd.DataFrame:
+    """:func:`cometa.figures.projection_frame` of one round and view (empty when a file is missing)."""
+    proj, lab = _load_parquet(projection, projection_mtime), _load_parquet(labels, labels_mtime)
+    if proj.empty or lab.empty:
+        return pd.DataFrame()
+    return F.projection_frame(proj, lab, view=view, label_column=label_column)
+
+
+_ROUND = re.compile(r"round_(\d+)$")
+
+
+def _when(value) -> str | None:
+    """A done marker's epoch seconds or papermill's ISO time as ``YYYY-mm-dd HH:MM:SS`` (UTC)."""
+    if value is None or value == "":
+        return None
+    try:
+        t = pd.Timestamp(value, unit="s", tz="UTC") if isinstance(value, (int, float)) else pd.Timestamp(value)
+    except (ValueError, TypeError):
+        return str(value)
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")  # papermill writes UTC, no zone
+    return t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+class RunData(param.Parameterized):
+    """Read-only access to one or more run directories, cached per (run id, strategy, round)."""
+
+    run_dirs = param.List(default=[], item_type=str, doc="the run directories shown")
+
+    def __init__(self, run_dirs: list[str], **params):
+        dirs = [str(Path(d).resolve()) for d in run_dirs]
+        missing = [d for d in dirs if not (Path(d) / "store.sqlite").exists()]
+        if missing:
+            raise FileNotFoundError(f"not run directories (no store.sqlite): {', '.join(missing)}")
+        super().__init__(run_dirs=dirs, **params)
+        self._paths: dict[str, Path] = {}
+        for d in dirs:
+            p = Path(d)
+            rid = p.name if p.name not in self._paths else f"{p.parent.name}/{p.name}"
+            self._paths[rid] = p
+
+    # -------------------------------------------------------------------------------- the run
+    @property
+    def run_ids(self) -> list[str]:
+        return list(self._paths)
+
+    def path(self, run_id: str) -> Path:
+        return self._paths[run_id]
+
+    def scalars(self, run_id: str) -> pd.DataFrame:
+        db = self.path(run_id) / "store.sqlite"
+        return _load_scalars(str(self.path(run_id)), _mtime(db))
+
+    def config(self, run_id: str) -> dict:
+        p = self.path(run_id) / "config.yaml"
+        return _load_yaml(str(p), _mtime(p))
+
+    def strategies(self, run_id: str) -> list[str]:
+        """Strategies with scalars, else those the config plans."""
+        found = strategies_of(self.scalars(run_id))
+        planned = (self.config(run_id).get("stage2") or {}).get("strategies") or []
+        return found + [s for s in planned if s not in found]
+
+    def rounds(self, run_id: str, strategy: str | None = None) -> list[int]:
+        """Rounds with a round directory holding labels (any strategy when ``strategy`` is None)."""
+        run = self.path(run_id)
+        out = set()
+        for s in [strategy] if strategy else self.strategies(run_id):
+            for d in (run / s).glob("round_*"):
+                m = _ROUND.search(d.name)
+                if m and (d / "labels.parquet").exists():
+                    out.add(int(m.group(1)))
+        return sorted(out)
+
+    def planned_rounds(self, run_id: str) -> int:
+        return int((self.config(run_id).get("stage2") or {}).get("rounds") or 0)
+
+    # ------------------------------------------------------------------------ per-round files
+    def _file(self, run_id: str, strategy: str, round_: int, name: str) -> tuple[str, str]:
+        p = self.path(run_id) / strategy / f"round_{int(round_)}" / name
+        return str(p), _mtime(p)
+
+    def labels(self, run_id: str, strategy: str, round_: int) -> pd.DataFrame:
+        return _load_parquet(*self._file(run_id, strategy, round_, "labels.parquet"))
+
+    def projection(self, run_id: str, strategy: str, round_: int) -> pd.DataFrame:
+        return _load_parquet(*self._file(run_id, strategy, round_, "projection.parquet"))
+
+    def scores(self, run_id: str, strategy: str, round_: int) -> dict[str, np.ndarray]:
+        return _load_npz(*self._file(run_id, strategy, round_, "scores.npz"))
+
+    def points(self, run_id: str, strategy: str, round_: int, *, view: str = "joint",
+               label_column: str = "consensus") -> pd.DataFrame:
+        """One view of a round's projection joined with its labels (key, x, y, speaker, label, correct)."""
+        return _points(*self._file(run_id, strategy, round_, "projection.parquet"),
+                       *self._file(run_id, strategy, round_, "labels.parquet"), view, label_column)
+
+    def labels_by_round(self, run_id: str, strategy: str) -> dict[int, pd.DataFrame]:
+        return {r: self.labels(run_id, strategy, r) for r in self.rounds(run_id, strategy)}
+
+    def history(self, run_id: str, strategy: str) -> pd.DataFrame:
+        """:func:`cometa.figures.label_history` of every round of one strategy (cached)."""
+        files = [self._file(run_id, strategy, r, "labels.parquet") for r in self.rounds(run_id, strategy)]
+        return _history(json.dumps(files))
+
+    # ----------------------------------------------------------------------------- the steps
+    def steps(self, run_id: str) -> pd.DataFrame:
+        """One row per pipeline step: status, started, finished (UTC), seconds, notebook (relative path).
+
+        Status: ``done`` (done.json present), else papermill's status of the executed notebook
+        (``running`` / ``failed`` / ``completed`` without a done marker), else ``pending`` for rounds the
+        config plans but nothing exists yet. The projections step may sit at the run's top level (one
+        step for every strategy) or per strategy (older runs).
+        """
+        run = self.path(run_id)
+        dirs = [run / "corpus", run / "stage1"]
+        for s in self.strategies(run_id):
+            rounds = sorted({*range(1, self.planned_rounds(run_id) + 1),
+                             *(int(m.group(1)) for d in (run / s).glob("round_*") if (m := _ROUND.search(d.name)))})
+            dirs += [run / s / f"round_{r}" for r in rounds] + [run / s / "projections"]
+        dirs += [run / "projections", run / "report"]
+        rows = []
+        for d in dirs:
+            done_p = d / "done.json"
+            done = _load_json(str(done_p), _mtime(done_p))
+            nbs = sorted(d.glob("*.ipynb")) if d.is_dir() else []
+            meta = _notebook_meta(str(nbs[0]), _mtime(nbs[0])) if nbs else {}
+            if not done and not nbs and d.name in ("projections", "report"):
+                continue  # optional steps that this run does not have (yet)
+            status = "done" if done else (meta.get("status") or ("pending" if not d.exists() else "incomplete"))
+            seconds = done.get("seconds", meta.get("duration"))
+            rows.append({"step": str(d.relative_to(run)), "status": status,
+                         "started": _when(done.get("started_at") or meta.get("start_time")),
+                         "finished": _when(done.get("finished_at") or meta.get("end_time")),
+                         "seconds": None if seconds is None else float(seconds),
+                         "notebook": str(nbs[0].relative_to(run)) if nbs else None})
+        return pd.DataFrame(rows, columns=["step", "status", "started", "finished", "seconds", "notebook"])
+
+    # ------------------------------------------------------------------------------- media
+    def corpus_root(self, run_id: str) -> Path | None:
+        """``corpus.root`` of the config; for the embedded corpus with no root, its cache folder."""
+        corpus = self.config(run_id).get("corpus") or {}
+        if corpus.get("root"):
+            return Path(corpus["root"]).expanduser()
+        if corpus.get("kind") == "synthetic":
+            try:
+                from cometa.config import load_run_config
+                from cometa.data.synthetic import default_root
+
+                return default_root(load_run_config(self.path(run_id) / "config.yaml").corpus.synthetic)
+            except Exception:  # noqa: BLE001 the media are a convenience: no root, no media
+                return None
+        return None
+
+    def media(self, run_id: str, key: str, *, max_frames: int = 8) -> tuple[Path | None, list[Path]]:
+        """The utterance's wav (``train/wav/<key>``) and face frames (``train/faces/<key - .wav>/*.jpg``)."""
+        root = self.corpus_root(run_id)
+        if root is None:
+            return None, []
+        wav = root / "train" / "wav" / key
+        stem = key[:-4] if key.endswith(".wav") else key
+        frames = sorted((root / "train" / "faces" / stem).glob("*.jpg"))[:max_frames]
+        return (wav if wav.exists() else None), frames
+
+
+def merged_and_split(labels: pd.DataFrame, column: str = "consensus", *, share: float = 0.2,
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """True speakers merged into one cluster, and speakers split over several clusters.
+
+    A cluster is *merged* when two or more speakers each hold at least ``share`` of its members; a
+    speaker is *split* when two or more clusters each hold at least ``share`` of its utterances
+    (dropped utterances, id -1, are left out). Returns (merged, split) tables, largest first.
+    """
+    lab = labels[labels[column] >= 0]
+    ct = pd.crosstab(lab[column], lab["speaker"])  # (clusters, speakers)
+    by_cluster = ct.div(ct.sum(axis=1), axis=0)
+    by_speaker = ct.div(ct.sum(axis=0), axis=1)
+
+    def describe(shares: pd.Series) -> str:
+        big = shares[shares >= share].sort_values(ascending=False)
+        return ", ".join(f"{k} ({v:.0%})" for k, v in big.items())
+
+    m_rows = [{"cluster": int(c), "size": int(ct.loc[c].sum()), "speakers": describe(by_cluster.loc[c])}
+              for c in ct.index if (by_cluster.loc[c] >= share).sum() >= 2]
+    s_rows = [{"speaker": s, "utterances": int(ct[s].sum()), "clusters": describe(by_speaker[s])}
+              for s in ct.columns if (by_speaker[s] >= share).sum() >= 2]
+    merged = pd.DataFrame(m_rows, columns=["cluster", "size", "speakers"]).sort_values("size", ascending=False)
+    split = pd.DataFrame(s_rows, columns=["speaker", "utterances", "clusters"]).sort_values("utterances",
+                                                                                            ascending=False)
+    return merged.reset_index(drop=True), split.reset_index(drop=True)

@@ -1,0 +1,232 @@
+"""The dashboard: its data store on a run directory, and every view in a real browser.
+
+The browser test serves ``python -m dashboards.app`` on a free port of 127.0.0.1, opens every tab in
+Debian's Chromium through Playwright, moves the Embeddings round slider, checks that plots rendered
+and show the chosen round (title and point count), exports a figure as SVG, and that the console
+stayed free of errors. Screenshots go to a temporary directory (printed), and to
+``reports/screenshots/<view>.png`` when ``COMETA_SCREENSHOTS=1``. The run directory comes from the
+``run_dir`` fixture (:func:`tests.sample_run.build_sample_run`).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.sample_run import build_sample_run
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+N = 240  # utterances in the sample run
+TABS = {  # tab -> text a plot title shows once the tab rendered
+    "Label quality": "purity per round",
+    "Training dynamics": "training dynamics",
+    "Verification": "DET curves · round 1",
+    "Embeddings": "round 1",
+    "Noise diagnosis": "label history",
+}
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason=f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return build_sample_run(tmp_path_factory.mktemp("dash") / "sample", rounds=3, n=N)
+
+
+# ------------------------------------------------------------------------------------ data store
+def test_run_data_reads_the_run(run_dir):
+    from dashboards.data import RunData
+
+    data = RunData([str(run_dir)])
+    rid = data.run_ids[0]
+    assert data.strategies(rid) == ["baseline", "coteaching_plus", "cometa"]
+    assert data.rounds(rid) == [1, 2, 3] and data.planned_rounds(rid) == 3
+    steps = data.steps(rid)
+    assert set(steps["status"]) == {"done"} and steps["seconds"].notna().all()
+    assert steps["step"].tolist()[:3] == ["corpus", "stage1", "baseline/round_1"]
+    assert steps["step"].tolist()[-1] == "projections"
+    assert "cometa/round_2/round.ipynb" in set(steps["notebook"])
+    assert steps.set_index("step").loc["stage1", "started"] == "2024-05-01 10:00:13"  # epoch seconds, as UTC
+    assert len(data.labels(rid, "cometa", 2)) == N
+    assert data.labels(rid, "cometa", 2) is data.labels(rid, "cometa", 2)  # cached
+    wav, frames = data.media(rid, data.labels(rid, "cometa", 1)["key"].iloc[0])
+    assert wav is not None and wav.exists() and len(frames) == 2
+
+
+def test_steps_show_a_round_in_progress(run_dir, tmp_path):
+    from dashboards.data import RunData
+
+    copy = tmp_path / "partial"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("corpus"))
+    (copy / "cometa" / "round_3" / "done.json").unlink()
+    shutil.rmtree(copy / "coteaching_plus" / "round_3")
+    steps = RunData([str(copy)]).steps("partial").set_index("step")
+    assert steps.loc["cometa/round_3", "status"] == "completed"  # papermill's own status, no done marker
+    assert steps.loc["cometa/round_2", "status"] == "done"
+    assert steps.loc["coteaching_plus/round_3", "status"] == "pending"  # planned by the config, not started
+
+
+def test_merged_and_split_on_known_labels():
+    from dashboards.data import merged_and_split
+
+    labels = pd.DataFrame({"speaker": ["a"] * 4 + ["b"] * 4 + ["c"] * 4 + ["d"] * 2,
+                           "consensus": [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 3, -1]})
+    merged, split = merged_and_split(labels)
+    assert merged["cluster"].tolist() == [0] and "a (50%)" in merged["speakers"][0]
+    assert split["speaker"].tolist() == ["c"]
+
+
+def test_views_build_without_a_server(run_dir):
+    import panel as pn
+
+    from dashboards.app import VIEW_CLASSES, AppState
+    from dashboards.data import RunData
+
+    state = AppState(RunData([str(run_dir)]))
+    for cls in VIEW_CLASSES.values():
+        pn.panel(cls(state=state)).get_root()  # renders the bokeh models of every figure
+    emb = VIEW_CLASSES["Embeddings"](state=state)
+    emb.round = 2
+    fig = emb.card.pane.object
+    assert "round 2" in fig.layout.title.text and sum(len(t.x) for t in fig.data) == N
+
+
+# ------------------------------------------------------------------------------------------ browser
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(run_dirs: list[Path], port: int, *, timeout: float = 40) -> subprocess.Popen:
+    """``python -m dashboards.app`` in a subprocess on 127.0.0.1; returns once it answers HTTP."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "dashboards.app", *map(str, run_dirs), "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"dashboard exited: {proc.stdout.read().decode()[-2000:]}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness-probe-does-not-exist", timeout=2)
+        except urllib.error.HTTPError:  # the server answers (404): it is up
+            return proc
+        except OSError:
+            time.sleep(0.25)
+        else:
+            return proc
+    proc.kill()
+    raise RuntimeError(f"dashboard did not answer within {timeout} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def launch_chromium(p):
+    """Debian's Chromium through Playwright (never a downloaded browser)."""
+    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def wait_title(page, text: str, timeout: float = 20_000) -> None:
+    """Wait until a plotly figure whose title contains ``text`` has been drawn."""
+    page.locator(".js-plotly-plot .gtitle", has_text=text).first.wait_for(timeout=timeout)
+
+
+def scatter_points(page) -> int:
+    """Points in the WebGL scatter traces of the first plotly figure on the page."""
+    return page.locator(".js-plotly-plot").first.evaluate(
+        "el => el.data.filter(t => t.type === 'scattergl').reduce((n, t) => n + t.x.length, 0)")
+
+
+@pytest.fixture(scope="module")
+def server(run_dir):
+    port = _free_port()
+    proc = start_server([run_dir], port)
+    yield f"http://127.0.0.1:{port}"
+    stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("screenshots")
+    print(f"dashboard screenshots: {out}")
+    return out
+
+
+def _shoot(page, out: Path, view: str) -> None:
+    path = out / f"{view}.png"
+    page.screenshot(path=str(path))
+    if os.environ.get("COMETA_SCREENSHOTS") == "1":  # the README's pictures
+        (ROOT / "reports" / "screenshots").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, ROOT / "reports" / "screenshots" / path.name)
+
+
+def test_notebooks_are_served_rendered_and_raw(server):
+    page = urllib.request.urlopen(f"{server}/notebooks/sample/cometa/round_3/round.ipynb", timeout=30).read()
+    assert b"<html" in page and b"cometa round 3" in page  # the executed cell's output
+    raw = urllib.request.urlopen(f"{server}/notebooks/sample/cometa/round_3/round.ipynb?raw=1", timeout=10).read()
+    assert b'"papermill"' in raw
+    for bad in ("sample/../sample/config.yaml", "sample/store.sqlite", "other/cometa/round_3/round.ipynb"):
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{server}/notebooks/{bad}", timeout=10)
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_every_view_renders_in_chromium(server, screenshots):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright python package")
+    errors: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server)
+            wait_title(page, "EER (%) per round")  # the overview's headline figure
+            assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 6
+            assert page.get_by_text("cometa/round_3/round.ipynb").count() == 1  # the notebook link
+            with page.expect_download() as download:
+                page.locator(".export-svg button").first.click()
+            assert download.value.suggested_filename == "eer_per_round.svg"
+            assert Path(download.value.path()).read_text()[:200].lstrip().startswith("<svg")
+            _shoot(page, screenshots, "overview")
+            for tab, text in TABS.items():
+                page.locator(".bk-tab", has_text=tab).first.click()
+                wait_title(page, text)
+                assert page.locator(".js-plotly-plot .main-svg").count() >= 1, tab
+                if tab == "Embeddings":  # the round slider: round 1 -> 2
+                    assert page.locator(".js-plotly-plot canvas").count() >= 1  # Scattergl draws on WebGL
+                    handle = page.locator(".noUi-handle").first
+                    handle.focus()
+                    handle.press("ArrowRight")
+                    wait_title(page, "round 2")
+                    assert page.locator(".js-plotly-plot .gtitle", has_text=f"{N} utterances").count() == 1
+                    assert scatter_points(page) == N
+                if tab == "Noise diagnosis":  # select the worst utterance: its faces and its audio
+                    page.locator(".tabulator-row").first.click()
+                    page.locator("audio").first.wait_for(state="attached", timeout=10_000)
+                    assert page.locator("img").count() >= 2
+                if tab == "Verification":  # the DET curves are below the fold
+                    page.locator(".js-plotly-plot").last.scroll_into_view_if_needed()
+                _shoot(page, screenshots, tab.lower().replace(" ", "_"))
+        finally:
+            browser.close()
+    assert not errors, errors
