@@ -143,7 +143,10 @@ def _from_dict(cls: type, data: dict[str, Any], prefix: str, source: str, base: 
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else key
         if key not in fields:
-            close = [n for n in fields if n.lower().replace("_", "") == str(key).lower().replace("_", "")]
+            import difflib
+
+            norm = lambda k: str(k).lower().replace("_", "")  # noqa: E731
+            close = [n for n in fields if norm(n) == norm(key)] or difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"{source}: unknown config key '{path}'{hint}")
         tp = hints[key]

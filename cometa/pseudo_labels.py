@@ -47,11 +47,13 @@ def kmeans_plus_plus(x: np.ndarray, k: int, *, seed: int, max_points: int | None
     Each step draws 2 + ⌊ln k⌋ candidates with probability proportional to the squared distance to
     the nearest centre so far and keeps the one that lowers the potential most (the greedy variant
     scikit-learn uses: plain k-means++ often puts two centres in one speaker). On more than
-    ``max_points`` rows (default 64·k) the seeding runs on a random subsample of that size.
+    ``max_points`` rows (default max(16·k, 20000)) the seeding runs on a random subsample of that size: each of
+    the k steps reads every sampled point (at k = 2000 on 200k points a 64·k sample made the seeding
+    cost twice the Lloyd iterations).
     """
     rng = np.random.default_rng(seed)
     n = len(x)
-    cap = max_points or 64 * k
+    cap = max_points or max(16 * k, 20_000)
     pts = x[np.sort(rng.choice(n, cap, replace=False))] if n > cap else x
     pts = np.ascontiguousarray(pts, dtype=np.float32)
     sq = (pts * pts).sum(1)

@@ -106,7 +106,8 @@ def _latest(df: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------- tables
 def table1(scalars: pd.DataFrame, *, trial_list: str = "O", modalities=("audio", "visual")) -> dict:
-    """Paper Table 1: EER (fraction) on ``trial_list`` per round; rows "Stage I", "Round 1..N".
+    """Paper Table 1: EER (fraction) on ``trial_list`` per round; rows "Stage I", "Round 1..N"
+    (and "Untrained", the audio encoder before Stage I, when the run logged it).
 
     Returns ``{"rows", "columns": [(strategy, modality)], "values": {row: {"strategy/modality": eer}}}``;
     missing cells are absent. Stage I appears under the first strategy's first modality only.
@@ -115,7 +116,11 @@ def table1(scalars: pd.DataFrame, *, trial_list: str = "O", modalities=("audio",
     strategies = strategies_of(scalars)
     columns = [(s, m) for s in strategies for m in modalities]
     rounds = sorted(r for r in ev.loc[ev["strategy"].notna(), "round"].unique() if r >= 1)
-    values: dict[str, dict[str, float]] = {"Stage I": {}}
+    values: dict[str, dict[str, float]] = {}
+    untrained = scalars[(scalars["stage"] == f"eval/{trial_list}") & (scalars["name"] == "eer_untrained")]
+    if len(untrained) and columns:  # the Stage I yardstick: the audio encoder as initialised
+        values["Untrained"] = {f"{columns[0][0]}/{columns[0][1]}": float(untrained["value"].iloc[-1])}
+    values["Stage I"] = {}
     s1 = ev[ev["strategy"].isna() & (ev["round"] == 0) & (ev["modality"] == "audio")]
     if len(s1) and columns:
         values["Stage I"][f"{columns[0][0]}/{columns[0][1]}"] = float(s1["value"].iloc[-1])

@@ -140,15 +140,18 @@ class RunStore:
         return df
 
     def delete_scalars(self, *, strategy: str | None, stage: str | list[str], round: int | None = None,
-                       min_epoch: int | None = None) -> int:
+                       min_epoch: int | None = None, name: str | list[str] | None = None) -> int:
         """Remove a step's scalars before it (re)writes them, so a rerun never duplicates rows.
 
         ``strategy=None`` means the rows without a strategy (Stage I); ``min_epoch`` keeps the
-        epochs before it (a resumed step keeps what its completed epochs logged).
+        epochs before it (a resumed step keeps what its completed epochs logged); ``name`` limits
+        the deletion to those scalar names.
         """
         filters: dict[str, Any] = {"strategy": strategy, "stage": stage}
         if round is not None:
             filters["round"] = round
+        if name is not None:
+            filters["name"] = name
         where, params = _where(filters)
         if min_epoch is not None:
             where += " AND (epoch IS NULL OR epoch >= ?)"

@@ -98,7 +98,8 @@ class RunContext:
         """Score the trial lists, log the metrics, keep the scores for DET curves."""
         keys = self.corpus.test["key"].tolist()
         metrics, scores = evaluate_embeddings(keys, embeddings, self.corpus.trials, p_targets=self.cfg.eval.p_targets)
-        self.store.delete_scalars(strategy=strategy, stage=[f"eval/{n}" for n in self.corpus.trials], round=round_)
+        self.store.delete_scalars(strategy=strategy, stage=[f"eval/{n}" for n in self.corpus.trials], round=round_,
+                                  name=sorted(set(metrics["name"])))
         log_metrics(self.store, metrics, strategy=strategy, round=round_)
         self.store.save_array(out_dir.relative_to(self.run_dir) / "scores.npz", **scores)
         return metrics
@@ -155,6 +156,8 @@ def stage1_step(run_dir: str | Path, *, progress: bool = True, stop_after_epoch:
     ctx = RunContext(run_dir, progress=progress)
     out = ctx.run_dir / "stage1"
     out.mkdir(parents=True, exist_ok=True)
+    if not (out / "checkpoint.pt").exists():
+        _log_untrained(ctx)
     model = train_stage1(ctx.cfg, ctx.corpus, ctx.store, out_dir=out, bank=ctx.audio_bank("train"),
                          progress=progress, stop_after_epoch=stop_after_epoch)
     if stop_after_epoch is not None and stop_after_epoch < ctx.cfg.stage1.epochs:
@@ -167,6 +170,23 @@ def stage1_step(run_dir: str | Path, *, progress: bool = True, stop_after_epoch:
     ctx.store.save_array("stage1/embeddings.npz", keys=np.array(ctx.corpus.train["key"]), audio=train_emb)
     ctx.store.save_array("stage1/test_embeddings.npz", keys=np.array(ctx.corpus.test["key"]), audio=test_emb)
     return ctx.evaluate({"audio": test_emb}, strategy=None, round_=0, out_dir=out)
+
+
+def _log_untrained(ctx: RunContext) -> None:
+    """The yardstick Stage I is measured against: the audio EER of the encoder as initialised
+    (same seed as training), logged as ``eer_untrained`` per trial list."""
+    from cometa.metrics import eer, score_trials
+
+    torch.manual_seed(ctx.cfg.seed)  # train_stage1 initialises the same way
+    model = build_audio_model(ctx.cfg).to(ctx.device)
+    emb = ctx.audio_embeddings(model, "test")
+    if not is_main():
+        return
+    index = {k: i for i, k in enumerate(ctx.corpus.test["key"])}
+    ctx.store.delete_scalars(strategy=None, stage=[f"eval/{n}" for n in ctx.corpus.trials], round=0,
+                             name="eer_untrained")
+    ctx.store.log_many([dict(name="eer_untrained", value=eer(score_trials(emb, index, tr), tr["label"])[0],
+                             stage=f"eval/{name}", round=0, modality="audio") for name, tr in ctx.corpus.trials.items()])
 
 
 def _load_encoders(ctx: RunContext, strategy: str, round_: int):

@@ -101,3 +101,32 @@ def test_changed_value_reruns_only_dependent_steps(uninterrupted, tmp_path):
     assert outcome["cometa/round_1"] == "ran" and outcome["cometa/round_2"] == "ran"
     lam = RunStore(run_dir).scalars(strategy="cometa", stage="train", name="lambda").sort_values("epoch")
     assert lam["value"].tolist() == pytest.approx([1 - 0.03, 1 - 0.06, 1 - 0.09, 1 - 0.12])  # τ=0.3, E_k=10
+
+
+def test_report_tables_match_the_store(uninterrupted):
+    """The pipeline's last step wrote Table 1/2 from the store: every cell equals the stored EER."""
+    import re
+
+    report = uninterrupted / "report"
+    tables = json.loads((report / "tables.json").read_text())
+    store = RunStore(uninterrupted)
+    ev = store.scalars(stage="eval/O", name="eer")
+    t1 = tables["table1"]
+    assert t1["rows"][:2] == ["Untrained", "Stage I"] and "Round 2" in t1["rows"]
+    s1 = ev[ev["strategy"].isna() & (ev["round"] == 0)]["value"].iloc[-1]
+    assert t1["values"]["Stage I"]["cometa/audio"] == pytest.approx(s1)
+    for r in (1, 2):
+        for m in ("audio", "visual"):
+            want = ev[(ev["strategy"] == "cometa") & (ev["round"] == r) & (ev["modality"] == m)]["value"].iloc[-1]
+            assert t1["values"][f"Round {r}"][f"cometa/{m}"] == pytest.approx(want)
+    # the Markdown shows the same numbers, as percentages with two decimals
+    md = (report / "table1.md").read_text()
+    row2 = next(line for line in md.splitlines() if line.startswith("| Round 2 |"))
+    shown = [float(x) for x in re.findall(r"\d+\.\d+", row2)]
+    want = [ev[(ev["strategy"] == "cometa") & (ev["round"] == 2) & (ev["modality"] == m)]["value"].iloc[-1] * 100
+            for m in ("audio", "visual")]
+    assert shown == pytest.approx(want, abs=0.006)
+    for row in tables["table2"]["rows"]:
+        stored = store.scalars(stage="eval/H", name="min_dcf_0.01", strategy=row["strategy"], round=row["round"],
+                               modality=row["modality"])["value"].iloc[-1]
+        assert row["H/min_dcf_0.01"] == pytest.approx(stored)
