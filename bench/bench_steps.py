@@ -1,0 +1,196 @@
+"""Benchmark: the time of ONE Stage II training step per strategy, on the same batch, as a ratio to `baseline`.
+
+Strategies timed (cometa.strategies, the real models of cometa.models at the chosen preset):
+``baseline``, ``coteaching_plus``, ``cometa`` first order and ``cometa`` second order (Algorithm 1).
+
+The batch is random: ``stage2.batch_size`` white-noise waveform crops of ``features.crop_seconds``
+and uniform-noise face frames, labels drawn uniformly over ``clustering.k`` classes. Two freshly
+initialised encoders then disagree (Eq. 3) on almost every sample, the realistic early-round case;
+the figures report |D̄'| so this can be checked. For ``cometa`` the step's cost hardly depends on
+|D̄'| (the query forward runs on the whole D̄ under θ'), except that an empty D̄' (the models
+agree everywhere) skips the update and costs one forward pass per model.
+
+Every timed step starts from the same state: the initial θ (the same for all variants, by seed)
+and the Adam moments left by one untimed warm-up step are restored (untimed) before every timed
+step, so all repeats and all strategies see the same θ, the same batch and the same D̄'. The
+strategies are interleaved within each repeat (order reversed on alternate repeats) so that a
+change in machine load hits them all alike. ``ratio_median`` is the ratio of the medians;
+``ratio_min`` compares the best steps; ``ratio_paired_median`` is the median over repeats of each
+step's ratio to the baseline step of the same repeat.
+Run: ``python -m bench.bench_steps [--preset tiny] [--repeats N]``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+
+from bench.common import summarise, text_table
+from cometa.config import load_config
+from cometa.models import build_audio_model, build_visual_model
+from cometa.strategies import Batch, SpeakerClassifier, build_strategy
+
+# (label, strategy name, second_order); `baseline` first: the ratios are to it
+VARIANTS = (
+    ("baseline", "baseline", True),
+    ("coteaching_plus", "coteaching_plus", True),
+    ("cometa_1st_order", "cometa", False),
+    ("cometa_2nd_order", "cometa", True),
+)
+
+
+def random_batch(cfg, *, seed: int = 0) -> Batch:
+    """A Stage II mini-batch of noise at the preset's sizes (see the module docstring)."""
+    g = torch.Generator().manual_seed(seed)
+    b = cfg.stage2.batch_size
+    t = int(round(cfg.features.crop_seconds * cfg.features.sample_rate))
+    s = cfg.visual_encoder.image_size
+    audio = 0.1 * torch.randn(b, t, generator=g)  # (B, T) waveform crops
+    frames = torch.rand(b, 3, s, s, generator=g)  # (B, 3, S, S) in [0, 1]
+    labels = torch.randint(0, cfg.clustering.k, (b,), generator=g)  # (B,) consensus labels
+    noisy = torch.rand(b, generator=g) < cfg.stage2.tau  # (B,) instrumentation only
+    return Batch(audio, frames, labels, noisy, torch.arange(b))
+
+
+def build_variant(cfg, name: str, second_order: bool, *, seed: int = 0):
+    """Both classifiers (same initial θ for every variant, via the seed) and the strategy."""
+    s2 = cfg.stage2
+    torch.manual_seed(seed)
+    audio = SpeakerClassifier(build_audio_model(cfg), cfg.audio_encoder.embed_dim, cfg.clustering.k,
+                              margin=s2.margin, scale=s2.scale)
+    visual = SpeakerClassifier(build_visual_model(cfg), cfg.visual_encoder.embed_dim, cfg.clustering.k,
+                               margin=s2.margin, scale=s2.scale)
+    audio.train(), visual.train()
+    return build_strategy(name, audio, visual, lr=s2.beta, alpha=s2.alpha, second_order=second_order)
+
+
+def _snapshot(strategy) -> dict:
+    # deep copies: Optimizer.load_state_dict may alias the given CPU tensors, which step() then mutates
+    return copy.deepcopy({"audio": strategy.audio.state_dict(), "visual": strategy.visual.state_dict(),
+                          "strategy": strategy.state_dict()})
+
+
+def _restore(strategy, theta: dict, opt: dict, *, seed: int) -> None:
+    """θ (and BatchNorm buffers) from ``theta``, Adam moments from ``opt``, and the RNG."""
+    strategy.audio.load_state_dict(theta["audio"])
+    strategy.visual.load_state_dict(theta["visual"])
+    strategy.load_state_dict(copy.deepcopy(opt["strategy"]))
+    torch.manual_seed(seed)
+
+
+def main(preset: str = "demo", *, quick: bool = False, repeats: int | None = None, threads: int | None = None,
+         seed: int = 0) -> dict:
+    """Time one step of each strategy; print a table and return seconds and ratios to `baseline`.
+
+    ``quick`` switches to the ``tiny`` preset and 3 repeats (unless given explicitly). ``threads``
+    sets torch's intra-op threads for the measurement (default: torch's own choice). On a quiet
+    2-core machine the ratios agreed at 1 and 2 threads; with other jobs running (load 5-6) single
+    2-thread steps varied up to x7 between repeats, so check ``load_disturbed``.
+    """
+    if quick:
+        preset = "tiny"
+    if threads is None:
+        return _measure(preset, repeats=repeats or (3 if quick else 9), seed=seed)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _measure(preset, repeats=repeats or (3 if quick else 9), seed=seed)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _measure(preset: str, *, repeats: int, seed: int) -> dict:
+    """The measurement itself, under the current torch thread setting (see :func:`main`)."""
+    cfg = load_config(preset)
+    keep = 1.0 - cfg.stage2.tau  # λ(e) after the ramp (cometa.schedules)
+    batch = random_batch(cfg, seed=seed)
+    strategies, snaps, stats = {}, {}, {}
+    for label, name, order in VARIANTS:
+        strategies[label] = build_variant(cfg, name, order, seed=seed)
+    n_params = {m: sum(p.numel() for p in getattr(strategies["baseline"], m).parameters()) for m in ("audio", "visual")}
+
+    # every timed step starts from the initial θ (identical across variants, hence the same
+    # disagreement set) and from the Adam moments left by one warm-up step (allocated state)
+    theta = {label: _snapshot(st) for label, st in strategies.items()}
+    warmup = {}
+    for label, st in strategies.items():
+        torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        st.step(batch, keep_ratio=keep)
+        warmup[label] = time.perf_counter() - t0
+        snaps[label] = _snapshot(st)
+
+    times = {label: [] for label in strategies}
+    labels = list(strategies)
+    for r in range(repeats):
+        for label in (labels if r % 2 == 0 else labels[::-1]):
+            st = strategies[label]
+            _restore(st, theta[label], snaps[label], seed=seed)
+            t0 = time.perf_counter()
+            s = st.step(batch, keep_ratio=keep)
+            times[label].append(time.perf_counter() - t0)
+            stats[label] = s
+
+    base = summarise(times["baseline"])
+    result = {
+        "preset": preset, "batch_size": len(batch), "crop_seconds": cfg.features.crop_seconds,
+        "image_size": cfg.visual_encoder.image_size, "k": cfg.clustering.k, "keep_ratio": keep,
+        "repeats": repeats, "torch_threads": torch.get_num_threads(),
+        "params_audio": n_params["audio"], "params_visual": n_params["visual"],
+        "strategies": {},
+    }
+    for label, _, _ in VARIANTS:
+        summ = summarise(times[label])
+        s = stats[label]
+        result["strategies"][label] = {
+            **{k: round(v, 4) if isinstance(v, float) else v for k, v in summ.items()},
+            "warmup_s": round(warmup[label], 4),
+            "ratio_median": round(summ["median_s"] / base["median_s"], 3),
+            "ratio_min": round(summ["min_s"] / base["min_s"], 3),
+            # per repeat, against the baseline step timed next to it: robust to slow load drift
+            "ratio_paired_median": round(statistics.median(t / b for t, b in zip(times[label], times["baseline"])), 3),
+            "n_disagree": s.n_disagree, "n_selected_audio": s.n_selected_audio,
+            "n_selected_visual": s.n_selected_visual, "skipped_empty": bool(s.empty),
+        }
+    strat = result["strategies"]
+    # a quiet machine keeps every step within a few % of its best; more means other load
+    # disturbed the medians, and the best-of-N ratios are then the more trustworthy
+    spread = max(v["median_s"] / v["min_s"] for v in strat.values())
+    result["median_over_min_max"] = round(spread, 3)
+    result["load_disturbed"] = bool(spread > 1.25)
+    result["headline"] = ("step time / baseline, median (best of N): "
+                          + ", ".join(f"{k} x{strat[k]['ratio_median']:.2f} (x{strat[k]['ratio_min']:.2f})"
+                                      for k in strat if k != "baseline")
+                          + f"; baseline {strat['baseline']['median_s']:.2f} s ({strat['baseline']['min_s']:.2f} s)"
+                          + f" at {preset}, B={len(batch)}"
+                          + ("; LOAD-DISTURBED (median/min up to x%.1f)" % spread if result["load_disturbed"] else ""))
+
+    rows = [[label, v["median_s"], v["min_s"], v["max_s"], v["ratio_median"], v["ratio_min"], v["ratio_paired_median"],
+             *(["-", "-"] if label == "baseline" else  # the baseline computes no disagreement
+               [f"{v['n_disagree']}/{len(batch)}", f"{v['n_selected_audio']}/{v['n_selected_visual']}"])]
+            for label, v in strat.items()]
+    print(f"Stage II step, preset {preset}: B={len(batch)}, crop {cfg.features.crop_seconds} s, "
+          f"faces {cfg.visual_encoder.image_size}px, K={cfg.clustering.k}, λ={keep:.2f}; "
+          f"{n_params['audio']:,} audio + {n_params['visual']:,} visual parameters; "
+          f"{repeats} interleaved repeats, {torch.get_num_threads()} torch threads")
+    print(text_table(rows, ["strategy", "median s", "min s", "max s", "x baseline", "x (min)", "x (paired)",
+                            "|D'|/B", "sel A/V"]))
+    if result["load_disturbed"]:
+        print(f"warning: median/min up to x{spread:.2f}: other load disturbed the timings; "
+              "trust the best-of-N ratios ('x (min)') over the medians")
+    if any(v["n_disagree"] < 0.9 * len(batch) for v in strat.values() if v is not strat["baseline"]):
+        print("note: the models agree on part of this random batch (|D'| < 0.9 B)")
+    return result
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="demo", choices=["tiny", "demo", "paper"])
+    ap.add_argument("--repeats", type=int, default=None, help="interleaved timed steps per strategy")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--quick", action="store_true", help="tiny preset, 3 repeats")
+    a = ap.parse_args()
+    main(a.preset, quick=a.quick, repeats=a.repeats, threads=a.threads)
