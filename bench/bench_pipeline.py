@@ -41,20 +41,38 @@ def stand_in_command(mb: int = 500, *, parent_mb: int = 50, hold_s: float = 2.0)
     return [sys.executable, "-c", parent]
 
 
-def tree_rss(proc: psutil.Process) -> tuple[int, int]:
-    """(sum of RSS in bytes over ``proc`` and all its descendants, number of processes)."""
+def _pss(pid: int) -> int:
+    """Proportional set size in bytes (shared pages split among their users), from smaps_rollup."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss(proc: psutil.Process, *, with_pss: bool = False):
+    """(sum of RSS in bytes over ``proc`` and all its descendants, number of processes[, sum of PSS]).
+
+    RSS counts a page shared by several processes (libraries, forked workers, Chromium's helpers)
+    once per process; PSS splits it among them, so the PSS sum is the physical memory the tree uses.
+    """
     try:
         procs = [proc] + proc.children(recursive=True)
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return 0, 0
-    total = n = 0
+        return (0, 0, 0) if with_pss else (0, 0)
+    total = n = pss = 0
     for p in procs:
         try:
             total += p.memory_info().rss
             n += 1
+            if with_pss:
+                pss += _pss(p.pid)
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             pass  # exited between the listing and the read
-    return total, n
+    return (total, n, pss) if with_pss else (total, n)
 
 
 def _kill_tree(popen: subprocess.Popen) -> None:
@@ -75,7 +93,7 @@ def _kill_tree(popen: subprocess.Popen) -> None:
 def run_sampled(command: list[str], *, log_path: Path, interval: float = 0.2, timeout_s: float | None = None,
                 env: dict | None = None, cwd: str | Path | None = None) -> dict:
     """Run ``command`` (stdout and stderr to ``log_path``) and sample its tree's RSS until it exits."""
-    peak = peak_root = 0
+    peak = peak_root = peak_pss = 0
     max_procs = samples = 0
     timed_out = False
     with open(log_path, "wb") as log:
@@ -83,7 +101,8 @@ def run_sampled(command: list[str], *, log_path: Path, interval: float = 0.2, ti
         popen = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         proc = psutil.Process(popen.pid)
         while popen.poll() is None:
-            total, n = tree_rss(proc)
+            total, n, pss = tree_rss(proc, with_pss=True)
+            peak_pss = max(peak_pss, pss)
             try:
                 root = proc.memory_info().rss
             except psutil.Error:
@@ -98,7 +117,7 @@ def run_sampled(command: list[str], *, log_path: Path, interval: float = 0.2, ti
         rc = popen.wait()
         wall = time.perf_counter() - t0
     return {"rc": rc, "timed_out": timed_out, "wall_s": round(wall, 2), "peak_rss_mb": round(peak / 2 ** 20, 1),
-            "peak_rss_root_mb": round(peak_root / 2 ** 20, 1), "max_processes": max_procs, "samples": samples,
+            "peak_pss_mb": round(peak_pss / 2 ** 20, 1), "peak_rss_root_mb": round(peak_root / 2 ** 20, 1), "max_processes": max_procs, "samples": samples,
             "interval_s": interval}
 
 
@@ -144,8 +163,8 @@ def main(preset: str = "demo", run_dir: str | Path | None = None, *, quick: bool
         if run_dir is None:
             shutil.rmtree(rd, ignore_errors=True)
     status = "ok" if ok else ("TIMED OUT" if r["timed_out"] else f"FAILED (rc {r['rc']})")
-    result["headline"] = (f"{status}: wall {r['wall_s']:.1f} s, peak tree RSS {r['peak_rss_mb']:.0f} MiB "
-                          f"({r['max_processes']} processes at most)")
+    result["headline"] = (f"{status}: wall {r['wall_s']:.1f} s, peak tree PSS {r['peak_pss_mb']:.0f} MiB "
+                          f"(RSS sum {r['peak_rss_mb']:.0f} MiB, {r['max_processes']} processes at most)")
     print(f"bench_pipeline: {result['headline']}")
     if not ok:
         print(f"--- last {tail_lines} lines of output ---")

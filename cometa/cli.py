@@ -19,7 +19,7 @@ def _run(args: argparse.Namespace) -> int:
     strategies = args.strategies.split(",") if args.strategies else None
     try:
         outcome = run_pipeline(args.preset, run_dir=args.run_dir, strategies=strategies, rounds=args.rounds,
-                               overrides=overrides, config_path=args.config, progress=not args.quiet)
+                               overrides=overrides, config_path=args.config, progress=not args.quiet, jobs=args.jobs)
     except PipelineError as e:
         print(f"cometa: {e}", file=sys.stderr)
         return 1
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")
     r.add_argument("--data-root", help="VoxCeleb directory (paper preset)")
     r.add_argument("--dry-run", action="store_true", help="check the data and print the plan; train nothing")
+    r.add_argument("--jobs", type=int, help="steps run at once (default: the config's jobs; 2 in tiny/demo)")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(fn=_run)
     c = sub.add_parser("corpus", help="build the embedded corpus")

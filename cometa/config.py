@@ -48,6 +48,7 @@ class Config:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     nproc_per_node: int = 1  # > 1 launches torchrun (DDP) for the training steps
+    jobs: int = 1  # pipeline steps run at once (independent strategies' rounds share the cores)
     num_workers: int = 0  # DataLoader workers (0 = load in the training process)
     cache_data: bool = True  # keep decoded audio and face frames in memory (embedded corpora)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)

@@ -123,7 +123,8 @@ def _watch_progress(step_dir: Path, bar: tqdm, stop: threading.Event) -> None:
             last = info
 
 
-def execute_step(step: Step, *, progress: bool = True, log_output: bool = False, kernel: str = "python3") -> float:
+def execute_step(step: Step, *, progress: bool = True, log_output: bool = False, kernel: str = "python3",
+                 parameters: dict | None = None, position: int = 1) -> float:
     """Run one step's notebook with papermill into its directory; returns seconds taken."""
     import os
 
@@ -139,12 +140,13 @@ def execute_step(step: Step, *, progress: bool = True, log_output: bool = False,
     inputs.write_text(json.dumps({"inputs_hash": step.inputs_hash, "step": step.name}))
     nb_out = step.out_dir / f"{Path(step.notebook).stem.split('_', 1)[1]}.ipynb"
     t0 = time.time()
-    bar = tqdm(total=1, desc="", position=1, leave=False, disable=not progress, bar_format="    {desc} {bar} {n}/{total}")
+    bar = tqdm(total=1, desc="", position=position, leave=False, disable=not progress,
+               bar_format="    {desc} {bar} {n}/{total}")
     stop = threading.Event()
     watcher = threading.Thread(target=_watch_progress, args=(step.out_dir, bar, stop), daemon=True)
     watcher.start()
     try:
-        pm.execute_notebook(str(NOTEBOOK_DIR / step.notebook), str(nb_out), parameters=step.parameters,
+        pm.execute_notebook(str(NOTEBOOK_DIR / step.notebook), str(nb_out), parameters=parameters or step.parameters,
                             kernel_name=kernel, progress_bar=False, log_output=log_output,
                             cwd=str(NOTEBOOK_DIR),
                             # the kernel listens on 127.0.0.1 only; silence its plain-TCP warning
@@ -170,6 +172,7 @@ def run_pipeline(
     progress: bool = True,
     log_output: bool = False,
     only: list[str] | None = None,
+    jobs: int | None = None,
 ) -> dict[str, str]:
     """Run (or resume) the whole study. Returns each step's outcome: "ran", "skipped".
 
@@ -179,7 +182,13 @@ def run_pipeline(
     strategies, rounds : shorthands for ``stage2.strategies`` / ``stage2.rounds``.
     run_dir : where the run lives (default ``runs/<preset>``).
     only : run just these steps (by name) — their upstream steps must be complete.
+    jobs : steps run at once (default ``cfg.jobs``). Independent steps (the strategies' rounds)
+        then share the cores: each kernel gets ``cores // running`` threads, so two kernels keep
+        both cores of a laptop busy through each other's start-up, data loading and Python work.
     """
+    import os
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
     ov: dict[str, Any] = {}
     if isinstance(overrides, dict):
         ov.update(overrides)
@@ -193,25 +202,77 @@ def run_pipeline(
         cfg.stage2.strategies = list(strategies)
     if rounds is not None:
         cfg.stage2.rounds = int(rounds)
+    jobs = max(1, int(jobs if jobs is not None else cfg.jobs))
     run_dir = Path(run_dir or Path("runs") / cfg.preset).resolve()
     store = RunStore(run_dir, create=True)
     store.write_config(cfg.to_dict())
     steps = plan_steps(cfg, run_dir)
     if only:
         steps = [s for s in steps if s.name in only]
+    names = {s.name for s in steps}
     outcome: dict[str, str] = {}
-    bar = tqdm(steps, desc="cometa", unit="step", disable=not progress, position=0)
-    for step in bar:
-        bar.set_postfix_str(step.name)
-        if not step.always and store.is_done(step.out_dir, inputs_hash=step.inputs_hash):
-            outcome[step.name] = "skipped"
-            continue
-        _prepare_step_dir(step)
-        seconds = execute_step(step, progress=progress, log_output=log_output)
-        store.mark_done(step.out_dir, inputs_hash=step.inputs_hash, seconds=round(seconds, 3), step=step.name,
-                        started_at=time.time() - seconds)
-        outcome[step.name] = "ran"
+    pending = list(steps)
+    running: dict[Any, tuple[Step, int]] = {}
+    free_slots = list(range(1, jobs + 1))
+    failure: PipelineError | None = None
+    cores = os.cpu_count() or 1
+    bar = tqdm(total=len(steps), desc="cometa", unit="step", disable=not progress, position=0)
+
+    def ready(step: Step) -> bool:
+        return all(outcome.get(d) in ("ran", "skipped") for d in step.depends if d in names)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while pending or running:
+            launched = True
+            while launched and failure is None:
+                launched = False
+                for step in list(pending):
+                    if not ready(step):
+                        continue
+                    if not step.always and store.is_done(step.out_dir, inputs_hash=step.inputs_hash):
+                        outcome[step.name] = "skipped"
+                        pending.remove(step)
+                        bar.update()
+                        launched = True
+                        continue
+                    if not free_slots:
+                        break
+                    runnable = len(running) + 1 + sum(ready(s) for s in pending if s is not step)
+                    threads = max(1, cores // min(jobs, runnable))
+                    _prepare_step_dir(step)
+                    slot = free_slots.pop(0)
+                    params = dict(step.parameters, threads=threads)
+                    fut = pool.submit(execute_step, step, progress=progress, log_output=log_output,
+                                      parameters=params, position=slot)
+                    running[fut] = (step, slot)
+                    pending.remove(step)
+                    launched = True
+                    bar.set_postfix_str(", ".join(s.name for s, _ in running.values()))
+            if not running:
+                if failure is not None or not pending:
+                    break
+                blocked = ", ".join(s.name for s in pending)
+                raise PipelineError(f"steps {blocked} wait on steps that are neither complete nor planned")
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in done:
+                step, slot = running.pop(fut)
+                free_slots.append(slot)
+                free_slots.sort()
+                try:
+                    seconds = fut.result()
+                except PipelineError as e:
+                    failure = failure or e
+                    outcome[step.name] = "failed"
+                    continue
+                store.mark_done(step.out_dir, inputs_hash=step.inputs_hash, seconds=round(seconds, 3), step=step.name,
+                                started_at=time.time() - seconds)
+                outcome[step.name] = "ran"
+                bar.update()
+            if failure is not None:
+                pending.clear()  # let the running steps finish, start nothing new
     bar.close()
+    if failure is not None:
+        raise failure
     return outcome
 
 

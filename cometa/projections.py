@@ -43,6 +43,7 @@ class ProjectionConfig:
     max_points: int = 50000  # subsample cap per round (stated in the dashboard)
     n_neighbors: int = 15
     min_dist: float = 0.1
+    n_epochs: int = 0  # UMAP optimisation epochs (0 = umap's default: 500 below 10k points, else 200)
 
 
 def subsample_keys(keys: list[str] | np.ndarray, max_points: int, *, seed: int) -> np.ndarray:
@@ -93,7 +94,7 @@ def project_embeddings(embeddings: np.ndarray, *, cfg: ProjectionConfig, seed: i
     k = min(cfg.n_neighbors, n - 1)
     knn_index, knn_dist = _exact_knn(x, k)
     reducer = umap.UMAP(n_neighbors=k, min_dist=cfg.min_dist, metric="cosine", random_state=seed, n_components=2,
-                        precomputed_knn=(knn_index, knn_dist, None))
+                        precomputed_knn=(knn_index, knn_dist, None), n_epochs=cfg.n_epochs or None)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs value.*")  # random_state forces one thread
         warnings.filterwarnings("ignore", message=".*knn_search_index.*")  # we never call transform()

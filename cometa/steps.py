@@ -31,8 +31,21 @@ from cometa.models import build_audio_model, build_visual_model, resolve_device
 from cometa.runs import RunStore
 from cometa.train.checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["corpus_root", "load_corpus", "corpus_step", "stage1_step", "round_step", "projections_step",
+__all__ = ["set_threads", "corpus_root", "load_corpus", "corpus_step", "stage1_step", "round_step", "projections_step",
            "round_dir", "RunContext"]
+
+
+def set_threads(threads: int) -> None:
+    """Threads for torch and faiss in this kernel (0 = their defaults). The orchestrator gives each of
+    several concurrent steps its share of the cores."""
+    if threads and threads > 0:
+        torch.set_num_threads(int(threads))
+        try:
+            import faiss
+
+            faiss.omp_set_num_threads(int(threads))
+        except ImportError:  # pragma: no cover - faiss is in the pinned stack
+            pass
 
 
 def round_dir(run_dir: str | Path, strategy: str, round_: int) -> Path:

@@ -16,24 +16,24 @@ NOTEBOOKS = {
     "00_corpus.ipynb": [
         ("md", "# Corpus check\nBuilds (or finds in the cache) the run's corpus, opens it with the same readers "
                "used for VoxCeleb, and records its counts."),
-        ("params", 'run_dir = ""\npreset = "tiny"'),
-        ("code", "from IPython.display import display\nfrom cometa import steps, views\n\n"
+        ("params", 'run_dir = ""\npreset = "tiny"\nthreads = 0  # torch/faiss threads (0 = default; set by the orchestrator)'),
+        ("code", "from IPython.display import display\nfrom cometa import steps, views\n\nsteps.set_threads(threads)\n"
                  "counts = steps.corpus_step(run_dir)\ndisplay(views.counts_table(counts))"),
         ("code", "views.show(views.corpus_sample(run_dir))"),
     ],
     "10_stage1.ipynb": [
         ("md", "# Stage I: contrastive pretraining of the audio encoder\nEq. (1)-(2); resumes from the last "
                "epoch checkpoint. Ends with the embeddings of every utterance and the audio EER."),
-        ("params", 'run_dir = ""\npreset = "tiny"'),
-        ("code", "from IPython.display import display\nfrom cometa import steps, views\n\n"
+        ("params", 'run_dir = ""\npreset = "tiny"\nthreads = 0  # torch/faiss threads (0 = default; set by the orchestrator)'),
+        ("code", "from IPython.display import display\nfrom cometa import steps, views\n\nsteps.set_threads(threads)\n"
                  "metrics = steps.stage1_step(run_dir)\ndisplay(views.metrics_table(metrics))"),
         ("code", "views.show(views.stage1_loss(run_dir))"),
     ],
     "20_round.ipynb": [
         ("md", "# Stage II round\nEmbeddings → k-means per view → ensemble → train both encoders with the "
                "strategy (Algorithm 1) → EER per modality."),
-        ("params", 'run_dir = ""\npreset = "tiny"\nstrategy = "cometa"\nround = 1'),
-        ("code", "from IPython.display import display\nfrom cometa import steps, views\n\n"
+        ("params", 'run_dir = ""\npreset = "tiny"\nstrategy = "cometa"\nround = 1\nthreads = 0  # torch/faiss threads (0 = default; set by the orchestrator)'),
+        ("code", "from IPython.display import display\nfrom cometa import steps, views\n\nsteps.set_threads(threads)\n"
                  "out = steps.round_step(run_dir, strategy, round)\n"
                  "display(views.label_table(out['labels']))\ndisplay(views.metrics_table(out['metrics']))"),
         ("code", "views.show(views.round_dynamics(run_dir, strategy, round))"),
@@ -41,13 +41,13 @@ NOTEBOOKS = {
     "30_projections.ipynb": [
         ("md", "# Projections\nUMAP of each round's clustered embeddings, aligned across rounds (never computed "
                "on dashboard load)."),
-        ("params", 'run_dir = ""\nstrategies = "baseline,coteaching_plus,cometa"\nrounds = 2'),
-        ("code", "from cometa import steps, views\n\nsteps.projections_step(run_dir, strategies, rounds)"),
+        ("params", 'run_dir = ""\nstrategies = "baseline,coteaching_plus,cometa"\nrounds = 2\nthreads = 0'),
+        ("code", "from cometa import steps, views\n\nsteps.set_threads(threads)\nsteps.projections_step(run_dir, strategies, rounds)"),
         ("code", "for strategy in strategies.split(','):\n    views.show(views.projection(run_dir, strategy, rounds))"),
     ],
     "90_report.ipynb": [
         ("md", "# Report\nTable 1 and Table 2 of the paper, and the figures, from the run store."),
-        ("params", 'run_dir = ""'),
+        ("params", 'run_dir = ""\nthreads = 0'),
         ("code", "from IPython.display import Markdown, display\nfrom cometa.report import write_report\n\n"
                  "report_dir = write_report(run_dir)\n"
                  "display(Markdown((report_dir / 'table1.md').read_text()))\n"
