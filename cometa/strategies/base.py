@@ -5,6 +5,7 @@ A strategy owns the two models' optimisers and implements ``step(batch, keep_rat
 """
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 
 import torch
@@ -118,7 +119,7 @@ def skip_step(empty: bool, device: torch.device) -> bool:
     return float(flag) == 0.0
 
 
-class Strategy:
+class Strategy(abc.ABC):
     """Base class: holds θ_A, θ_V and their Adam optimisers (lr β)."""
 
     name = "strategy"
@@ -130,8 +131,31 @@ class Strategy:
         self.opt_audio = torch.optim.Adam(audio.parameters(), lr=lr)
         self.opt_visual = torch.optim.Adam(visual.parameters(), lr=lr)
 
-    def step(self, batch: Batch, *, keep_ratio: float) -> StepStats:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def step(self, batch: Batch, *, keep_ratio: float) -> StepStats:
+        """One mini-batch of training with keep ratio λ(e); returns what the step did."""
+
+    def forward_and_select(self, batch: Batch, keep_ratio: float):
+        """Lines 5-9 under θ, shared by the strategies that learn from disagreement: one forward
+        per model (support losses, predictions, small-loss ranking), D̄' and both selections.
+
+        Returns ``(stats, selection, loss_a, loss_v)``, or ``(stats, None, None, None)`` when this
+        batch takes no update: D̄' empty (on every rank under DDP), or empty on this rank only, in
+        which case the rank has already joined its peers' all-reduce with zero gradients.
+        """
+        stats = StepStats(n=len(batch))
+        logits_a, loss_a = self.audio(batch.audio, batch.labels)
+        logits_v, loss_v = self.visual(batch.frames, batch.labels)
+        stats.loss_support_audio = float(loss_a.detach().mean())
+        stats.loss_support_visual = float(loss_v.detach().mean())
+        sel = select_by_disagreement(logits_a, logits_v, loss_a, loss_v, keep_ratio)
+        fill_selection_stats(stats, sel, batch.noisy)
+        if skip_step(stats.empty, batch.labels.device):  # the models agree on every sample: no step
+            return stats, None, None, None
+        if stats.empty:  # DDP: this rank agrees everywhere, another rank does not
+            self.zero_step()
+            return stats, None, None, None
+        return stats, sel, loss_a, loss_v
 
     def state_dict(self) -> dict:
         return {"opt_audio": self.opt_audio.state_dict(), "opt_visual": self.opt_visual.state_dict()}

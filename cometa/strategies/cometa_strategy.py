@@ -15,26 +15,16 @@ training loop counts such batches (``empty_disagreement_batches``).
 from __future__ import annotations
 
 from cometa.meta import call_with, meta_gradients
-from cometa.strategies.base import (Batch, StepStats, Strategy, fill_selection_stats, select_by_disagreement,
-                                   skip_step)
+from cometa.strategies.base import Batch, StepStats, Strategy
 
 
 class CoMeta(Strategy):
     name = "cometa"
 
     def step(self, batch: Batch, *, keep_ratio: float) -> StepStats:
-        stats = StepStats(n=len(batch))
         # one forward under θ per model: support loss (lines 5-6), predictions (line 7), ranking (8-9)
-        logits_a, loss_a = self.audio(batch.audio, batch.labels)
-        logits_v, loss_v = self.visual(batch.frames, batch.labels)
-        stats.loss_support_audio = float(loss_a.detach().mean())
-        stats.loss_support_visual = float(loss_v.detach().mean())
-        sel = select_by_disagreement(logits_a, logits_v, loss_a, loss_v, keep_ratio)
-        fill_selection_stats(stats, sel, batch.noisy)
-        if skip_step(stats.empty, batch.labels.device):  # the models agree on every sample: no step
-            return stats
-        if stats.empty:  # DDP: this rank agrees everywhere, another rank does not
-            self.zero_step()
+        stats, sel, loss_a, loss_v = self.forward_and_select(batch, keep_ratio)
+        if sel is None:
             return stats
         for model, opt, x, support, peer_sel, key in (
             (self.audio, self.opt_audio, batch.audio, loss_a.mean(), sel.visual, "audio"),

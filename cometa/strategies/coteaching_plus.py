@@ -8,25 +8,15 @@ from __future__ import annotations
 
 import torch
 
-from cometa.strategies.base import (Batch, StepStats, Strategy, fill_selection_stats, select_by_disagreement,
-                                   skip_step)
+from cometa.strategies.base import Batch, StepStats, Strategy
 
 
 class CoTeachingPlus(Strategy):
     name = "coteaching_plus"
 
     def step(self, batch: Batch, *, keep_ratio: float) -> StepStats:
-        stats = StepStats(n=len(batch))
-        logits_a, loss_a = self.audio(batch.audio, batch.labels)
-        logits_v, loss_v = self.visual(batch.frames, batch.labels)
-        stats.loss_support_audio = float(loss_a.detach().mean())
-        stats.loss_support_visual = float(loss_v.detach().mean())
-        sel = select_by_disagreement(logits_a, logits_v, loss_a, loss_v, keep_ratio)
-        fill_selection_stats(stats, sel, batch.noisy)
-        if skip_step(stats.empty, batch.labels.device):  # the models agree on every sample: no step
-            return stats
-        if stats.empty:  # DDP: this rank agrees everywhere, another rank does not
-            self.zero_step()
+        stats, sel, loss_a, loss_v = self.forward_and_select(batch, keep_ratio)
+        if sel is None:
             return stats
         # cross update: each model learns from its peer's selection
         for model, opt, losses, peer_sel, key in ((self.audio, self.opt_audio, loss_a, sel.visual, "audio"),
