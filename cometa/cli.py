@@ -56,16 +56,10 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
+    from cometa.runs import list_runs
     from dashboards.app import serve
 
-    runs: list[str] = []
-    for r in args.runs:
-        for part in r.split(","):
-            p = Path(part)
-            if (p / "store.sqlite").exists():
-                runs.append(str(p))
-            elif p.is_dir():
-                runs += sorted(str(c) for c in p.iterdir() if (c / "store.sqlite").exists())
+    runs = [str(run) for r in args.runs for part in r.split(",") for run in list_runs(part)]
     if not runs:
         print(f"cometa: no run directories under {' '.join(args.runs)} (run `make demo` first)", file=sys.stderr)
         return 1

@@ -53,6 +53,17 @@ def all_reduce_grads(params: Iterable[torch.nn.Parameter]) -> None:
         p.grad.div_(ws)
 
 
+def shard_batches(batches: list) -> list:
+    """Each rank's share of every global mini-batch (rows rank, rank + W, ...); batches too small
+    to give every rank two samples are dropped on all ranks alike (BatchNorm and contrastive
+    negatives need two). One process: the batches unchanged."""
+    ws = world_size()
+    if ws == 1:
+        return batches
+    r = rank()
+    return [b[r::ws] for b in batches if len(b) >= 2 * ws]
+
+
 def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
     """Copy rank ``src``'s parameters and buffers to every rank (identical starting points)."""
     if not is_distributed():

@@ -21,10 +21,10 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from cometa import figures as F
+from cometa.runs import COLUMNS, RunStore
 
 __all__ = ["ReportError", "open_store", "read_scalars", "table1", "table2", "write_report", "main"]
 
@@ -39,54 +39,18 @@ class ReportError(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------------ reading
-class _SqliteStore:
-    """Read-only stand-in for :class:`cometa.runs.RunStore` until that module exists."""
-
-    def __init__(self, run_dir: str | Path):
-        self.run_dir = Path(run_dir)
-
-    def scalars(self, **filters) -> pd.DataFrame:
-        import sqlite3
-
-        con = sqlite3.connect(f"file:{self.run_dir / 'store.sqlite'}?mode=ro", uri=True)
-        try:
-            df = pd.read_sql_query("SELECT * FROM scalars", con)
-        finally:
-            con.close()
-        for k, v in filters.items():
-            df = df[df[k].isna()] if v is None else df[df[k] == v]
-        return df
-
-    def load_table(self, relpath: str | Path) -> pd.DataFrame:
-        return pd.read_parquet(self.run_dir / relpath)
-
-    def load_arrays(self, relpath: str | Path) -> dict[str, np.ndarray]:
-        with np.load(self.run_dir / relpath, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-
-    def load_json(self, relpath: str | Path) -> dict:
-        return json.loads((self.run_dir / relpath).read_text())
-
-
-def open_store(run_dir: str | Path):
-    """The run's store: :class:`cometa.runs.RunStore` when available, else a read-only SQLite reader."""
+def open_store(run_dir: str | Path) -> RunStore:
+    """The run's store; ReportError when ``run_dir`` is not a run directory."""
     run_dir = Path(run_dir)
     if not (run_dir / "store.sqlite").exists():
         raise ReportError(f"{run_dir}: no store.sqlite (is this a run directory?)")
-    try:
-        from cometa.runs import RunStore
-    except ImportError:
-        return _SqliteStore(run_dir)
     return RunStore(run_dir)
-
-
-_COLUMNS = ["run", "strategy", "stage", "round", "epoch", "step", "modality", "name", "value", "time"]
 
 
 def read_scalars(run_dir: str | Path) -> pd.DataFrame:
     """Every scalar of the run, with NULLs as NaN/None and ``round`` as int."""
     df = open_store(run_dir).scalars()
-    df = df.reindex(columns=[c for c in _COLUMNS if c in df.columns] + [c for c in df.columns if c not in _COLUMNS])
+    df = df.reindex(columns=[c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS])
     df["round"] = pd.to_numeric(df["round"], errors="coerce").fillna(0).astype(int)
     for col in ("strategy", "modality"):
         df[col] = df[col].astype(object).where(df[col].notna(), None)

@@ -13,7 +13,6 @@ needs nothing but plain-scalar parameters.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from cometa.data.corpus import Corpus, open_corpus
 from cometa.data.datasets import AudioBank, FrameBank
 from cometa.distributed import barrier, is_distributed, is_main
 from cometa.embed import audio_embeddings, sharded, visual_embeddings
+from cometa.ensemble import joint_embeddings
 from cometa.evaluate import evaluate_embeddings, log_metrics
 from cometa.models import build_audio_model, build_visual_model, resolve_device
 from cometa.runs import RunStore
@@ -133,12 +133,8 @@ def corpus_step(run_dir: str | Path, *, progress: bool = True) -> dict:
     corpus = load_corpus(cfg)
     counts = describe_corpus(corpus)
     store = RunStore(run_dir)
-    store.save_json("corpus/counts.json", {"root": str(corpus.root), **_jsonable(counts)})
+    store.save_json("corpus/counts.json", {"root": str(corpus.root), **counts})
     return counts
-
-
-def _jsonable(obj):
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
 def _launch_if_ddp(run_dir, step: str, **kw) -> bool:
@@ -188,18 +184,16 @@ def stage1_step(run_dir: str | Path, *, progress: bool = True, stop_after_epoch:
 def _log_untrained(ctx: RunContext) -> None:
     """The yardstick Stage I is measured against: the audio EER of the encoder as initialised
     (same seed as training), logged as ``eer_untrained`` per trial list."""
-    from cometa.metrics import eer, score_trials
-
     torch.manual_seed(ctx.cfg.seed)  # train_stage1 initialises the same way
     model = build_audio_model(ctx.cfg).to(ctx.device)
     emb = ctx.audio_embeddings(model, "test")
     if not is_main():
         return
-    index = {k: i for i, k in enumerate(ctx.corpus.test["key"])}
+    metrics, _ = evaluate_embeddings(ctx.corpus.test["key"].tolist(), {"audio": emb}, ctx.corpus.trials, p_targets=[])
     ctx.store.delete_scalars(strategy=None, stage=[f"eval/{n}" for n in ctx.corpus.trials], round=0,
                              name="eer_untrained")
-    ctx.store.log_many([dict(name="eer_untrained", value=eer(score_trials(emb, index, tr), tr["label"])[0],
-                             stage=f"eval/{name}", round=0, modality="audio") for name, tr in ctx.corpus.trials.items()])
+    ctx.store.log_many([dict(name="eer_untrained", value=float(r.value), stage=f"eval/{r.list}", round=0,
+                             modality="audio") for r in metrics.itertuples(index=False)])
 
 
 def _load_encoders(ctx: RunContext, strategy: str, round_: int):
@@ -262,7 +256,7 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
         rows += [dict(name=f"vote_{k}", value=float(v), modality="consensus", strategy=strategy, stage="labels",
                       round=round_) for k, v in counts.items()]
         store.log_many(rows)
-        joint = np.concatenate([_l2(audio_emb), _l2(visual_emb)], axis=1)
+        joint = joint_embeddings(audio_emb, visual_emb)
         store.save_array(rel / "embeddings.npz", keys=np.array(keys), audio=audio_emb, visual=visual_emb, joint=joint)
         store.save_table(rel / "labels.parquet", table)  # written last: marks the labels complete
     barrier()  # the other ranks read rank 0's labels
@@ -288,10 +282,6 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
     metrics = ctx.evaluate(test, strategy=strategy, round_=round_, out_dir=out)
     quality = store.scalars(strategy=strategy, stage="labels", round=round_)
     return {"metrics": metrics, "labels": quality}
-
-
-def _l2(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def projections_step(run_dir: str | Path, strategies: str | list[str], rounds: int, *, progress: bool = True) -> None:

@@ -65,6 +65,13 @@ class FrameBank:
         return frames
 
 
+def epoch_batches(n: int, batch_size: int, key: Sequence[int]) -> list[np.ndarray]:
+    """Shuffle 0..n-1 with ``np.random.default_rng(key)`` and cut it into mini-batches; a last batch
+    of fewer than 2 is dropped (BatchNorm and contrastive negatives need two)."""
+    order = np.random.default_rng(list(key)).permutation(n)
+    return [b for b in (order[i:i + batch_size] for i in range(0, n, batch_size)) if len(b) >= 2]
+
+
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 

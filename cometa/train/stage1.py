@@ -5,15 +5,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from cometa.augment import AudioAugmenter
-from cometa.data.datasets import AudioBank, ContrastivePairs
-from cometa.distributed import all_reduce_grads, is_distributed, is_main, rank, world_size
+from cometa.data.datasets import AudioBank, ContrastivePairs, epoch_batches
+from cometa.distributed import all_reduce_grads, is_distributed, is_main, shard_batches, world_size
 from cometa.losses import AugmentationDiscriminator, contrastive_loss, discriminator_loss
 from cometa.models import build_audio_model, resolve_device
 from cometa.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_progress
@@ -26,14 +25,6 @@ class Stage1Config:
     lr: float = 1e-3  # Adam
     discriminator: bool = False  # augmentation adversarial term of Huh et al. (ref. [6])
     discriminator_weight: float = 1.0
-
-
-def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """Shuffle 0..n-1 with (seed, epoch) and cut into mini-batches; a last batch of < 2 is dropped
-    (a contrastive batch needs negatives)."""
-    order = np.random.default_rng([seed, epoch]).permutation(n)
-    out = [order[i:i + batch_size] for i in range(0, n, batch_size)]
-    return [b for b in out if len(b) >= 2]
 
 
 def train_stage1(cfg, corpus, store, *, out_dir: str | Path, bank: AudioBank | None = None, progress: bool = True,
@@ -78,9 +69,7 @@ def train_stage1(cfg, corpus, store, *, out_dir: str | Path, bank: AudioBank | N
     ds = ContrastivePairs(bank, n_samples=n_samples, augmenter=augmenter, seed=cfg.seed)
     for epoch in range(start, s1.epochs + 1):
         ds.set_epoch(epoch)
-        batches = _batches(len(ds), s1.batch_size, cfg.seed, epoch)
-        if world_size() > 1:  # each rank takes its share of every global mini-batch
-            batches = [b[rank()::world_size()] for b in batches if len(b) >= 2 * world_size()]
+        batches = shard_batches(epoch_batches(len(ds), s1.batch_size, (cfg.seed, epoch)))
         loader = DataLoader(ds, batch_sampler=batches, num_workers=cfg.num_workers)
         model.train()
         if disc is not None:

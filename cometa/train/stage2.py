@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from cometa.augment import AudioAugmenter, build_eval_transform, build_visual_transform
-from cometa.data.datasets import PairedSamples
-from cometa.distributed import broadcast_module, is_main, param_divergence, rank, world_size
+from cometa.data.datasets import PairedSamples, epoch_batches
+from cometa.distributed import broadcast_module, is_main, param_divergence, shard_batches, world_size
 from cometa.ensemble import align, consensus, joint_embeddings
 from cometa.label_quality import flip_rate, label_quality
 from cometa.pseudo_labels import ClusteringConfig, cluster
@@ -182,7 +182,8 @@ def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, vi
     for epoch in range(start, last_epoch + 1):
         lam = keep_ratio(epoch, tau=s2.tau, e_k=s2.e_k)  # λ(e), line 13 (see cometa.schedules)
         ds.set_epoch(epoch)
-        batches = _shard(_stage2_batches(len(ds), s2.batch_size, cfg.seed, epoch))
+        # line 2: shuffle D into mini-batches, drawn from (seed, epoch)
+        batches = shard_batches(epoch_batches(len(ds), s2.batch_size, (cfg.seed, 10_000 + epoch)))
         loader = DataLoader(ds, batch_sampler=batches, num_workers=cfg.num_workers)
         audio.train(), visual.train()
         acc = defaultdict(float)
@@ -229,20 +230,3 @@ def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, vi
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
     return audio, visual
-
-
-def _stage2_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """Line 2: shuffle D into mini-batches (by (seed, epoch)); a last batch of one sample is dropped
-    (BatchNorm needs two)."""
-    order = np.random.default_rng([seed, 10_000 + epoch]).permutation(n)
-    return [b for b in (order[i:i + batch_size] for i in range(0, n, batch_size)) if len(b) >= 2]
-
-
-def _shard(batches: list[np.ndarray]) -> list[np.ndarray]:
-    """Under DDP each rank takes an equal share of every mini-batch (per-rank disagreement and
-    selection, as DESIGN.md says); the global batch size stays the configured one."""
-    ws = world_size()
-    if ws == 1:
-        return batches
-    r = rank()
-    return [b[r::ws] for b in batches if len(b) >= 2 * ws]
