@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cometa.schedules import keep_ratio, keep_ratio_schedule
+from cometa.schedules import keep_ratio, keep_ratio_in_epoch, keep_ratio_schedule, lr_schedule
 from cometa.selection import disagreement, n_selected, selection_overlap, small_loss
 
 
@@ -119,3 +119,38 @@ def test_keep_ratio_bad_arguments_raise(bad):
     if "epoch" in bad and len(bad) > 1:
         with pytest.raises(ValueError):
             keep_ratio_schedule(10, **{k: v for k, v in bad.items() if k != "epoch"})
+
+
+def test_lambda_of_an_epoch_is_the_one_line_13_set_after_the_epoch_before():
+    # epoch 1 trains with λ = 1; epoch e with λ(e - 1) (Algorithm 1 updates λ after the epoch's batches)
+    assert keep_ratio_in_epoch(1, tau=0.2, e_k=10) == 1.0
+    for e in range(2, 30):
+        assert keep_ratio_in_epoch(e, tau=0.2, e_k=10) == keep_ratio(e - 1, tau=0.2, e_k=10)
+    assert keep_ratio_in_epoch(2, tau=0.2, e_k=10) == pytest.approx(0.98, abs=1e-15)
+    assert keep_ratio_in_epoch(11, tau=0.2, e_k=10) == pytest.approx(0.8, abs=1e-15)
+    with pytest.raises(ValueError):
+        keep_ratio_in_epoch(0)
+
+
+def test_lr_schedule_warmup_then_cosine_against_the_formula():
+    base, spe, epochs, warm, r = 0.1, 5, 4, 1.0, 0.05
+    lrs = lr_schedule(base, epochs=epochs, steps_per_epoch=spe, kind="cosine", warmup_epochs=warm, final_ratio=r)
+    assert lrs.shape == (20,)
+    np.testing.assert_allclose(lrs[:5], base * np.arange(1, 6) / 5, rtol=0, atol=1e-15)  # linear warm-up to base
+    t = np.arange(5, 20)
+    p = (t - 5) / 14  # 0 at the first step after warm-up, 1 at the last step
+    np.testing.assert_allclose(lrs[5:], base * (r + (1 - r) * 0.5 * (1 + np.cos(np.pi * p))), rtol=0, atol=1e-15)
+    assert lrs[5] == pytest.approx(base) and lrs[-1] == pytest.approx(base * r)
+
+
+def test_lr_schedule_exponential_and_constant():
+    lrs = lr_schedule(1e-3, epochs=3, steps_per_epoch=4, kind="exponential", warmup_epochs=0, final_ratio=0.01)
+    np.testing.assert_allclose(lrs, 1e-3 * 0.01 ** (np.arange(12) / 11), rtol=1e-12)
+    const = lr_schedule(1e-3, epochs=2, steps_per_epoch=3, kind="constant", warmup_epochs=0.5)
+    np.testing.assert_allclose(const, [1e-3 / 2, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3])  # round(0.5 * 3) = 2 warm-up steps
+    assert lr_schedule(1e-3, epochs=0, steps_per_epoch=5).shape == (0,)
+    one = lr_schedule(1e-3, epochs=1, steps_per_epoch=1, warmup_epochs=5)  # warm-up capped: the step runs at base
+    np.testing.assert_allclose(one, [1e-3])
+    for bad in (dict(kind="step"), dict(final_ratio=0.0), dict(final_ratio=1.5)):
+        with pytest.raises(ValueError):
+            lr_schedule(1e-3, epochs=2, steps_per_epoch=2, **bad)

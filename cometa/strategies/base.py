@@ -157,6 +157,12 @@ class Strategy(abc.ABC):
             return stats, None, None, None
         return stats, sel, loss_a, loss_v
 
+    def set_lr(self, lr: float) -> None:
+        """The outer rate β of this step (lines 10-11), from the round's schedule."""
+        for opt in (self.opt_audio, self.opt_visual):
+            for group in opt.param_groups:
+                group["lr"] = lr
+
     def state_dict(self) -> dict:
         return {"opt_audio": self.opt_audio.state_dict(), "opt_visual": self.opt_visual.state_dict()}
 

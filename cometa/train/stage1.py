@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -10,21 +10,25 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from cometa.bounds import bounded
 from cometa.augment import AudioAugmenter
 from cometa.data.datasets import AudioBank, ContrastivePairs, epoch_batches
 from cometa.distributed import all_reduce_grads, is_distributed, is_main, shard_batches, world_size
 from cometa.losses import AugmentationDiscriminator, contrastive_loss, discriminator_loss
 from cometa.models import build_audio_model, resolve_device
+from cometa.schedules import LRScheduleConfig, lr_schedule
 from cometa.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_progress
 
 
 @dataclass
 class Stage1Config:
-    epochs: int = 50
-    batch_size: int = 128  # N utterances per mini-batch (2N views)
-    lr: float = 1e-3  # Adam
+    epochs: int = bounded(50, ge=1)
+    batch_size: int = bounded(128, ge=2)  # N utterances per mini-batch (2N views)
+    lr: float = bounded(1e-3, gt=0)  # Adam, initial rate (paper Sec. 4.4.1)
+    lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)  # warm-up + decay, per step
+    temperature: float = bounded(1.0, gt=0)  # of the contrastive loss; the paper sets none ("we do not set the temperature")
     discriminator: bool = False  # augmentation adversarial term of Huh et al. (ref. [6])
-    discriminator_weight: float = 1.0
+    discriminator_weight: float = bounded(1.0, ge=0)
 
 
 def train_stage1(cfg, corpus, store, *, out_dir: str | Path, bank: AudioBank | None = None, progress: bool = True,
@@ -67,6 +71,9 @@ def train_stage1(cfg, corpus, store, *, out_dir: str | Path, bank: AudioBank | N
     n_samples = int(round(cfg.features.crop_seconds * cfg.features.sample_rate))
     augmenter = AudioAugmenter(cfg.augment, sample_rate=cfg.features.sample_rate, seed=cfg.seed)
     ds = ContrastivePairs(bank, n_samples=n_samples, augmenter=augmenter, seed=cfg.seed)
+    steps_per_epoch = len(shard_batches(epoch_batches(len(ds), s1.batch_size, (cfg.seed, 1))))
+    lrs = lr_schedule(s1.lr, epochs=s1.epochs, steps_per_epoch=steps_per_epoch, kind=s1.lr_schedule.kind,
+                      warmup_epochs=s1.lr_schedule.warmup_epochs, final_ratio=s1.lr_schedule.final_ratio)
     for epoch in range(start, s1.epochs + 1):
         ds.set_epoch(epoch)
         batches = shard_batches(epoch_batches(len(ds), s1.batch_size, (cfg.seed, epoch)))
@@ -77,11 +84,13 @@ def train_stage1(cfg, corpus, store, *, out_dir: str | Path, bank: AudioBank | N
         t0 = time.time()
         sums = {"loss_csl": 0.0, "loss_disc": 0.0}
         bar = tqdm(loader, desc=f"stage I epoch {epoch}/{s1.epochs}", disable=not progress, leave=False)
-        for v1, v2, a1, a2 in bar:
+        for b, (v1, v2, a1, a2) in enumerate(bar):
+            for group in opt.param_groups:
+                group["lr"] = float(lrs[(epoch - 1) * steps_per_epoch + b])
             v1, v2 = v1.to(device), v2.to(device)
             emb = net(torch.cat([v1, v2]))  # (2N, D): one pass, BatchNorm sees both views
             e1, e2 = emb.chunk(2)
-            loss = contrastive_loss(e1, e2)
+            loss = contrastive_loss(e1, e2, temperature=s1.temperature)
             sums["loss_csl"] += float(loss.detach())
             if disc is not None:
                 same = (a1 == a2).to(device)
@@ -96,6 +105,7 @@ def train_stage1(cfg, corpus, store, *, out_dir: str | Path, bank: AudioBank | N
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         n_b = max(1, len(batches))
         rows = [dict(name="loss_csl", value=sums["loss_csl"] / n_b, stage="stage1", round=0, epoch=epoch),
+                dict(name="lr", value=opt.param_groups[0]["lr"], stage="stage1", round=0, epoch=epoch),
                 dict(name="epoch_seconds", value=time.time() - t0, stage="stage1", round=0, epoch=epoch)]
         if world_size() > 1:
             from cometa.distributed import param_divergence

@@ -13,13 +13,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from cometa.bounds import bounded
 from cometa.augment import AudioAugmenter, build_eval_transform, build_visual_transform
 from cometa.data.datasets import PairedSamples, epoch_batches
 from cometa.distributed import broadcast_module, is_main, param_divergence, shard_batches, world_size
 from cometa.ensemble import align, consensus, joint_embeddings
 from cometa.label_quality import flip_rate, label_quality
 from cometa.pseudo_labels import ClusteringConfig, cluster
-from cometa.schedules import keep_ratio
+from cometa.schedules import LRScheduleConfig, keep_ratio_in_epoch, lr_schedule
 from cometa.strategies import Batch, SpeakerClassifier, build_strategy
 from cometa.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_progress
 
@@ -29,17 +30,19 @@ class Stage2Config:
     """Algorithm 1's inputs: tau, E_k, alpha, beta; relabelling every ``epochs_per_round`` epochs."""
 
     strategies: list[str] = field(default_factory=lambda: ["baseline", "coteaching_plus", "cometa"])
-    rounds: int = 20  # relabellings; E_max = rounds * epochs_per_round (paper: 200)
-    epochs_per_round: int = 10  # Algorithm 1 line 14: relabel when e mod 10 = 0
-    batch_size: int = 128
-    tau: float = 0.2  # estimated noise rate
-    e_k: int = 10  # epochs over which lambda(e) ramps from 1 to 1 - tau
-    alpha: float = 0.01  # inner (support) step size, lines 5-6
-    beta: float = 0.001  # outer step size (Adam), lines 10-11; also the baseline's Adam lr
+    rounds: int = bounded(20, ge=1)  # relabellings; E_max = rounds * epochs_per_round (paper: 200)
+    epochs_per_round: int = bounded(10, ge=1)  # Algorithm 1 line 14: relabel when e mod 10 = 0
+    batch_size: int = bounded(128, ge=2)
+    tau: float = bounded(0.2, ge=0, lt=1)  # estimated noise rate
+    e_k: int = bounded(10, ge=1)  # epochs over which lambda(e) ramps from 1 to 1 - tau
+    alpha: float = bounded(0.01, gt=0)  # inner (support) step size, lines 5-6
+    beta: float = bounded(0.001, gt=0)  # outer step size (Adam), lines 10-11; also the baseline's Adam lr
     second_order: bool = True  # differentiate through the inner step (False = first-order MAML)
-    margin: float = 0.2  # AAM-softmax
-    scale: float = 32.0
-    frames_per_sample: int = 1  # face frames drawn per utterance per step
+    margin: float = bounded(0.2, ge=0, lt=1.5707963)  # AAM-softmax, radians
+    scale: float = bounded(32.0, gt=0)
+    # schedule of the outer (Adam, β) rate within each round: the heads and Adam start afresh with
+    # each relabelling, so every round warms up and decays again
+    lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -53,7 +56,9 @@ def make_round_labels(keys, speakers, audio_emb: np.ndarray, visual_emb: np.ndar
     With no visual embeddings (round 1: the visual encoder has no Stage I) the consensus is the
     audio clustering, as in the paper. Columns: key, speaker (true identity, for diagnosis only),
     audio, visual, joint, consensus (-1 = dropped by the vote), kept; audio and visual ids are
-    aligned onto the joint (reference) ids.
+    aligned onto the joint (reference) ids. Utterances whose visual row is not finite (no face
+    frames, ``corpus.missing_faces: audio_only``) get visual -1: the visual clustering runs on the
+    others, and their joint view is their voice alone (see :func:`cometa.ensemble.joint_embeddings`).
     """
     audio = cluster(audio_emb, clustering, seed=seed)
     if visual_emb is None:
@@ -62,7 +67,9 @@ def make_round_labels(keys, speakers, audio_emb: np.ndarray, visual_emb: np.ndar
                               "visual": np.full(n, -1, dtype=np.int64), "joint": audio,
                               "consensus": audio, "kept": np.ones(n, dtype=bool)})
         return table, {"all_agree": n, "two_agree": 0, "all_differ": 0}
-    visual = cluster(visual_emb, clustering, seed=seed + 1)
+    has_face = np.isfinite(visual_emb).all(axis=1)
+    visual = np.full(len(audio), -1, dtype=np.int64)
+    visual[has_face] = cluster(visual_emb[has_face], clustering, seed=seed + 1)
     joint = cluster(joint_embeddings(audio_emb, visual_emb), clustering, seed=seed + 2)
     labels, kept, counts = consensus(joint, audio, visual, policy=clustering.vote_policy)
     table = pd.DataFrame({"key": list(keys), "speaker": list(speakers), "audio": align(joint, audio),
@@ -120,9 +127,11 @@ def _epoch_rows(acc: dict, *, n_batches: int, lam: float) -> list[dict]:
             dict(name="selection_overlap", value=acc["n_overlap"] / acc["n_union"] if acc["n_union"] else float("nan"))]
     for m in ("audio", "visual"):
         sel = acc[f"n_selected_{m}"]
+        left, left_noisy = d - sel, acc["n_disagree_noisy"] - acc[f"n_selected_noisy_{m}"]  # D̄' minus the selection
         rows += [dict(name=f"selected_frac_{m}", value=sel / n),
                  dict(name="selected_noisy_frac", modality=m,
                       value=acc[f"n_selected_noisy_{m}"] / sel if sel else float("nan")),
+                 dict(name="dropped_noisy_frac", modality=m, value=left_noisy / left if left else float("nan")),
                  dict(name="loss_support", modality=m, value=acc[f"loss_support_{m}"] / max(n_batches, 1)),
                  dict(name="loss_query", modality=m,
                       value=acc[f"loss_query_{m}"] / acc[f"q_{m}"] if acc[f"q_{m}"] else float("nan"))]
@@ -179,8 +188,13 @@ def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, vi
     ds = PairedSamples(audio_bank, frame_bank, rows, labels, noisy, n_samples=n_samples, visual_transform=vis_tf,
                        audio_augmenter=augmenter, seed=cfg.seed)
     last_epoch = first_epoch + s2.epochs_per_round - 1
+    steps_per_epoch = len(shard_batches(epoch_batches(len(ds), s2.batch_size, (cfg.seed, 10_000 + first_epoch))))
+    sched = s2.lr_schedule
+    lrs = lr_schedule(s2.beta, epochs=s2.epochs_per_round, steps_per_epoch=steps_per_epoch, kind=sched.kind,
+                      warmup_epochs=sched.warmup_epochs, final_ratio=sched.final_ratio)
     for epoch in range(start, last_epoch + 1):
-        lam = keep_ratio(epoch, tau=s2.tau, e_k=s2.e_k)  # λ(e), line 13 (see cometa.schedules)
+        # line 13 runs after each epoch: epoch e trains with λ(e - 1), epoch 1 with λ = 1
+        lam = keep_ratio_in_epoch(epoch, tau=s2.tau, e_k=s2.e_k)
         ds.set_epoch(epoch)
         # line 2: shuffle D into mini-batches, drawn from (seed, epoch)
         batches = shard_batches(epoch_batches(len(ds), s2.batch_size, (cfg.seed, 10_000 + epoch)))
@@ -192,6 +206,7 @@ def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, vi
         bar = tqdm(loader, desc=f"{strategy_name} round {round_} epoch {epoch}/{last_epoch}", disable=not progress,
                    leave=False)
         for b, (wave, image, y, nz, idx) in enumerate(bar):
+            strategy.set_lr(float(lrs[(epoch - first_epoch) * steps_per_epoch + b]))
             batch = Batch(wave, image, y, nz, idx).to(device)
             st = strategy.step(batch, keep_ratio=lam)
             for f in ("n", "n_disagree", "n_disagree_noisy", "n_selected_audio", "n_selected_visual",
@@ -211,7 +226,8 @@ def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, vi
             bar.set_postfix(d=f"{st.n_disagree}/{st.n}", la=f"{st.loss_support_audio:.2f}",
                             lv=f"{st.loss_support_visual:.2f}")
         epoch_rows = _epoch_rows(acc, n_batches=len(batches), lam=lam)
-        epoch_rows.append(dict(name="epoch_seconds", value=time.time() - t0))
+        epoch_rows += [dict(name="epoch_seconds", value=time.time() - t0),
+                       dict(name="lr", value=strategy.opt_audio.param_groups[0]["lr"])]
         if world_size() > 1:
             # parameters agree by construction (all-reduced gradients); BatchNorm statistics are
             # per rank, so rank 0's are shared before the checkpoint, as DDP's broadcast_buffers does
