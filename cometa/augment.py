@@ -11,12 +11,15 @@ The augmentation applied is returned as an int code (:func:`aug_code`): 0 none, 
 3 babble, plus 4 when reverberation was applied (so 4..7 are the reverberant versions). The
 discriminator option of Stage I compares these codes between the two views.
 
-Visual (:func:`build_visual_transform`): resize, then random resized crop, horizontal flip, colour
-distortion, greyscale and Gaussian blur, each applied with probability ``visual_p`` (0.6 in the paper).
+Visual (:func:`build_visual_transform`): resize, then, with probability ``visual_p`` (0.6 in the
+paper), SimCLR's chain: random resized crop, horizontal flip, colour distortion, greyscale and
+Gaussian blur, each with SimCLR's own probability.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from cometa.bounds import bounded
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +34,16 @@ from torchvision.transforms import v2
 @dataclass
 class AugmentConfig:
     """Audio: noise / music / babble at an SNR drawn from each category's range, reverberation.
-    Visual: resize + random crop, flip, colour distortion, greyscale, blur, each with ``visual_p``."""
+    Visual: with probability ``visual_p``, random crop, flip, colour distortion, greyscale, blur."""
 
     musan_dir: str = ""  # MUSAN root (noise/ music/ speech/); "" = the project's generated bank
     rir_dir: str = ""  # RIRS_NOISES root; "" = generated impulse responses
-    p_noise: float = 0.6
-    p_reverb: float = 0.3
+    p_noise: float = bounded(0.6, ge=0, le=1)
+    p_reverb: float = bounded(0.3, ge=0, le=1)
     snr_noise: tuple[float, float] = (0.0, 15.0)
     snr_music: tuple[float, float] = (5.0, 15.0)
     snr_babble: tuple[float, float] = (13.0, 20.0)
-    visual_p: float = 0.6
+    visual_p: float = bounded(0.6, ge=0, le=1)
     crop_scale: tuple[float, float] = (0.7, 1.0)
     stage2_audio: bool = True  # augment audio crops in Stage II too
     stage2_visual: bool = True
@@ -353,21 +356,26 @@ def build_visual_transform(cfg: AugmentConfig, image_size: int):
     """Training transform for one face frame: uint8 (H, W, 3) array or (3, H, W) tensor ->
     float32 (3, image_size, image_size) in [0, 1].
 
-    Resize to ``image_size``, then random resized crop (scale ``cfg.crop_scale``), horizontal flip,
-    colour distortion (ColorJitter 0.4, 0.4, 0.4, 0.1), greyscale and Gaussian blur (kernel ~10% of
-    the image, sigma 0.1-2), each applied with probability ``cfg.visual_p`` (SimCLR's recipe, paper
-    Sec. 4.2). With ``visual_p = 0`` this equals :func:`build_eval_transform`.
+    Resize to ``image_size``; then, with probability ``cfg.visual_p`` (0.6 in the paper, Sec. 4.2:
+    "the augmentation is performed at a probability of 0.6"), SimCLR's chain as in Cai et al.
+    (ref. [14]): random resized crop (scale ``cfg.crop_scale``), horizontal flip (p 0.5), colour
+    distortion (ColorJitter 0.4, 0.4, 0.4, 0.1; p 0.8), greyscale (p 0.2) and Gaussian blur (kernel
+    ~10 % of the image, sigma 0.1-2; p 0.5). A frame is left as it is with probability
+    1 - ``visual_p``; with ``visual_p = 0`` this equals :func:`build_eval_transform`.
     """
-    p, s = cfg.visual_p, image_size
+    s = image_size
     kernel = max(3, (s // 10) | 1)  # odd
+    chain = [
+        v2.RandomResizedCrop((s, s), scale=tuple(cfg.crop_scale), antialias=True),
+        v2.RandomHorizontalFlip(p=0.5),
+        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+        v2.RandomGrayscale(p=0.2),
+        v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5),
+    ]
     return v2.Compose([
         v2.ToImage(),  # uint8 (H, W, 3) numpy or (3, H, W) tensor -> (3, H, W) image tensor
         v2.Resize((s, s), antialias=True),
-        v2.RandomApply([v2.RandomResizedCrop((s, s), scale=tuple(cfg.crop_scale), antialias=True)], p=p),
-        v2.RandomHorizontalFlip(p=p),
-        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=p),
-        v2.RandomGrayscale(p=p),
-        v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=p),
+        v2.RandomApply(chain, p=cfg.visual_p),
         v2.ToDtype(torch.float32, scale=True),
     ])
 

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from cometa.augment import AugmentConfig
+from cometa.bounds import check_bounds, bounded
 from cometa.data.corpus import CorpusConfig
 from cometa.encoders.ecapa import EcapaConfig
 from cometa.encoders.resnet import ResNetConfig
@@ -45,11 +46,11 @@ class Config:
     """The whole study's configuration (one per run directory)."""
 
     preset: str = "paper"
-    seed: int = 0
+    seed: int = bounded(0, ge=0)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    nproc_per_node: int = 1  # > 1 launches torchrun (DDP) for the training steps
-    jobs: int = 1  # pipeline steps run at once (independent strategies' rounds share the cores)
-    num_workers: int = 0  # DataLoader workers (0 = load in the training process)
+    nproc_per_node: int = bounded(1, ge=1)  # > 1 launches torchrun (DDP) for the training steps
+    jobs: int = bounded(1, ge=1)  # pipeline steps run at once (independent strategies' rounds share the cores)
+    num_workers: int = bounded(0, ge=0)  # DataLoader workers (0 = load in the training process)
     cache_data: bool = True  # keep decoded audio and face frames in memory (embedded corpora)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -128,6 +129,11 @@ def _check_value(tp: Any, value: Any, key: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -156,6 +162,8 @@ def _from_dict(cls: type, data: dict[str, Any], prefix: str, source: str, base: 
             setattr(obj, key, _from_dict(tp, value, path, source, base=current))
         else:
             setattr(obj, key, _check_value(tp, value, path, source))
+    for name, message in check_bounds(obj):
+        raise ConfigError(f"{source}: '{prefix + '.' if prefix else ''}{name}' {message}")
     if hasattr(obj, "validate"):
         try:
             obj.validate()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cometa.bounds import bounded
+
 import numpy as np
 import torch
 import torchaudio
@@ -15,17 +17,13 @@ from torch import nn
 class FeatureConfig:
     """Log-mel front end and crop lengths."""
 
-    sample_rate: int = 16000
-    n_mels: int = 80
-    win_ms: float = 25.0
-    hop_ms: float = 10.0
-    n_fft: int = 512
-    crop_seconds: float = 1.8  # random training crop (paper: 1.8 s)
-    eval_seconds: float = 0.0  # 0 = whole utterance for embeddings; > 0 = mean of fixed crops of this length
-
-    def validate(self) -> None:
-        if self.crop_seconds <= 0:
-            raise ValueError("crop_seconds must be > 0")
+    sample_rate: int = bounded(16000, gt=0)
+    n_mels: int = bounded(80, ge=1)
+    win_ms: float = bounded(25.0, gt=0)
+    hop_ms: float = bounded(10.0, gt=0)
+    n_fft: int = bounded(512, ge=16)
+    crop_seconds: float = bounded(1.8, gt=0)  # random training crop (paper: 1.8 s)
+    eval_seconds: float = bounded(0.0, ge=0)  # 0 = whole utterance for embeddings; > 0 = mean of fixed crops of this length
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,25 +3,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cometa.bounds import bounded
+
 import numpy as np
 
 
 @dataclass
 class ClusteringConfig:
-    method: str = "kmeans"  # kmeans | agglomerative
-    k: int = 6000
-    niter: int = 20
-    nredo: int = 1  # k-means restarts (the run with the lowest objective is kept)
-    init: str = "kmeans++"  # kmeans++ | random (faiss's default: k random points)
-    vote_policy: str = "reference"  # reference | drop  (where audio, visual, joint all differ)
-
-    def validate(self) -> None:
-        if self.method not in ("kmeans", "agglomerative"):
-            raise ValueError(f"clustering.method must be kmeans|agglomerative, got {self.method!r}")
-        if self.init not in ("kmeans++", "random"):
-            raise ValueError(f"clustering.init must be kmeans++|random, got {self.init!r}")
-        if self.vote_policy not in ("reference", "drop"):
-            raise ValueError(f"clustering.vote_policy must be reference|drop, got {self.vote_policy!r}")
+    method: str = bounded("kmeans", choices=("kmeans", "agglomerative"))
+    k: int = bounded(6000, ge=2)
+    niter: int = bounded(20, ge=1)
+    nredo: int = bounded(1, ge=1)  # k-means restarts (the run with the lowest objective is kept)
+    init: str = bounded("kmeans++", choices=("kmeans++", "random"))  # kmeans++ | random (faiss's default: k random points)
+    vote_policy: str = bounded("reference", choices=("reference", "drop"))  # reference | drop  (where audio, visual, joint all differ)
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

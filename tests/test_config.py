@@ -67,3 +67,54 @@ def test_run_config_roundtrip(tmp_path):
     f = tmp_path / "config.yaml"
     f.write_text(cfg.to_yaml() + "git_sha: abc\n")
     assert load_run_config(f) == cfg
+
+
+@pytest.mark.parametrize("override, key, rule", [
+    ("stage2.tau=1.5", "stage2.tau", "in [0, 1)"),
+    ("stage2.tau=1", "stage2.tau", "in [0, 1)"),  # τ = 1 would select nothing
+    ("stage2.tau=-0.1", "stage2.tau", "in [0, 1)"),
+    ("stage2.alpha=0", "stage2.alpha", "> 0"),
+    ("stage2.beta=-1e-3", "stage2.beta", "> 0"),
+    ("stage2.e_k=0", "stage2.e_k", ">= 1"),
+    ("stage2.epochs_per_round=0", "stage2.epochs_per_round", ">= 1"),
+    ("stage2.rounds=0", "stage2.rounds", ">= 1"),
+    ("stage2.batch_size=1", "stage2.batch_size", ">= 2"),
+    ("clustering.k=1", "clustering.k", ">= 2"),
+    ("stage1.epochs=0", "stage1.epochs", ">= 1"),
+    ("stage1.lr=0", "stage1.lr", "> 0"),
+    ("stage1.temperature=0", "stage1.temperature", "> 0"),
+    ("stage1.lr_schedule.final_ratio=0", "stage1.lr_schedule.final_ratio", "in (0, 1]"),
+    ("stage2.lr_schedule.kind=step", "stage2.lr_schedule.kind", "one of constant|cosine|exponential"),
+    ("augment.visual_p=1.2", "augment.visual_p", "in [0, 1]"),
+    ("visual_encoder.depth=50", "visual_encoder.depth", "one of 10|18|34"),
+    ("corpus.synthetic.n_test_speakers=1", "corpus.synthetic.n_test_speakers", ">= 2"),
+    ("jobs=0", "jobs", ">= 1"),
+])
+def test_out_of_range_values_are_refused_naming_the_key(override, key, rule):
+    with pytest.raises(ConfigError) as e:
+        load_config("demo", overrides=[override])
+    msg = str(e.value)
+    assert f"'{key}'" in msg and rule in msg and msg.startswith("--set:"), msg
+
+
+def test_out_of_range_value_in_a_file_names_the_file(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("stage2:\n  alpha: -0.01\n")
+    with pytest.raises(ConfigError, match=rf"{f}: 'stage2.alpha' must be > 0, got -0.01"):
+        load_config("tiny", path=f)
+
+
+def test_boundary_values_are_accepted():
+    cfg = load_config("tiny", overrides=["stage2.tau=0", "stage2.e_k=1", "clustering.k=2", "augment.visual_p=1"])
+    assert (cfg.stage2.tau, cfg.stage2.e_k, cfg.clustering.k, cfg.augment.visual_p) == (0.0, 1, 2, 1.0)
+
+
+def test_tau_out_of_range_refused_by_the_cli_dry_run(capsys):
+    from cometa.cli import main
+
+    assert main(["run", "--preset", "demo", "--set", "stage2.tau=1.5", "--dry-run"]) == 2
+    assert "'stage2.tau' must be in [0, 1), got 1.5" in capsys.readouterr().err
+
+
+def test_paper_preset_trains_stage1_with_the_augmentation_discriminator():
+    assert load_config("paper").stage1.discriminator  # Sec. 4.4.1: "we add the discriminator training [6]"

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cometa.bounds import bounded
 from cometa.data.synthetic import SyntheticConfig
 from cometa.data.voxceleb import (DataError, build_manifest, check_trials, parse_trials, read_trials,
                                   scan_split, unknown_trials)
@@ -24,16 +25,10 @@ MISSING_FACES_POLICIES = ("exclude", "audio_only", "error")
 
 @dataclass
 class CorpusConfig:
-    kind: str = "voxceleb"  # synthetic | voxceleb
+    kind: str = bounded("voxceleb", choices=("synthetic", "voxceleb"))
     root: str = ""  # data root; for synthetic "" = cache dir keyed by the generator config
-    missing_faces: str = "exclude"  # exclude | audio_only | error
+    missing_faces: str = bounded("exclude", choices=MISSING_FACES_POLICIES)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-
-    def validate(self) -> None:
-        if self.kind not in ("synthetic", "voxceleb"):
-            raise ValueError(f"corpus.kind must be 'synthetic' or 'voxceleb', got {self.kind!r}")
-        if self.missing_faces not in MISSING_FACES_POLICIES:
-            raise ValueError(f"corpus.missing_faces must be exclude|audio_only|error, got {self.missing_faces!r}")
 
 
 @dataclass

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cometa.bounds import bounded
+
 import torch
 from torch import nn
 
@@ -32,11 +34,11 @@ class EcapaConfig:
     """ECAPA-TDNN; ``channels`` is C (512 in the paper), ``embed_dim`` the speaker embedding (192)."""
 
     name: str = "ecapa_tdnn"
-    channels: int = 512
-    embed_dim: int = 192
-    scale: int = 8  # Res2Net scale
-    se_bottleneck: int = 128
-    attention_channels: int = 128
+    channels: int = bounded(512, ge=1)
+    embed_dim: int = bounded(192, ge=1)
+    scale: int = bounded(8, ge=1)  # Res2Net scale
+    se_bottleneck: int = bounded(128, ge=1)
+    attention_channels: int = bounded(128, ge=1)
 
 
 class ConvReluBn(nn.Module):

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cometa.bounds import bounded
+
 import torch
 import torchvision
 from torch import nn
@@ -37,10 +39,10 @@ class ResNetConfig:
     """ResNet face encoder. ``depth`` 34 at 224 px in the paper; smaller nets/inputs for tiny/demo."""
 
     name: str = "resnet"
-    depth: int = 34  # 10 | 18 | 34 (10 = one BasicBlock per stage, for tiny/demo)
-    base_width: int = 64  # channels of the first stage (64 in torchvision)
-    image_size: int = 224
-    embed_dim: int = 192
+    depth: int = bounded(34, choices=(10, 18, 34))  # 10 = one BasicBlock per stage, for tiny/demo
+    base_width: int = bounded(64, ge=1)  # channels of the first stage (64 in torchvision)
+    image_size: int = bounded(224, ge=8)
+    embed_dim: int = bounded(192, ge=1)
 
 
 class ResNetTrunk(nn.Module):
