@@ -12,17 +12,20 @@ The first-order variant treats ∇_θ ℓ(D̄; θ) as a constant, so that dθ'/d
 gradient is simply ∇ℓ evaluated at θ' (first-order MAML).
 
 Buffers (BatchNorm running statistics) are shared between θ and θ': the inner step only moves
-parameters.
+parameters. The running statistics move once per step, in the forward pass under θ, as in the other
+strategies: :func:`call_with` normalises with the batch's statistics (training mode) but leaves the
+running averages alone (:func:`frozen_bn_stats`).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-__all__ = ["inner_update", "call_with", "meta_gradients"]
+__all__ = ["inner_update", "call_with", "frozen_bn_stats", "meta_gradients"]
 
 
 def inner_update(
@@ -58,13 +61,28 @@ def inner_update(
     return fast
 
 
+@contextmanager
+def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
+    """Within the block, BatchNorm layers in training mode normalise with the batch's statistics
+    but do not update their running mean, variance or batch count (``track_running_stats`` off)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in bns:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.track_running_stats = True
+
+
 def call_with(model: nn.Module, params: Mapping[str, torch.Tensor], *args, **kwargs):
     """``model(*args, **kwargs)`` with its trainable parameters replaced by ``params`` (θ').
 
-    Buffers are the model's own: BatchNorm statistics keep updating in place, as in a plain
-    forward pass.
+    Buffers are the model's own and are not updated: in training mode BatchNorm normalises with the
+    batch's statistics and leaves its running statistics to the forward pass under θ.
     """
-    return functional_call(model, dict(params), args, kwargs)
+    with frozen_bn_stats(model):
+        return functional_call(model, dict(params), args, kwargs)
 
 
 def meta_gradients(

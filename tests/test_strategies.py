@@ -128,3 +128,30 @@ def test_baseline_trains_each_model_on_the_whole_batch():
     expected = torch.autograd.grad(losses.mean(), list(a0.parameters()))
     for got, e in zip(_delta(a0, audio), expected):
         torch.testing.assert_close(got, e)
+
+
+def _bn_models(seed=0):
+    torch.manual_seed(seed)
+    audio = SpeakerClassifier(nn.Sequential(nn.Linear(D_IN, D), nn.BatchNorm1d(D)), D, K, margin=0.2,
+                              scale=8.0).double()
+    visual = SpeakerClassifier(nn.Sequential(nn.Flatten(), nn.Linear(12, D), nn.BatchNorm1d(D)), D, K, margin=0.2,
+                               scale=8.0).double()
+    return audio, visual
+
+
+@pytest.mark.parametrize("name", ["baseline", "coteaching_plus", "cometa"])
+def test_batchnorm_running_statistics_move_once_per_step(name):
+    """Every strategy updates BatchNorm's running statistics exactly as ONE training-mode forward
+    of the batch under θ does (cometa's forward under θ' uses batch statistics but updates nothing)."""
+    audio, visual = _bn_models()
+    batch = _batch()
+    ref_a, ref_v = copy.deepcopy(audio).train(), copy.deepcopy(visual).train()
+    with torch.no_grad():
+        ref_a(batch.audio, batch.labels)
+        ref_v(batch.frames, batch.labels)
+    strat = build_strategy(name, audio.train(), visual.train(), lr=1e-3, alpha=0.3, second_order=True)
+    stats = strat.step(batch, keep_ratio=0.5)
+    assert name == "baseline" or stats.n_disagree > 0  # cometa did take its θ' forward
+    for got, want in ((audio, ref_a), (visual, ref_v)):
+        for (n, b), (_, e) in zip(got.named_buffers(), want.named_buffers()):
+            assert torch.equal(b, e), n
