@@ -20,9 +20,15 @@ POLICIES = ("reference", "drop")
 
 
 def joint_embeddings(audio: np.ndarray, visual: np.ndarray) -> np.ndarray:
-    """(N, Da + Dv) float32: the concatenation of the two L2-normalised views (each half unit-norm)."""
+    """(N, Da + Dv) float32: the concatenation of the two L2-normalised views (each half unit-norm).
+
+    A visual row that is not finite (an utterance without face frames, ``corpus.missing_faces:
+    audio_only``) gives a zero visual half: the joint view of that utterance is its voice alone.
+    """
     if len(audio) != len(visual):
         raise ValueError(f"{len(audio)} audio but {len(visual)} visual embeddings")
+    visual = np.asarray(visual, dtype=np.float32)
+    visual = np.where(np.isfinite(visual).all(axis=1, keepdims=True), visual, 0.0)
     return np.concatenate([l2_normalise(audio), l2_normalise(visual)], axis=1)
 
 
@@ -31,22 +37,27 @@ def align(reference: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
     Clusters left unmatched (more clusters than the reference has, or a match of zero overlap)
     get ids outside the reference's range: max(reference) + 1, + 2, ... in order of their own ids.
+    A negative id in ``labels`` marks a sample without that view (no face frames): it takes no
+    part in the matching and stays -1.
     """
     ref, lab = np.asarray(reference).ravel(), np.asarray(labels).ravel()
     if ref.shape != lab.shape:
         raise ValueError(f"labellings differ in length: {ref.size} vs {lab.size}")
-    if ref.size == 0:
-        return lab.astype(np.int64)
-    ur, ri = np.unique(ref, return_inverse=True)
-    ul, li = np.unique(lab, return_inverse=True)
-    overlap = coo_matrix((np.ones(ref.size), (li, ri)), shape=(ul.size, ur.size)).toarray()  # (L, R)
+    out = np.full(lab.shape, -1, dtype=np.int64)
+    has = lab >= 0
+    if not has.any():
+        return out
+    ur, ri = np.unique(ref[has], return_inverse=True)
+    ul, li = np.unique(lab[has], return_inverse=True)
+    overlap = coo_matrix((np.ones(li.size), (li, ri)), shape=(ul.size, ur.size)).toarray()  # (L, R)
     rows, cols = linear_sum_assignment(overlap, maximize=True)
     mapping = np.full(ul.size, -1, dtype=np.int64)
     matched = overlap[rows, cols] > 0
     mapping[rows[matched]] = ur[cols[matched]]
     free = np.flatnonzero(mapping < 0)
     mapping[free] = int(ref.max()) + 1 + np.arange(free.size)
-    return mapping[li]
+    out[has] = mapping[li]
+    return out
 
 
 def vote_counts(reference: np.ndarray, audio: np.ndarray, visual: np.ndarray) -> dict[str, int]:
@@ -100,7 +111,9 @@ def vote(reference: np.ndarray, audio: np.ndarray, visual: np.ndarray, *,
     ``audio`` and ``visual`` are raw cluster ids: they are aligned onto ``reference`` here (with
     :func:`align`; clusters left unmatched get ids that match neither the reference nor the other
     view). Where all three differ: ``policy="reference"`` keeps the joint label; ``"drop"`` gives
-    label -1 and kept False.
+    label -1 and kept False. A visual id of -1 marks an utterance without faces: it never agrees,
+    so such a sample keeps the joint label when audio agrees with it (and under ``"drop"`` is
+    dropped when audio does not).
     """
     _check_policy(policy)
     return _majority(*_aligned_views(reference, audio, visual), policy)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from cometa.bounds import bounded
 from cometa.metrics import eer, fuse_scores, min_dcf, score_trials
 
 
@@ -17,7 +18,7 @@ class EvalConfig:
         default_factory=lambda: {"O": "veri_test2.txt", "E": "list_test_all2.txt", "H": "list_test_hard2.txt"}
     )
     p_targets: list[float] = field(default_factory=lambda: [0.01, 0.05])
-    batch_size: int = 64
+    batch_size: int = bounded(64, ge=1)
 
 
 MODALITIES = ("audio", "visual", "fused")
@@ -55,10 +56,17 @@ def evaluate_embeddings(
             per_mod["fused"] = fuse_scores(per_mod["audio"], per_mod["visual"])
         for mod, s in per_mod.items():
             scores[f"{name}_{mod}"] = s.astype(np.float32)
-            e, _ = eer(s, labels)
+            # a face score is NaN where an utterance has no face frames (missing_faces: audio_only):
+            # such trials are left out of that modality's metrics, and their number is logged
+            ok = np.isfinite(s)
+            if not ok.all():
+                rows.append((name, mod, "trials_unscored", float((~ok).sum())))
+                if ok.sum() < 2 or len(np.unique(labels[ok])) < 2:
+                    continue
+            e, _ = eer(s[ok], labels[ok])
             rows.append((name, mod, "eer", e))
             for p in p_targets:
-                rows.append((name, mod, f"min_dcf_{p:g}", min_dcf(s, labels, p_target=p)[0]))
+                rows.append((name, mod, f"min_dcf_{p:g}", min_dcf(s[ok], labels[ok], p_target=p)[0]))
     return pd.DataFrame(rows, columns=["list", "modality", "name", "value"]), scores
 
 

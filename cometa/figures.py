@@ -28,7 +28,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from scipy.stats import norm
 
-__all__ = ["STRATEGY_COLORS", "STRATEGY_NAMES", "MODALITY_DASH", "VIEW_COLORS", "COLOR_MODES", "eer_per_round",
+__all__ = ["STRATEGY_COLORS", "STRATEGY_NAMES", "MODALITY_DASH", "VIEW_COLORS", "COLOR_MODES", "n_seeds",
+           "seed_mean_std", "eer_per_round",
            "purity_per_round", "training_dynamics", "training_steps", "det_curves", "projection_frame",
            "projection_scatter", "umap_grid", "majority_speaker", "label_correct", "label_history", "noise_breakdown",
            "label_transitions", "sample_history"]
@@ -76,6 +77,22 @@ def _per_epoch(scalars: pd.DataFrame) -> pd.DataFrame:
     return scalars[scalars["step"].isna()] if "step" in scalars else scalars
 
 
+def n_seeds(scalars: pd.DataFrame) -> int:
+    """How many seeds ``scalars`` holds: the distinct values of its ``seed`` column (1 without one)."""
+    return int(scalars["seed"].nunique()) if "seed" in scalars.columns else 1
+
+
+def seed_mean_std(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Per group ``by``: the mean, the standard deviation (ddof 1; 0 for one seed) and the number of
+    seeds of ``value``, taking each seed's latest value (a resumed step may have logged twice).
+    Without a ``seed`` column the run is one seed."""
+    d = df.assign(seed=df["seed"] if "seed" in df.columns else 0)
+    d = d.sort_values("time").drop_duplicates([*by, "seed"], keep="last") if "time" in d else d
+    g = d.groupby(list(by), dropna=False)["value"]
+    out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1).fillna(0.0), "n": g.count()}).reset_index()
+    return out
+
+
 # ------------------------------------------------------------------------------------------ evaluation
 def eer_per_round(scalars: pd.DataFrame, *, trial_list: str = "O", metric: str = "eer",
                   modalities: Sequence[str] = ("audio", "visual"), strategies: Sequence[str] | None = None,
@@ -89,22 +106,31 @@ def eer_per_round(scalars: pd.DataFrame, *, trial_list: str = "O", metric: str =
     if df.empty:
         return _empty(title, f"no {metric} on list {trial_list} yet")
     scale = 100.0 if metric == "eer" else 1.0
+    seeds = n_seeds(df)
+    if seeds > 1:
+        title += f" (mean ± std over {seeds} seeds)"
     fig = go.Figure()
-    stage1 = df[df["strategy"].isna() & (df["round"] == 0)]
+    stage1 = df[df["strategy"].isna() & (df["round"] == 0) & (df["modality"] == "audio")]
     for strategy in _strategies(df, strategies):
         for m in modalities:
-            d = df[(df["strategy"] == strategy) & (df["modality"] == m)].sort_values("round")
+            d = seed_mean_std(df[(df["strategy"] == strategy) & (df["modality"] == m)], ["round"]).sort_values("round")
             if d.empty:
                 continue
             fig.add_trace(go.Scatter(
-                x=d["round"], y=d["value"] * scale, mode="lines+markers", name=f"{_name(strategy)} · {m}",
-                legendgroup=strategy, line=dict(color=strategy_color(strategy), dash=MODALITY_DASH.get(m, "dashdot")),
+                x=d["round"], y=d["mean"] * scale, mode="lines+markers", name=f"{_name(strategy)} · {m}",
+                error_y=dict(type="data", array=d["std"] * scale, visible=seeds > 1, thickness=1.2),
+                customdata=np.stack([d["std"] * scale, d["n"]], axis=1), legendgroup=strategy,
+                line=dict(color=strategy_color(strategy), dash=MODALITY_DASH.get(m, "dashdot")),
                 marker=dict(symbol=MODALITY_SYMBOL.get(m, "circle"), size=7),
-                hovertemplate=f"{_name(strategy)} · {m}<br>round %{{x}}<br>%{{y:.3f}}<extra></extra>"))
+                hovertemplate=f"{_name(strategy)} · {m}<br>round %{{x}}<br>%{{y:.3f}}"
+                              + (" ± %{customdata[0]:.3f} (%{customdata[1]} seeds)" if seeds > 1 else "")
+                              + "<extra></extra>"))
     if not stage1.empty:
-        v = stage1.sort_values("time")["value"].iloc[-1] * scale
+        st = seed_mean_std(stage1, ["round"]).iloc[0]
+        v, sd = float(st["mean"]) * scale, float(st["std"]) * scale
         fig.add_trace(go.Scatter(x=[0], y=[v], mode="markers+text", name="Stage I (contrastive, audio)",
-                                 text=[f"{v:.2f}"], textposition="top right",
+                                 text=[f"{v:.2f}" + (f" ± {sd:.2f}" if seeds > 1 else "")],
+                                 textposition="top right", error_y=dict(type="data", array=[sd], visible=seeds > 1),
                                  marker=dict(color=STAGE1_COLOR, symbol="star", size=12)))
     rounds = sorted(int(r) for r in df["round"].unique())  # plain ints: layout arrays must be JSON lists
     fig.update_xaxes(tickvals=rounds, ticktext=["Stage I" if r == 0 else f"Round {r}" for r in rounds],
@@ -120,8 +146,10 @@ def _det_points(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
         from cometa.metrics import det_curve
     except ImportError:  # metrics module not there yet: the same computation, every threshold
         det_curve = None
+    ok = np.isfinite(np.asarray(scores, float))  # NaN: a face trial with no frames on one side
+    scores, labels = np.asarray(scores)[ok], np.asarray(labels)[ok]
     if det_curve is not None:
-        p_fa, p_miss, _ = det_curve(np.asarray(scores), np.asarray(labels))
+        p_fa, p_miss, _ = det_curve(scores, labels)
         return np.asarray(p_fa, float), np.asarray(p_miss, float)
     order = np.argsort(scores, kind="stable")
     y = np.asarray(labels)[order].astype(float)
@@ -187,16 +215,22 @@ def purity_per_round(scalars: pd.DataFrame, *, metric: str = "purity",
     views = [v for v in views if (df["modality"] == v).any()]
     if df.empty or not views:
         return _empty(title, f"no {metric} recorded yet")
+    seeds = n_seeds(df)
+    if seeds > 1:
+        title += f" (mean ± std over {seeds} seeds)"
     fig = make_subplots(rows=1, cols=len(views), shared_yaxes=True, subplot_titles=list(views),
                         horizontal_spacing=0.03)
     for strategy in _strategies(df, strategies):
         for j, view in enumerate(views, 1):
-            d = df[(df["strategy"] == strategy) & (df["modality"] == view)].sort_values("round")
-            fig.add_trace(go.Scatter(x=d["round"], y=d["value"], mode="lines+markers", name=_name(strategy),
-                                     legendgroup=strategy, showlegend=j == 1,
+            d = seed_mean_std(df[(df["strategy"] == strategy) & (df["modality"] == view)], ["round"])
+            d = d.sort_values("round")
+            fig.add_trace(go.Scatter(x=d["round"], y=d["mean"], mode="lines+markers", name=_name(strategy),
+                                     error_y=dict(type="data", array=d["std"], visible=seeds > 1, thickness=1.2),
+                                     customdata=d["std"], legendgroup=strategy, showlegend=j == 1,
                                      line=dict(color=strategy_color(strategy)),
                                      hovertemplate=f"{_name(strategy)} · {view}<br>round %{{x}}<br>%{{y:.4f}}"
-                                                   "<extra></extra>"), 1, j)
+                                                   + (" ± %{customdata:.4f}" if seeds > 1 else "")
+                                                   + "<extra></extra>"), 1, j)
     fig.update_xaxes(dtick=1, title="round")
     fig.update_yaxes(title=METRIC_LABELS.get(metric, metric), col=1)
     fig.update_layout(title=title, height=380, **_LAYOUT)
@@ -208,8 +242,9 @@ _DYNAMICS = {  # panel title -> [(name, modality or None)]
     "λ(e) (Alg. 1 line 13)": [("lambda", None)],
     "selected fraction": [("selected_frac_audio", None), ("selected_frac_visual", None)],
     "selection overlap": [("selection_overlap", None)],
-    "wrong pseudo labels among selected": [("selected_noisy_frac", "audio"), ("selected_noisy_frac", "visual"),
-                                           ("disagreement_noisy_frac", None)],
+    "wrong pseudo labels in D̄', selected, left out": [
+        ("disagreement_noisy_frac", None), ("selected_noisy_frac", "audio"), ("selected_noisy_frac", "visual"),
+        ("dropped_noisy_frac", "audio"), ("dropped_noisy_frac", "visual")],
     "loss": [("loss_support", "audio"), ("loss_support", "visual"), ("loss_query", "audio"),
              ("loss_query", "visual"), ("loss", "audio"), ("loss", "visual")],
 }
@@ -241,7 +276,10 @@ def training_dynamics(scalars: pd.DataFrame, *, strategies: Sequence[str] | None
                 d = d.groupby("epoch", as_index=False)["value"].mean()
                 if d.empty or not np.isfinite(d["value"]).any():
                     continue
-                dash = "dash" if m == "visual" else _DASH_OF.get(name, "solid")
+                if name == "dropped_noisy_frac":  # left out of the selection: dash-dot, long for visual
+                    dash = "longdashdot" if m == "visual" else "dashdot"
+                else:
+                    dash = "dash" if m == "visual" else _DASH_OF.get(name, "solid")
                 label = name if m is None else f"{name} ({m})"
                 fig.add_trace(go.Scatter(x=d["epoch"], y=d["value"], mode="lines+markers", marker=dict(size=4),
                                          name=_name(strategy), legendgroup=strategy, showlegend=strategy not in seen,
@@ -257,7 +295,8 @@ def training_dynamics(scalars: pd.DataFrame, *, strategies: Sequence[str] | None
                               for e in starts for a in axes])
     fig.update_xaxes(title="epoch")
     fig.update_layout(title=dict(text=f"{title}<br><sup>solid: audio (or both) · dashed: visual · dotted: query "
-                                      "loss, all of D̄' · grey lines: re-clustering</sup>"),
+                                      "loss, all of D̄' · dash-dot: left out of a selection · grey lines: "
+                                      "re-clustering</sup>"),
                       height=300 * rows + 130, **{**_LAYOUT, "margin": dict(l=60, r=20, t=100, b=80),
                                                   "legend": dict(orientation="h", yanchor="top",
                                                                  y=-50 / (300 * rows - 50))})  # below the titles

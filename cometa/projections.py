@@ -24,6 +24,8 @@ import hashlib
 import os
 import warnings
 from dataclasses import dataclass
+
+from cometa.bounds import bounded
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +42,10 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(os.environ.get("COMETA_CACHE")
 @dataclass
 class ProjectionConfig:
     enabled: bool = True
-    max_points: int = 50000  # subsample cap per round (stated in the dashboard)
-    n_neighbors: int = 15
-    min_dist: float = 0.1
-    n_epochs: int = 0  # UMAP optimisation epochs (0 = umap's default: 500 below 10k points, else 200)
+    max_points: int = bounded(50000, ge=1)  # subsample cap per round (stated in the dashboard)
+    n_neighbors: int = bounded(15, ge=2)
+    min_dist: float = bounded(0.1, ge=0)
+    n_epochs: int = bounded(0, ge=0)  # UMAP optimisation epochs (0 = umap's default: 500 below 10k points, else 200)
 
 
 def subsample_keys(keys: list[str] | np.ndarray, max_points: int, *, seed: int) -> np.ndarray:
@@ -163,7 +165,8 @@ def project_round(prev_projection: pd.DataFrame | None, embeddings: np.ndarray, 
     ----------
     prev_projection : the previous round's output (columns ``key, x, y``; other columns ignored), or
         None for the first round.
-    embeddings : (N, D) array, row i belongs to ``keys[i]``.
+    embeddings : (N, D) array, row i belongs to ``keys[i]``; rows that are not finite (no face
+        frames) are left out.
     keys : N utterance keys.
 
     Returns
@@ -177,6 +180,8 @@ def project_round(prev_projection: pd.DataFrame | None, embeddings: np.ndarray, 
     emb = np.asarray(embeddings)
     if len(keys) != len(emb):
         raise ValueError(f"{len(keys)} keys but {len(emb)} embedding rows")
+    finite = np.isfinite(emb).all(axis=1)  # a face embedding of an utterance without faces is NaN
+    keys, emb = keys[finite], emb[finite]
     idx = subsample_keys(keys, cfg.max_points, seed=seed)
     xy = project_embeddings(emb[idx], cfg=cfg, seed=seed)
     aligned_on = 0
