@@ -17,9 +17,12 @@ def _run(args: argparse.Namespace) -> int:
 
         return dry_run(args.preset, config_path=args.config, overrides=overrides)
     strategies = args.strategies.split(",") if args.strategies else None
+    common = dict(strategies=strategies, rounds=args.rounds, config_path=args.config, progress=not args.quiet,
+                  jobs=args.jobs)
+    if args.seeds is not None:
+        return _run_seeds(args, overrides, common)
     try:
-        outcome = run_pipeline(args.preset, run_dir=args.run_dir, strategies=strategies, rounds=args.rounds,
-                               overrides=overrides, config_path=args.config, progress=not args.quiet, jobs=args.jobs)
+        outcome = run_pipeline(args.preset, run_dir=args.run_dir, overrides=overrides, **common)
     except PipelineError as e:
         print(f"cometa: {e}", file=sys.stderr)
         return 1
@@ -31,6 +34,35 @@ def _run(args: argparse.Namespace) -> int:
     if report.exists():
         print(f"  report:        {report}")
     print(f"  dashboard:     make dashboard RUNS={run_dir}   (or: python -m cometa dashboard {run_dir})")
+    return 0
+
+
+def _parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> [0, 1, 2]; ``"0-4"`` -> [0, 1, 2, 3, 4]."""
+    try:
+        if "-" in text.strip("-") and "," not in text:
+            lo, hi = (int(x) for x in text.split("-"))
+            return list(range(lo, hi + 1))
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds expects a list like 0,1,2 or a range like 0-2, got {text!r}")
+
+
+def _run_seeds(args: argparse.Namespace, overrides: list[str], common: dict) -> int:
+    from cometa.pipeline import PipelineError, run_study
+
+    if any(o.split("=", 1)[0].strip() == "seed" for o in overrides):
+        print("cometa: --seeds sets each run's seed; drop --set seed=...", file=sys.stderr)
+        return 2
+    study_dir = Path(args.run_dir or Path("runs") / f"{args.preset}_seeds").resolve()
+    try:
+        run_study(args.preset, study_dir=study_dir, seeds=args.seeds, overrides=overrides, **common)
+    except PipelineError as e:
+        print(f"cometa: {e}", file=sys.stderr)
+        return 1
+    print(f"cometa: {len(args.seeds)} seed(s) in {study_dir}")
+    print(f"  combined report: {study_dir / 'report' / 'report.html'}")
+    print(f"  dashboard:       make dashboard RUNS={study_dir}")
     return 0
 
 
@@ -80,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-root", help="VoxCeleb directory (paper preset)")
     r.add_argument("--dry-run", action="store_true", help="check the data and print the plan; train nothing")
     r.add_argument("--jobs", type=int, help="steps run at once (default: the config's jobs; 2 in tiny/demo)")
+    r.add_argument("--seeds", type=_parse_seeds, metavar="S,S,...",
+                   help="run the study once per training seed into RUN_DIR/seed_<s>/ (the corpus stays fixed) "
+                        "and write a combined report (mean ± std) into RUN_DIR/report/")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(fn=_run)
     c = sub.add_parser("corpus", help="build the embedded corpus")

@@ -307,3 +307,51 @@ def _prepare_step_dir(step: Step) -> None:
     done = step.out_dir / "done.json"
     if done.exists():
         done.unlink()
+
+
+# ---------------------------------------------------------------------------------------------
+# several seeds: one ordinary run directory per seed, and a combined report
+
+
+STUDY_FILE = "study.json"
+
+
+def seed_dir(study_dir: str | Path, seed: int) -> Path:
+    """Where seed ``seed`` of a study lives: ``STUDY_DIR/seed_<seed>/``, an ordinary run directory."""
+    return Path(study_dir) / f"seed_{int(seed)}"
+
+
+def run_study(preset: str | None = "demo", *, study_dir: str | Path, seeds: list[int],
+              overrides: list[str] | None = None, report: bool = True, **kwargs) -> dict[int, dict[str, str]]:
+    """Run (or resume) the study once per training seed, then write the combined report.
+
+    Each seed is an ordinary run in ``study_dir/seed_<s>/`` (``--set seed=<s>``): the corpus is the
+    same for all (``corpus.synthetic.seed`` is not touched), the initialisations, batches and
+    augmentations differ. ``study_dir/study.json`` lists the seeds; ``study_dir/report/`` gets Table
+    1/2 and the figures as mean ± std over the seeds (:func:`cometa.report.write_report`).
+    Other keyword arguments go to :func:`run_pipeline` for every seed.
+    """
+    from cometa.runs import atomic_write
+
+    if not seeds:
+        raise ValueError("run_study needs at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds repeat: {seeds}")
+    study_dir = Path(study_dir).resolve()
+    if (study_dir / "store.sqlite").exists():
+        raise PipelineError(f"{study_dir} is a single run's directory; give the study its own --run-dir")
+    study_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(study_dir / STUDY_FILE) as tmp:
+        tmp.write_text(json.dumps({"preset": preset, "seeds": [int(x) for x in seeds],
+                                   "overrides": list(overrides or []),
+                                   "runs": [seed_dir(study_dir, x).name for x in seeds]}, indent=2))
+    outcomes = {}
+    for i, seed in enumerate(seeds, 1):
+        print(f"cometa: seed {seed} ({i} of {len(seeds)}) -> {seed_dir(study_dir, seed)}", flush=True)
+        outcomes[int(seed)] = run_pipeline(preset, run_dir=seed_dir(study_dir, seed),
+                                           overrides=[*(overrides or []), f"seed={int(seed)}"], **kwargs)
+    if report:
+        from cometa.report import write_report
+
+        write_report(study_dir)
+    return outcomes

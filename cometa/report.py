@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from cometa import figures as F
-from cometa.runs import COLUMNS, RunStore
+from cometa.runs import COLUMNS, RunStore, study_runs
 
 __all__ = ["ReportError", "open_store", "read_scalars", "table1", "table2", "write_report", "main"]
 
@@ -47,8 +47,31 @@ def open_store(run_dir: str | Path) -> RunStore:
     return RunStore(run_dir)
 
 
+def files_dir(run_dir: str | Path) -> Path:
+    """Where a run's per-round files are read: the run itself, or a study's first seed run."""
+    run_dir = Path(run_dir)
+    if (run_dir / "store.sqlite").exists():
+        return run_dir
+    runs = study_runs(run_dir)
+    if not runs:
+        raise ReportError(f"{run_dir}: no store.sqlite and no seed runs (is this a run or study directory?)")
+    return runs[0]
+
+
 def read_scalars(run_dir: str | Path) -> pd.DataFrame:
-    """Every scalar of the run, with NULLs as NaN/None and ``round`` as int."""
+    """Every scalar of the run, with NULLs as NaN/None and ``round`` as int.
+
+    For a study directory (several seeds, :func:`cometa.runs.study_runs`) the scalars of every seed
+    run, one below the other, with a ``seed`` column (the run's config seed); the tables and figures
+    then show the mean ± std over the seeds.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "store.sqlite").exists() and study_runs(run_dir):
+        parts = []
+        for run in study_runs(run_dir):
+            seed = RunStore(run).config().get("seed")
+            parts.append(read_scalars(run).assign(seed=int(seed) if seed is not None else run.name))
+        return pd.concat(parts, ignore_index=True)
     df = open_store(run_dir).scalars()
     df = df.reindex(columns=[c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS])
     df["round"] = pd.to_numeric(df["round"], errors="coerce").fillna(0).astype(int)
@@ -63,9 +86,22 @@ def strategies_of(scalars: pd.DataFrame) -> list[str]:
     return [s for s in F.STRATEGY_COLORS if s in present] + sorted(present - set(F.STRATEGY_COLORS))
 
 
+_KEY = ["strategy", "stage", "round", "modality", "name"]
+
+
 def _latest(df: pd.DataFrame) -> pd.DataFrame:
-    """One value per key: the latest written (a resumed step may have logged twice)."""
-    return df.sort_values("time").drop_duplicates(["strategy", "stage", "round", "modality", "name"], keep="last")
+    """One value per key (and seed): the latest written (a resumed step may have logged twice)."""
+    key = _KEY + (["seed"] if "seed" in df.columns else [])
+    return df.sort_values("time").drop_duplicates(key, keep="last")
+
+
+def _cell(df: pd.DataFrame) -> tuple[float, float, int] | None:
+    """(mean, std, n) over seeds of the rows ``df`` (one per seed after :func:`_latest`); std is the
+    sample standard deviation (ddof 1), 0 for a single seed."""
+    if df.empty:
+        return None
+    v = df["value"].astype(float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, int(len(v))
 
 
 # ------------------------------------------------------------------------------------------- tables
@@ -73,36 +109,48 @@ def table1(scalars: pd.DataFrame, *, trial_list: str = "O", modalities=("audio",
     """Paper Table 1: EER (fraction) on ``trial_list`` per round; rows "Stage I", "Round 1..N"
     (and "Untrained", the audio encoder before Stage I, when the run logged it).
 
-    Returns ``{"rows", "columns": [(strategy, modality)], "values": {row: {"strategy/modality": eer}}}``;
-    missing cells are absent. Stage I appears under the first strategy's first modality only.
+    Returns ``{"rows", "columns": [(strategy, modality)], "values": {row: {"strategy/modality": eer}},
+    "std": {...}, "n_seeds"}``; missing cells are absent. Stage I appears under the first strategy's
+    first modality only. With several seeds (a ``seed`` column) a value is the mean over the seeds and
+    ``std`` holds the sample standard deviation (0 for a single seed).
     """
-    ev = _latest(scalars[(scalars["stage"] == f"eval/{trial_list}") & (scalars["name"] == "eer")])
+    ev = _latest(scalars[(scalars["stage"] == f"eval/{trial_list}") & (scalars["name"].isin(["eer", "eer_untrained"]))])
     strategies = strategies_of(scalars)
     columns = [(s, m) for s in strategies for m in modalities]
     rounds = sorted(r for r in ev.loc[ev["strategy"].notna(), "round"].unique() if r >= 1)
     values: dict[str, dict[str, float]] = {}
-    untrained = scalars[(scalars["stage"] == f"eval/{trial_list}") & (scalars["name"] == "eer_untrained")]
-    if len(untrained) and columns:  # the Stage I yardstick: the audio encoder as initialised
-        values["Untrained"] = {f"{columns[0][0]}/{columns[0][1]}": float(untrained["value"].iloc[-1])}
-    values["Stage I"] = {}
-    s1 = ev[ev["strategy"].isna() & (ev["round"] == 0) & (ev["modality"] == "audio")]
-    if len(s1) and columns:
-        values["Stage I"][f"{columns[0][0]}/{columns[0][1]}"] = float(s1["value"].iloc[-1])
+    stds: dict[str, dict[str, float]] = {}
+
+    def put(row: str, column: str, rows: pd.DataFrame) -> None:
+        cell = _cell(rows)
+        values.setdefault(row, {})
+        stds.setdefault(row, {})
+        if cell is not None:
+            values[row][column], stds[row][column] = cell[0], cell[1]
+
+    first = f"{columns[0][0]}/{columns[0][1]}" if columns else None
+    audio_s1 = ev["strategy"].isna() & (ev["round"] == 0) & (ev["modality"] == "audio")
+    untrained = ev[audio_s1 & (ev["name"] == "eer_untrained")]
+    if len(untrained) and first:  # the Stage I yardstick: the audio encoder as initialised
+        put("Untrained", first, untrained)
+    values.setdefault("Stage I", {})
+    stds.setdefault("Stage I", {})
+    if first:
+        put("Stage I", first, ev[audio_s1 & (ev["name"] == "eer")])
+    ev = ev[ev["name"] == "eer"]
     for r in rounds:
-        row = values.setdefault(f"Round {r}", {})
         for s, m in columns:
-            hit = ev[(ev["strategy"] == s) & (ev["round"] == r) & (ev["modality"] == m)]
-            if len(hit):
-                row[f"{s}/{m}"] = float(hit["value"].iloc[-1])
+            put(f"Round {r}", f"{s}/{m}", ev[(ev["strategy"] == s) & (ev["round"] == r) & (ev["modality"] == m)])
     return {"trial_list": trial_list, "rows": list(values), "columns": [f"{s}/{m}" for s, m in columns],
-            "values": values}
+            "values": values, "std": stds, "n_seeds": F.n_seeds(scalars)}
 
 
 def table2(scalars: pd.DataFrame, *, modalities=("audio", "visual", "fused")) -> dict:
     """Table 2 style: each strategy's last evaluated round, EER and minDCF on O/E/H, per modality.
 
-    Returns ``{"rows": [{"strategy", "modality", "round", "O/eer", "O/min_dcf_0.01", ...}]}`` with
-    EER as a fraction.
+    Returns ``{"rows": [{"strategy", "modality", "round", "O/eer", "O/min_dcf_0.01", ...}], "n_seeds"}``
+    with EER as a fraction; with several seeds each value is the mean over them and ``"std"`` in a row
+    maps the same keys to the sample standard deviation.
     """
     ev = _latest(scalars[scalars["stage"].isin([f"eval/{x}" for x in LISTS]) & scalars["strategy"].notna()])
     rows = []
@@ -115,22 +163,42 @@ def table2(scalars: pd.DataFrame, *, modalities=("audio", "visual", "fused")) ->
             sel = mine[(mine["round"] == last) & (mine["modality"] == m)]
             if sel.empty:
                 continue
-            row = {"strategy": s, "modality": m, "round": last}
+            row: dict = {"strategy": s, "modality": m, "round": last, "std": {}}
             for lst in LISTS:
                 for name in ("eer", *DCF_NAMES):
-                    hit = sel[(sel["stage"] == f"eval/{lst}") & (sel["name"] == name)]
-                    if len(hit):
-                        row[f"{lst}/{name}"] = float(hit["value"].iloc[-1])
+                    cell = _cell(sel[(sel["stage"] == f"eval/{lst}") & (sel["name"] == name)])
+                    if cell is not None:
+                        row[f"{lst}/{name}"], row["std"][f"{lst}/{name}"] = cell[0], cell[1]
             rows.append(row)
-    return {"rows": rows, "lists": list(LISTS), "metrics": ["eer", *DCF_NAMES]}
+    return {"rows": rows, "lists": list(LISTS), "metrics": ["eer", *DCF_NAMES], "n_seeds": F.n_seeds(scalars)}
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _dcf(v: float | None) -> str:
-    return "-" if v is None else f"{v:.4f}"
+def _pct(v: float | None, sd: float | None = None, pm: str = " ± ") -> str:
+    """EER fraction as a percentage; ``12.34 ± 0.56`` when a standard deviation over seeds is given."""
+    if _missing(v):
+        return "-"
+    return f"{100 * v:.2f}" + ("" if sd is None else f"{pm}{100 * sd:.2f}")
+
+
+def _dcf(v: float | None, sd: float | None = None, pm: str = " ± ") -> str:
+    if _missing(v):
+        return "-"
+    return f"{v:.4f}" + ("" if sd is None else f"{pm}{sd:.4f}")
+
+
+def _sd(table: dict, row: str, column: str) -> float | None:
+    """The std of a Table 1 cell when the table spans several seeds, else None (print the mean alone)."""
+    return table.get("std", {}).get(row, {}).get(column) if table.get("n_seeds", 1) > 1 else None
+
+
+def _seeds_note(table: dict, *, tex: bool = False) -> str:
+    n = table.get("n_seeds", 1)
+    pm = r"$\pm$" if tex else "±"
+    return f" Mean {pm} standard deviation over {n} seeds." if n > 1 else ""
 
 
 def _best_last_round(t1: dict) -> str | None:
@@ -144,12 +212,12 @@ def table1_markdown(t1: dict) -> str:
     heads = [f"{F.STRATEGY_NAMES.get(c.split('/')[0], c.split('/')[0])} {MODALITY_NAMES[c.split('/')[1]]}"
              for c in t1["columns"]]
     best = _best_last_round(t1)
-    lines = [f"Table 1. EER (%) on the Vox1-{t1['trial_list']} trials, Stage I and each Stage II round.", "",
-             "| Stage | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
+    lines = [f"Table 1. EER (%) on the Vox1-{t1['trial_list']} trials, Stage I and each Stage II round."
+             + _seeds_note(t1), "", "| Stage | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
     for i, row in enumerate(t1["rows"]):
         cells = []
         for c in t1["columns"]:
-            text = _pct(t1["values"][row].get(c))
+            text = _pct(t1["values"][row].get(c), _sd(t1, row, c))
             cells.append(f"**{text}**" if i == len(t1["rows"]) - 1 and c == best else text)
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -164,7 +232,8 @@ def table1_latex(t1: dict) -> str:
     mods = [c.split("/")[1] for c in t1["columns"] if c.startswith(strategies[0] + "/")] if strategies else []
     best = _best_last_round(t1)
     out = [r"\begin{table}[t]", r"\centering",
-           rf"\caption{{EER (\%) on the Vox1-{t1['trial_list']} trials for Stage I and each round of Stage II.}}",
+           rf"\caption{{EER (\%) on the Vox1-{t1['trial_list']} trials for Stage I and each round of Stage II."
+           rf"{_seeds_note(t1, tex=True)}}}",
            r"\label{tab:eer-per-round}", r"\begin{tabular}{l" + "c" * len(t1["columns"]) + "}", r"\toprule",
            "Stage & " + " & ".join(rf"\multicolumn{{{len(mods)}}}{{c}}{{{_tex_escape(F.STRATEGY_NAMES.get(s, s))}}}"
                                    for s in strategies) + r" \\",
@@ -173,13 +242,17 @@ def table1_latex(t1: dict) -> str:
     for i, row in enumerate(t1["rows"]):
         cells = []
         for c in t1["columns"]:
-            text = _pct(t1["values"][row].get(c))
+            text = _pct(t1["values"][row].get(c), _sd(t1, row, c), pm=r" $\pm$ ")
             cells.append(rf"\textbf{{{text}}}" if i == len(t1["rows"]) - 1 and c == best else text)
         out.append(f"{row} & " + " & ".join(cells) + r" \\")
         if row == "Stage I":
             out.append(r"\midrule")
     out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(out) + "\n"
+
+
+def _sd2(t2: dict, row: dict, key: str) -> float | None:
+    return row.get("std", {}).get(key) if t2.get("n_seeds", 1) > 1 else None
 
 
 def _t2_heads() -> list[tuple[str, str]]:
@@ -189,10 +262,12 @@ def _t2_heads() -> list[tuple[str, str]]:
 def table2_markdown(t2: dict) -> str:
     label = {"eer": "EER %", "min_dcf_0.01": "minDCF 0.01", "min_dcf_0.05": "minDCF 0.05"}
     heads = [f"Vox1-{lst} {label[n]}" for lst, n in _t2_heads()]
-    lines = ["Table 2. EER (%) and minDCF of each strategy's last round on the Vox1-O, E and H trials.", "",
+    lines = ["Table 2. EER (%) and minDCF of each strategy's last round on the Vox1-O, E and H trials."
+             + _seeds_note(t2), "",
              "| Strategy | Modality | Round | " + " | ".join(heads) + " |", "|---|---|---:|" + "---:|" * len(heads)]
     for row in t2["rows"]:
-        cells = [(_pct if n == "eer" else _dcf)(row.get(f"{lst}/{n}")) for lst, n in _t2_heads()]
+        cells = [(_pct if n == "eer" else _dcf)(row.get(f"{lst}/{n}"), _sd2(t2, row, f"{lst}/{n}"))
+                 for lst, n in _t2_heads()]
         lines.append(f"| {F.STRATEGY_NAMES.get(row['strategy'], row['strategy'])} | "
                      f"{MODALITY_NAMES[row['modality']]} | {row['round']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -201,7 +276,8 @@ def table2_markdown(t2: dict) -> str:
 def table2_latex(t2: dict) -> str:
     n = len(_t2_heads())
     out = [r"\begin{table}[t]", r"\centering",
-           r"\caption{EER (\%) and minDCF ($P_\mathrm{tar}$ = 0.01, 0.05) of the last round on Vox1-O, E and H.}",
+           r"\caption{EER (\%) and minDCF ($P_\mathrm{tar}$ = 0.01, 0.05) of the last round on Vox1-O, E and H."
+           + _seeds_note(t2, tex=True) + "}",
            r"\label{tab:eer-lists}", r"\begin{tabular}{llc" + "c" * n + "}", r"\toprule",
            " & & & " + " & ".join(rf"\multicolumn{{3}}{{c}}{{Vox1-{lst}}}" for lst in LISTS) + r" \\",
            "".join(rf"\cmidrule(lr){{{4 + 3 * i}-{6 + 3 * i}}}" for i in range(len(LISTS))),
@@ -212,7 +288,8 @@ def table2_latex(t2: dict) -> str:
         if prev is not None and row["strategy"] != prev:
             out.append(r"\midrule")
         prev = row["strategy"]
-        cells = [(_pct if m == "eer" else _dcf)(row.get(f"{lst}/{m}")) for lst, m in _t2_heads()]
+        cells = [(_pct if m == "eer" else _dcf)(row.get(f"{lst}/{m}"), _sd2(t2, row, f"{lst}/{m}"), pm=r" $\pm$ ")
+                 for lst, m in _t2_heads()]
         out.append(f"{_tex_escape(F.STRATEGY_NAMES.get(row['strategy'], row['strategy']))} & "
                    f"{MODALITY_NAMES[row['modality']]} & {row['round']} & " + " & ".join(cells) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
@@ -222,9 +299,9 @@ def table2_latex(t2: dict) -> str:
 # ------------------------------------------------------------------------------------------ figures
 def report_figures(run_dir: str | Path, scalars: pd.DataFrame | None = None) -> dict[str, "F.go.Figure"]:
     """The report's figures by file stem, built with :mod:`cometa.figures` from the run's files."""
-    run_dir = Path(run_dir)
-    store = open_store(run_dir)
     scalars = read_scalars(run_dir) if scalars is None else scalars
+    run_dir = files_dir(run_dir)  # a study's per-round files (projections, DET scores): its first seed
+    store = open_store(run_dir)
     figs = {"eer_per_round": F.eer_per_round(scalars, trial_list="O"),
             "purity_per_round": F.purity_per_round(scalars, metric="purity"),
             "disagreement_lambda": F.training_dynamics(scalars, panels=("|D̄'|", "λ"),
@@ -355,7 +432,10 @@ def write_report(run_dir: str | Path, *, static: bool = True) -> Path:
     figs = report_figures(run_dir, scalars)
     if static:
         export_figures(figs, out)
-    write_html(out / "report.html", f"cometa report: {run_dir.name}", [md1, md2], figs)
+    seeds = F.n_seeds(scalars)
+    title = f"cometa report: {run_dir.name}" + (f" ({seeds} seeds; projections and DET curves: "
+                                                 f"{files_dir(run_dir).name})" if seeds > 1 else "")
+    write_html(out / "report.html", title, [md1, md2], figs)
     return out
 
 

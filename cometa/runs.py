@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-__all__ = ["RunStore", "COLUMNS", "git_sha", "list_runs", "atomic_write"]
+__all__ = ["RunStore", "COLUMNS", "git_sha", "list_runs", "study_runs", "atomic_write"]
 
 COLUMNS = ("run", "strategy", "stage", "round", "epoch", "step", "modality", "name", "value", "time")
 _SCHEMA = """
@@ -279,9 +279,28 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def study_runs(study_dir: str | Path) -> list[Path]:
+    """The seed runs of a study directory (``study.json`` + ``seed_<s>/``), in the order of its seeds;
+    [] when ``study_dir`` is not a study or none of its runs has started."""
+    study_dir = Path(study_dir)
+    try:
+        names = json.loads((study_dir / "study.json").read_text())["runs"]
+    except (OSError, ValueError, KeyError):
+        return []
+    return [study_dir / n for n in names if (study_dir / n / "store.sqlite").exists()]
+
+
 def list_runs(root: str | Path) -> list[Path]:
-    """Run directories under ``root`` (itself, or its children holding a store.sqlite)."""
+    """Run directories under ``root``: itself, or its children holding a store.sqlite. A study
+    directory (several seeds, see :func:`study_runs`) is listed itself, followed by its seed runs."""
     root = Path(root)
     if (root / "store.sqlite").exists():
         return [root]
-    return sorted(p for p in root.iterdir() if (p / "store.sqlite").exists()) if root.is_dir() else []
+    if study_runs(root):
+        return [root, *study_runs(root)]
+    if not root.is_dir():
+        return []
+    out = []
+    for p in sorted(root.iterdir()):
+        out += [p] if (p / "store.sqlite").exists() else ([p, *study_runs(p)] if study_runs(p) else [])
+    return out

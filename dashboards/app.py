@@ -47,7 +47,12 @@ def _maker(cls: type, state: AppState):
 def _run_summary(data: RunData, run: str) -> str:
     cfg = data.config(run)
     s2 = cfg.get("stage2") or {}
-    return (f"**{run}**  \npreset `{cfg.get('preset')}`, seed {cfg.get('seed')}  \n"
+    seeds = cfg.get("seed")
+    if data.is_study(run):
+        first = data.path(run).name
+        seeds = f"{seeds}  \n*{len(data.seed_runs(run))} seeds: EER and purity are mean ± std; the per-round " \
+                f"views show {first}*"
+    return (f"**{run}**  \npreset `{cfg.get('preset')}`, seed {seeds}  \n"
             f"strategies: {', '.join(data.strategies(run))}  \nrounds: {len(data.rounds(run))} of "
             f"{data.planned_rounds(run)}  \nτ = {s2.get('tau')}, E_k = {s2.get('e_k')}")
 
@@ -58,12 +63,13 @@ def serve(run_dirs: list[str], *, address: str = "127.0.0.1", port: int = 5006, 
     Bound to ``address`` (loopback unless told otherwise); ``port`` 0 picks a free port.
     """
     data = RunData([str(d) for d in run_dirs])  # fail fast on a wrong directory
-    runs = {rid: str(data.path(rid)) for rid in data.run_ids}
+    runs = {rid: str(data.path(rid)) for rid in data.run_ids}  # where each entry's notebooks are
+    dirs = [str(data.directory(rid)) for rid in data.run_ids]
     origins = "*" if address in ("0.0.0.0", "::") else [f"{address}:{port}", f"localhost:{port}",
                                                          f"127.0.0.1:{port}"]
     print(f"cometa dashboard: http://{address}:{port}/  ({len(runs)} run(s))", flush=True)
     # warm: one session is built before serving, so the first visitor does not pay for lazy imports
-    return pn.serve({"/": lambda: create_app(list(runs.values()))}, address=address, port=port, show=show,
+    return pn.serve({"/": lambda: create_app(dirs)}, address=address, port=port, show=show,
                     websocket_origin=origins, title="cometa", extra_patterns=notebook_routes(runs), warm=True)
 
 

@@ -22,6 +22,7 @@ import yaml
 
 from cometa import figures as F
 from cometa.report import read_scalars, strategies_of
+from cometa.runs import study_runs
 
 __all__ = ["RunData", "merged_and_split"]
 
@@ -115,31 +116,61 @@ class RunData(param.Parameterized):
 
     def __init__(self, run_dirs: list[str], **params):
         dirs = [str(Path(d).resolve()) for d in run_dirs]
-        missing = [d for d in dirs if not (Path(d) / "store.sqlite").exists()]
+        missing = [d for d in dirs if not (Path(d) / "store.sqlite").exists() and not study_runs(d)]
         if missing:
-            raise FileNotFoundError(f"not run directories (no store.sqlite): {', '.join(missing)}")
+            raise FileNotFoundError(f"not run directories (no store.sqlite) nor studies (study.json with seed "
+                                    f"runs): {', '.join(missing)}")
         super().__init__(run_dirs=dirs, **params)
         self._paths: dict[str, Path] = {}
+        self._seeds: dict[str, list[Path]] = {}  # study id -> its seed runs
         for d in dirs:
             p = Path(d)
             rid = p.name if p.name not in self._paths else f"{p.parent.name}/{p.name}"
             self._paths[rid] = p
+            if not (p / "store.sqlite").exists():
+                self._seeds[rid] = study_runs(p)
 
     # -------------------------------------------------------------------------------- the run
     @property
     def run_ids(self) -> list[str]:
         return list(self._paths)
 
+    def is_study(self, run_id: str) -> bool:
+        """A study (several seeds): its scalars hold every seed (a ``seed`` column), the EER and
+        purity figures show mean ± std, and its per-round files are those of its first seed."""
+        return run_id in self._seeds
+
+    def seed_runs(self, run_id: str) -> list[Path]:
+        return list(self._seeds.get(run_id, []))
+
     def path(self, run_id: str) -> Path:
+        """The directory whose files are shown: the run, or a study's first seed run."""
+        return self._seeds[run_id][0] if run_id in self._seeds else self._paths[run_id]
+
+    def directory(self, run_id: str) -> Path:
+        """The run's (or the study's own) directory."""
         return self._paths[run_id]
 
     def scalars(self, run_id: str) -> pd.DataFrame:
+        if run_id in self._seeds:
+            parts = []
+            for run in self._seeds[run_id]:
+                seed = self._config_of(run).get("seed")
+                parts.append(_load_scalars(str(run), _mtime(run / "store.sqlite")).assign(seed=seed))
+            return pd.concat(parts, ignore_index=True)
         db = self.path(run_id) / "store.sqlite"
         return _load_scalars(str(self.path(run_id)), _mtime(db))
 
-    def config(self, run_id: str) -> dict:
-        p = self.path(run_id) / "config.yaml"
+    @staticmethod
+    def _config_of(run: Path) -> dict:
+        p = run / "config.yaml"
         return _load_yaml(str(p), _mtime(p))
+
+    def config(self, run_id: str) -> dict:
+        cfg = self._config_of(self.path(run_id))
+        if run_id in self._seeds:
+            cfg = {**cfg, "seed": [self._config_of(r).get("seed") for r in self._seeds[run_id]]}
+        return cfg
 
     def strategies(self, run_id: str) -> list[str]:
         """Strategies with scalars, else those the config plans."""

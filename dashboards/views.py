@@ -47,7 +47,7 @@ class Overview(RunView):
                          "git": str(cfg.get("git_sha") or "")[:10], "strategies": ", ".join(self.data.strategies(rid)),
                          "rounds done / planned": f"{len(self.data.rounds(rid))} / {self.data.planned_rounds(rid)}",
                          "steps done": f"{(steps['status'] == 'done').sum()} / {len(steps)}",
-                         "hours": f"{steps['seconds'].sum() / 3600:.2f}", "directory": str(self.data.path(rid))})
+                         "hours": f"{steps['seconds'].sum() / 3600:.2f}", "directory": str(self.data.directory(rid))})
         return "<h3>Runs</h3>" + pd.DataFrame(rows).to_html(index=False, classes="runs", border=0)
 
     def _headline(self, run: str):
