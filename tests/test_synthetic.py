@@ -123,19 +123,28 @@ def test_trial_files_parse(corpus):
         assert not label or a.split("/")[1] != b.split("/")[1]
 
 
-def test_hard_nontargets_come_from_similar_voices(corpus):
+def test_hard_nontargets_are_similar_in_voice_and_face_and_of_one_gender(corpus):
     test_rows = [r for r in _speakers(corpus) if r["split"] == "test"]
-    dist = synthetic.voice_latent_distances(test_rows)
     index = {r["speaker"]: i for i, r in enumerate(test_rows)}
+    gender = {r["speaker"]: r["gender"] for r in test_rows}
 
-    def mean_nontarget_distance(name):
-        return np.mean([dist[index[a.split("/")[0]], index[b.split("/")[0]]]
-                        for label, a, b in _trials(corpus, name) if label == 0])
+    def pairs(name):
+        return [(a.split("/")[0], b.split("/")[0]) for label, a, b in _trials(corpus, name) if label == 0]
 
-    assert mean_nontarget_distance("H") < 0.8 * mean_nontarget_distance("O")
-    twins = {(r["speaker"], r["voice_twin_of"]) for r in test_rows if r["voice_twin_of"]}
-    h_pairs = {(a.split("/")[0], b.split("/")[0]) for label, a, b in _trials(corpus, "H") if label == 0}
-    assert twins & h_pairs  # the voice twins are among the hard impostors
+    voice, face = synthetic.voice_latent_distances(test_rows), synthetic.face_latent_distances(test_rows)
+
+    def mean_distance(dist, name):
+        return np.mean([dist[index[a], index[b]] for a, b in pairs(name)])
+
+    assert mean_distance(voice + face, "H") < 0.8 * mean_distance(voice + face, "O")  # the neighbours' metric
+    assert mean_distance(voice, "H") < mean_distance(voice, "O")  # harder for either modality alone
+    assert mean_distance(face, "H") < mean_distance(face, "O")
+    twins = {(r["speaker"], r[f"{kind}_twin_of"]) for r in test_rows for kind in ("voice", "face")
+             if r[f"{kind}_twin_of"]}
+    h_pairs = set(pairs("H")) | {(b, a) for a, b in pairs("H")}
+    assert twins & h_pairs  # the twins are among the hard impostors
+    alone = {g for g in gender.values() if list(gender.values()).count(g) == 1}  # no impostor of one's own gender
+    assert all(gender[a] == gender[b] or {gender[a], gender[b]} & alone for a, b in pairs("H"))
 
 
 def _close(ra: dict, rb: dict, keys) -> bool:
