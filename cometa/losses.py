@@ -144,9 +144,12 @@ class AAMSoftmax(nn.Module):
 
     def forward(self, emb: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """AAM-softmax loss; ``reduction`` "mean" (scalar) or "none" (per-sample (B,))."""
+        return self.from_cosine(self.cosine(emb), labels, reduction=reduction)
+
+    def from_cosine(self, cos: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """The loss from (B, K) cosines already computed by :meth:`cosine`."""
         if reduction not in ("mean", "none"):
             raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
-        cos = self.cosine(emb)  # (B, K)
         sin = (1.0 - cos * cos).clamp(min=1e-6).sqrt()
         phi = cos * self.cos_m - sin * self.sin_m  # cos(theta + m)
         phi = torch.where(cos - self.th > 0, phi, cos - self.mm)

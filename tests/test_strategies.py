@@ -155,3 +155,21 @@ def test_batchnorm_running_statistics_move_once_per_step(name):
     for got, want in ((audio, ref_a), (visual, ref_v)):
         for (n, b), (_, e) in zip(got.named_buffers(), want.named_buffers()):
             assert torch.equal(b, e), n
+
+
+def test_front_end_prepared_once_equals_the_plain_forward():
+    from cometa.config import load_config
+    from cometa.models import build_audio_model, build_visual_model
+
+    cfg = load_config("tiny")
+    torch.manual_seed(0)
+    audio = SpeakerClassifier(build_audio_model(cfg), cfg.audio_encoder.embed_dim, 5, margin=0.2, scale=32).eval()
+    visual = SpeakerClassifier(build_visual_model(cfg), cfg.visual_encoder.embed_dim, 5, margin=0.2, scale=32).eval()
+    wave, img, y = 0.1 * torch.randn(4, 16000), torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    feats = audio.prepare(wave)
+    assert feats.shape[:2] == (4, cfg.features.n_mels)  # the log-mel front end ran
+    assert torch.equal(visual.prepare(img), img)  # the face model has no front end
+    for model, x, prepared in ((audio, wave, feats), (visual, img, img)):
+        plain, ready = model(x, y), model(prepared, y, prepared=True)
+        torch.testing.assert_close(plain[0], ready[0], rtol=0, atol=1e-6)
+        torch.testing.assert_close(plain[1], ready[1], rtol=0, atol=1e-6)

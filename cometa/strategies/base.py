@@ -21,6 +21,11 @@ class SpeakerClassifier(nn.Module):
     ``forward(x, labels)`` returns ``(logits, losses)``: the head's cosine logits without margin
     (B, n_classes), whose argmax is the model's predicted class (Eq. 3), and the per-sample
     AAM-softmax losses (B,). One forward serves support loss, prediction and small-loss ranking.
+
+    The leading modules of a ``nn.Sequential`` encoder that have no parameters (the audio model's
+    log-mel front end) are its *front end*: :meth:`prepare` applies them, and
+    ``forward(prepare(x), labels, prepared=True)`` equals ``forward(x, labels)``. A strategy that
+    runs the model twice on one batch (the forward under θ and under θ') computes them once.
     """
 
     def __init__(self, encoder: nn.Module, embed_dim: int, n_classes: int, *, margin: float, scale: float):
@@ -28,9 +33,30 @@ class SpeakerClassifier(nn.Module):
         self.encoder = encoder
         self.head = AAMSoftmax(embed_dim, n_classes, margin=margin, scale=scale)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = self.encoder(x)  # (B, D)
-        return self.head.logits(emb), self.head(emb, labels, reduction="none")
+    def _front_and_body(self) -> tuple[list[nn.Module], list[nn.Module]]:
+        mods = list(self.encoder) if isinstance(self.encoder, nn.Sequential) else [self.encoder]
+        n = 0
+        while n < len(mods) - 1 and next(mods[n].parameters(), None) is None:
+            n += 1
+        return mods[:n], mods[n:]
+
+    @torch.no_grad()
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """The front end's output for ``x`` (the input itself when there is no front end)."""
+        for m in self._front_and_body()[0]:
+            x = m(x)
+        return x
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor, *,
+                prepared: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        if prepared:
+            for m in self._front_and_body()[1]:
+                x = m(x)
+            emb = x
+        else:
+            emb = self.encoder(x)  # (B, D)
+        cos = self.head.cosine(emb)  # (B, K), computed once for the logits and the loss
+        return self.head.scale * cos, self.head.from_cosine(cos, labels, reduction="none")
 
 
 @dataclass
@@ -135,17 +161,24 @@ class Strategy(abc.ABC):
     def step(self, batch: Batch, *, keep_ratio: float) -> StepStats:
         """One mini-batch of training with keep ratio λ(e); returns what the step did."""
 
+    def prepare(self, batch: Batch) -> Batch:
+        """The batch with each model's parameter-free front end applied (the audio's log-mel):
+        computed once per step, however many forward passes the strategy makes."""
+        return Batch(self.audio.prepare(batch.audio), self.visual.prepare(batch.frames), batch.labels, batch.noisy,
+                     batch.index)
+
     def forward_and_select(self, batch: Batch, keep_ratio: float):
         """Lines 5-9 under θ, shared by the strategies that learn from disagreement: one forward
         per model (support losses, predictions, small-loss ranking), D̄' and both selections.
+        ``batch`` comes through :meth:`prepare`.
 
         Returns ``(stats, selection, loss_a, loss_v)``, or ``(stats, None, None, None)`` when this
         batch takes no update: D̄' empty (on every rank under DDP), or empty on this rank only, in
         which case the rank has already joined its peers' all-reduce with zero gradients.
         """
         stats = StepStats(n=len(batch))
-        logits_a, loss_a = self.audio(batch.audio, batch.labels)
-        logits_v, loss_v = self.visual(batch.frames, batch.labels)
+        logits_a, loss_a = self.audio(batch.audio, batch.labels, prepared=True)
+        logits_v, loss_v = self.visual(batch.frames, batch.labels, prepared=True)
         stats.loss_support_audio = float(loss_a.detach().mean())
         stats.loss_support_visual = float(loss_v.detach().mean())
         sel = select_by_disagreement(logits_a, logits_v, loss_a, loss_v, keep_ratio)

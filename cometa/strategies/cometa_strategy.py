@@ -22,6 +22,7 @@ class CoMeta(Strategy):
     name = "cometa"
 
     def step(self, batch: Batch, *, keep_ratio: float) -> StepStats:
+        batch = self.prepare(batch)  # the audio's log-mel once, for the forwards under θ and θ'
         # one forward under θ per model: support loss (lines 5-6), predictions (line 7), ranking (8-9)
         stats, sel, loss_a, loss_v = self.forward_and_select(batch, keep_ratio)
         if sel is None:
@@ -34,7 +35,9 @@ class CoMeta(Strategy):
             # losses: BatchNorm then normalises with D̄'s statistics in both passes, and a query set
             # of one sample is well defined.
             grads, q = meta_gradients(
-                model, support, lambda fast: call_with(model, fast, x, batch.labels)[1][peer_sel].mean(),
+                model, support,
+                lambda fast, model=model, x=x, peer_sel=peer_sel:
+                    call_with(model, fast, x, batch.labels, prepared=True)[1][peer_sel].mean(),
                 alpha=self.alpha, second_order=self.second_order,
             )
             self._apply(opt, [p for p in model.parameters()], grads)

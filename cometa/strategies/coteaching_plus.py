@@ -15,7 +15,7 @@ class CoTeachingPlus(Strategy):
     name = "coteaching_plus"
 
     def step(self, batch: Batch, *, keep_ratio: float) -> StepStats:
-        stats, sel, loss_a, loss_v = self.forward_and_select(batch, keep_ratio)
+        stats, sel, loss_a, loss_v = self.forward_and_select(self.prepare(batch), keep_ratio)
         if sel is None:
             return stats
         # cross update: each model learns from its peer's selection
