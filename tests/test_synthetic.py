@@ -261,3 +261,12 @@ def test_baseline_eers_on_tiny_corpus(corpus):
     pytest.importorskip("cometa.metrics")
     eers = baselines.baseline_eers(corpus)
     assert set(eers) == {"audio", "face"} and all(0.0 <= v <= 1.0 for v in eers.values())
+
+
+def test_the_test_split_can_have_its_own_shape(tmp_path):
+    cfg = replace(CFG, n_train_speakers=2, n_test_speakers=3, test_videos_per_speaker=1, test_utterances_per_video=3)
+    root = build_corpus(cfg, tmp_path / "c", progress=False, workers=1)
+    counts = json.loads((root / "corpus.json").read_text())["counts"]
+    assert (counts["train_videos"], counts["train_utterances"]) == (2 * 2, 2 * 2 * 2)  # as train: 2 videos x 2
+    assert (counts["test_videos"], counts["test_utterances"]) == (3 * 1, 3 * 1 * 3)
+    assert corpus_hash(cfg) != corpus_hash(replace(cfg, test_utterances_per_video=0))

@@ -61,6 +61,8 @@ class SyntheticConfig:
     n_test_speakers: int = bounded(40, ge=2)
     videos_per_speaker: int = bounded(3, ge=1)
     utterances_per_video: int = bounded(3, ge=1)
+    test_videos_per_speaker: int = bounded(0, ge=0)  # the test split's, when it differs (0 = as train)
+    test_utterances_per_video: int = bounded(0, ge=0)  # ... (0 = as train)
     min_seconds: float = bounded(2.0, ge=0.5)
     max_seconds: float = bounded(6.0, ge=0.5)
     image_size: int = bounded(64, ge=8)  # face frames are square, this many pixels
@@ -116,11 +118,19 @@ def _validate(cfg: SyntheticConfig) -> None:
         "face_twin_fraction": 0.0 <= cfg.face_twin_fraction <= 1.0,
         "n_trials_o": min(cfg.n_trials_o, cfg.n_trials_e, cfg.n_trials_h) >= 2,
     }
-    if cfg.videos_per_speaker * cfg.utterances_per_video < 2:
+    if _split_shape(cfg, "test")[0] * _split_shape(cfg, "test")[1] < 2:
         checks["utterances_per_video"] = False  # a target trial needs two utterances of one speaker
     bad = [k for k, ok in checks.items() if not ok]
     if bad:
         raise ValueError(f"invalid SyntheticConfig field(s) {bad}: {cfg}")
+
+
+def _split_shape(cfg: SyntheticConfig, split: str) -> tuple[int, int]:
+    """(videos per speaker, utterances per video) of ``split``."""
+    if split == "test":
+        return (cfg.test_videos_per_speaker or cfg.videos_per_speaker,
+                cfg.test_utterances_per_video or cfg.utterances_per_video)
+    return cfg.videos_per_speaker, cfg.utterances_per_video
 
 
 def _rng(cfg: SyntheticConfig, *key: int) -> np.random.Generator:
@@ -490,12 +500,13 @@ def _build_speaker(cfg: SyntheticConfig, row: dict, index: int, out: str) -> lis
     rng = _rng(cfg, 1, SPLITS.index(row["split"]), index)
     voice = {k: row[k] for k in VOICE_LATENTS}
     records = []
-    for _ in range(cfg.videos_per_speaker):
+    n_videos, n_utts = _split_shape(cfg, row["split"])
+    for _ in range(n_videos):
         video = "".join(_ID_CHARS[rng.integers(0, 64, 11)])
         chan, scene = _draw_channel(rng, cfg), _draw_scene(rng, cfg)
         wav_dir = Path(out, row["split"], "wav", row["speaker"], video)
         wav_dir.mkdir(parents=True, exist_ok=True)
-        for k in range(1, cfg.utterances_per_video + 1):
+        for k in range(1, n_utts + 1):
             utt = f"{k:05d}"
             n = int(round(rng.uniform(cfg.min_seconds, cfg.max_seconds) * SAMPLE_RATE))
             sf.write(wav_dir / f"{utt}.wav", synth_utterance(rng, voice, chan, n), SAMPLE_RATE, subtype="PCM_16")
