@@ -60,38 +60,46 @@ def _fit(wave: np.ndarray, length: int) -> np.ndarray:
 @torch.inference_mode()
 def visual_embeddings(model: nn.Module, bank: FrameBank, transform, *, device: torch.device, batch_size: int = 256,
                       progress: bool = True, desc: str = "face embeddings") -> np.ndarray:
-    """(N, D) float32: mean of each utterance's frame embeddings; NaN rows for audio-only utterances."""
+    """(N, D) float32: mean of each utterance's frame embeddings; NaN rows for audio-only utterances.
+
+    ``transform`` maps a (F, 3, H, W) uint8 tensor of one utterance's frames to float images in one
+    call (the deterministic :func:`cometa.augment.build_eval_transform` works on such batches and
+    gives the same images as frame by frame); frames are embedded ``batch_size`` at a time.
+    """
     model.eval()
     n = len(bank)
-    dim = None
-    sums: list[np.ndarray | None] = [None] * n
-    pending: list[tuple[int, torch.Tensor]] = []
+    rows: list[int] = []  # utterance of each pending frame
+    chunks: list[torch.Tensor] = []
+    sums: dict[int, torch.Tensor] = {}
+    counts = np.zeros(n)
 
     def flush():
-        nonlocal dim
-        if not pending:
+        if not chunks:
             return
-        x = torch.stack([t for _, t in pending]).to(device)
-        emb = model(x).cpu().numpy()
-        dim = emb.shape[1]
-        for (i, _), e in zip(pending, emb):
-            sums[i] = e if sums[i] is None else sums[i] + e
-        pending.clear()
+        emb = model(torch.cat(chunks).to(device)).float().cpu()  # (F_pending, D)
+        index = torch.tensor(rows)
+        for i in index.unique().tolist():
+            sums[i] = sums.get(i, 0) + emb[index == i].sum(0)
+        rows.clear()
+        chunks.clear()
 
-    counts = np.zeros(n)
+    pending = 0
     for i in tqdm(range(n), desc=desc, disable=not progress, leave=False):
         if not bank.has_frames(i):
             continue
-        for frame in bank[i]:
-            pending.append((i, transform(frame)))
-            counts[i] += 1
-            if len(pending) >= batch_size:
-                flush()
+        frames = transform(torch.from_numpy(np.ascontiguousarray(bank[i])).permute(0, 3, 1, 2))  # (F, 3, S, S)
+        chunks.append(frames)
+        rows += [i] * len(frames)
+        counts[i] = len(frames)
+        pending += len(frames)
+        if pending >= batch_size:
+            flush()
+            pending = 0
     flush()
-    out = np.full((n, dim or 1), np.nan, dtype=np.float32)
-    for i in range(n):
-        if sums[i] is not None:
-            out[i] = sums[i] / counts[i]
+    dim = next(iter(sums.values())).shape[0] if sums else 1
+    out = np.full((n, dim), np.nan, dtype=np.float32)
+    for i, total in sums.items():
+        out[i] = (total / counts[i]).numpy()
     return out
 
 
