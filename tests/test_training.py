@@ -58,4 +58,5 @@ def test_round_resumed_equals_uninterrupted(run_dir, tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     sel = RunStore(copy).scalars(strategy="cometa", stage="train", name="lambda")
-    assert sel["epoch"].tolist() == [1, 2] and sel["value"].tolist() == pytest.approx([0.98, 0.96])
+    # λ(e) of line 13 is set after epoch e: epoch 1 trains with 1, epoch 2 with λ(1) = 1 - τ/E_k = 0.98
+    assert sel["epoch"].tolist() == [1, 2] and sel["value"].tolist() == pytest.approx([1.0, 0.98])

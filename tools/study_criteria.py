@@ -1,0 +1,131 @@
+"""Check a finished run (or a study of several seeds) against the demo's scientific criteria.
+
+    python tools/study_criteria.py RUN_OR_STUDY_DIR [--json OUT.json]
+
+For every seed and as mean ± std over the seeds it prints, from the run stores only:
+
+- Stage I's audio EER and each strategy's last-round audio EER on the O-like list, with the
+  relative change (criterion: >= 25 % below Stage I for every strategy);
+- consensus purity in round 1 (criterion: in [0.60, 0.85]) and in the last round (>= round 1 + 0.08);
+- in the last round, per strategy and modality, the wrong-label rate of what each small-loss selection
+  leaves out of D' over the rate of D' itself (epoch means of ``dropped_noisy_frac`` and
+  ``disagreement_noisy_frac``; criterion >= 1.5 for co-teaching+ and Co-Meta);
+- each strategy's last-round visual EER against the handcrafted face baseline, and both handcrafted
+  baselines (criterion >= 20 %);
+- whether the H-like list is the hardest list for every trained model (Stage I, and each strategy's
+  last-round audio and visual model);
+- the lambda of the first Stage II epoch (criterion: 1).
+
+Nothing is changed; the exit status is 0 whether or not the criteria hold (this is a report).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cometa.report import read_scalars
+from cometa.runs import RunStore, study_runs
+
+STRATEGIES = ("baseline", "coteaching_plus", "cometa")
+
+
+def _last(df: pd.DataFrame) -> float:
+    return float(df.sort_values("time")["value"].iloc[-1]) if len(df) else float("nan")
+
+
+def seed_figures(scalars: pd.DataFrame) -> dict:
+    """The criteria's figures of one run's scalars."""
+    ev = scalars[scalars["name"] == "eer"]
+    out: dict = {}
+    s1 = {lst: _last(ev[(ev["stage"] == f"eval/{lst}") & ev["strategy"].isna() & (ev["modality"] == "audio")])
+          for lst in "OEH"}
+    out["stage1_eer"] = s1
+    pur = scalars[(scalars["stage"] == "labels") & (scalars["name"] == "purity") & (scalars["modality"] == "consensus")]
+    train = scalars[(scalars["stage"] == "train") & scalars["step"].isna()]
+    lam = train[train["name"] == "lambda"].sort_values("epoch")
+    out["lambda_first_epoch"] = float(lam["value"].iloc[0]) if len(lam) else float("nan")
+    for s in STRATEGIES:
+        mine = ev[ev["strategy"] == s]
+        if mine.empty:
+            continue
+        last = int(mine["round"].max())
+        f = {"last_round": last}
+        for m in ("audio", "visual"):
+            f[f"{m}_eer"] = {lst: _last(mine[(mine["stage"] == f"eval/{lst}") & (mine["round"] == last)
+                                             & (mine["modality"] == m)]) for lst in "OEH"}
+        p = pur[pur["strategy"] == s]
+        f["purity_round1"] = _last(p[p["round"] == 1])
+        f["purity_last"] = _last(p[p["round"] == last])
+        t = train[(train["strategy"] == s) & (train["round"] == last)]
+        d = t[t["name"] == "disagreement_noisy_frac"]["value"].mean()
+        f["disagreement_noisy"] = float(d)
+        for m in ("audio", "visual"):
+            left = t[(t["name"] == "dropped_noisy_frac") & (t["modality"] == m)]["value"].mean()
+            sel = t[(t["name"] == "selected_noisy_frac") & (t["modality"] == m)]["value"].mean()
+            f[f"dropped_noisy_{m}"], f[f"selected_noisy_{m}"] = float(left), float(sel)
+            f[f"dropped_ratio_{m}"] = float(left / d) if d and d == d else float("nan")
+        out[s] = f
+    return out
+
+
+def _baselines(run: Path) -> dict:
+    from cometa.data.baselines import baseline_eers
+
+    root = Path(json.loads((run / "corpus" / "counts.json").read_text())["root"])
+    return {lst: baseline_eers(root, trials=f) for lst, f in
+            (("O", "veri_test2.txt"), ("E", "list_test_all2.txt"), ("H", "list_test_hard2.txt"))}
+
+
+def _ms(values) -> str:
+    v = np.array([x for x in values if x == x], float)
+    if not len(v):
+        return "-"
+    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args(argv)
+    root = Path(args.run_dir)
+    runs = study_runs(root) or [root]
+    figs = {}
+    for run in runs:
+        seed = RunStore(run).config().get("seed")
+        figs[seed] = seed_figures(read_scalars(run))
+    base = _baselines(runs[0])
+    pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
+    print(f"{root}: {len(runs)} seed(s) {list(figs)}")
+    print("handcrafted baselines (EER %):", {k: {m: pct(v) for m, v in d.items()} for k, d in base.items()})
+    lines = []
+    for s in STRATEGIES:
+        per = [f[s] for f in figs.values() if s in f]
+        if not per:
+            continue
+        rel = [(f["stage1_eer"]["O"] - f[s]["audio_eer"]["O"]) / f["stage1_eer"]["O"] for f in figs.values()]
+        lines.append(f"{s:16s} audio O {_ms([100 * p['audio_eer']['O'] for p in per])} %  "
+                     f"rel. below Stage I {_ms([100 * r for r in rel])} %  | visual O "
+                     f"{_ms([100 * p['visual_eer']['O'] for p in per])} % (face baseline {pct(base['O']['face'])})")
+        lines.append(f"{'':16s} purity round 1 {_ms([p['purity_round1'] for p in per])} -> last "
+                     f"{_ms([p['purity_last'] for p in per])} (gain {_ms([p['purity_last'] - p['purity_round1'] for p in per])})")
+        lines.append(f"{'':16s} wrong labels: D' {_ms([p['disagreement_noisy'] for p in per])}; left out / D': audio "
+                     f"{_ms([p['dropped_ratio_audio'] for p in per])}, visual {_ms([p['dropped_ratio_visual'] for p in per])}")
+        hard = all(p[f"{m}_eer"]["H"] > max(p[f"{m}_eer"]["O"], p[f"{m}_eer"]["E"]) for p in per for m in ("audio", "visual"))
+        lines.append(f"{'':16s} H hardest for its audio and visual models in every seed: {hard}")
+    s1 = [f["stage1_eer"] for f in figs.values()]
+    print(f"Stage I audio O {_ms([100 * x['O'] for x in s1])} %  (H hardest: {all(x['H'] > max(x['O'], x['E']) for x in s1)})")
+    print("\n".join(lines))
+    print(f"lambda in the first epoch: {sorted({f['lambda_first_epoch'] for f in figs.values()})}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"seeds": figs, "baselines": base}, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
