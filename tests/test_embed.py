@@ -37,3 +37,24 @@ def test_visual_embeddings_mean_of_frames_and_nan_without_faces():
             if len(fr):
                 want = torch.stack([model(tf(f)[None])[0] for f in fr]).mean(0).numpy()
                 np.testing.assert_allclose(got[i], want, rtol=0, atol=2e-5)
+
+
+def test_audio_bank_keeps_16_bit_pcm_as_int16_and_returns_the_same_floats(tmp_path):
+    import pandas as pd
+    import soundfile as sf
+
+    from cometa.data.datasets import AudioBank
+    from cometa.data.voxceleb import load_audio
+
+    rng = np.random.default_rng(0)
+    pcm, flt = tmp_path / "a.wav", tmp_path / "b.wav"
+    sf.write(pcm, rng.uniform(-0.9, 0.9, 4000), 16000, subtype="PCM_16")
+    sf.write(flt, rng.uniform(-0.9, 0.9, 4000), 16000, subtype="FLOAT")
+    bank = AudioBank(pd.DataFrame({"audio_path": [str(pcm), str(flt)]}))
+    first = [bank[0], bank[1]]  # read from disk
+    assert bank._store[0].dtype == np.int16 and bank._store[1].dtype == np.float32
+    for i, path in enumerate((pcm, flt)):
+        again = bank[i]  # from the cache
+        assert again.dtype == np.float32
+        np.testing.assert_array_equal(again, first[i])
+        np.testing.assert_array_equal(again, load_audio(path))
