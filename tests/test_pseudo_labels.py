@@ -4,7 +4,7 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
-from cometa.pseudo_labels import ClusteringConfig, agglomerative, cluster, kmeans
+from cometa.pseudo_labels import ClusteringConfig, agglomerative, cluster, kmeans, kmeans_plus_plus, l2_normalise
 
 
 def _blobs(n_centres=20, dim=32, per=100, seed=0):
@@ -24,6 +24,34 @@ def test_faiss_and_sklearn_both_recover_blobs():
     assert normalized_mutual_info_score(truth, ours) >= 0.99
     assert normalized_mutual_info_score(truth, theirs) >= 0.99
     assert ours.dtype == np.int64 and ours.shape == truth.shape
+
+
+def _overlapping(n=3000, dim=24, k=25, seed=0, spread=1.5):
+    """Unit vectors around k random directions, noise ``spread`` times the signal: Lloyd still moves at 20."""
+    rng = np.random.default_rng(seed)
+    centres = l2_normalise(rng.standard_normal((k, dim)))
+    noise = rng.standard_normal((n, dim)) * spread / np.sqrt(dim)
+    return l2_normalise(centres[rng.integers(k, size=n)] + noise)
+
+
+def test_kmeans_plus_plus_matches_a_direct_greedy_seeding():
+    x = _overlapping(n=400, dim=8, k=12, seed=4)
+    k, seed = 12, 7
+    got = kmeans_plus_plus(x, k, seed=seed)
+    # the same random draws, the greedy rule written out in float64 (n <= 20000: no subsample)
+    rng = np.random.default_rng(seed)
+    rng.choice(len(x), 20_000, replace=False) if len(x) > 20_000 else None
+    x64 = x.astype(np.float64)
+    centres = [x64[int(rng.integers(len(x)))]]
+    d2 = ((x64 - centres[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        cand = np.searchsorted(np.cumsum(d2), rng.random(2 + int(np.log(k))) * d2.sum(), side="right")
+        pots = [np.minimum(d2, ((x64 - x64[c]) ** 2).sum(1)).sum() for c in cand]
+        best = cand[int(np.argmin(pots))]
+        centres.append(x64[best])
+        d2 = np.minimum(d2, ((x64 - x64[best]) ** 2).sum(1))
+    np.testing.assert_array_equal(got, np.array(centres, dtype=np.float32))
+    assert len({tuple(c) for c in got}) == k  # never the same point twice
 
 
 @pytest.mark.parametrize("init", ["kmeans++", "random"])
