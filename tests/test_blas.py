@@ -128,3 +128,26 @@ def test_the_variable_reaches_faiss_openblas_in_a_child():
     if cores["faiss"] is None:
         pytest.skip("threadpoolctl does not see faiss's BLAS in this build")
     assert cores["faiss"] == "Nehalem"
+
+
+def test_the_pipeline_sets_and_records_the_variable_for_its_kernels(monkeypatch, tmp_path, capsys):
+    import yaml
+
+    from cometa.pipeline import run_pipeline
+
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)  # restored (removed) after the test
+    monkeypatch.setattr(blas, "_applied", [])
+    monkeypatch.setattr(blas, "cpu_info", lambda: XEON)
+    monkeypatch.setattr(blas, "blas_cores", lambda: {"faiss": "Prescott"})
+    for run in ("a", "b"):  # no step runs: only the set-up
+        assert run_pipeline("tiny", run_dir=tmp_path / run, progress=False, only=["no-such-step"]) == {}
+        assert os.environ["OPENBLAS_CORETYPE"] == "SkylakeX"  # what the kernels inherit
+        runtime = yaml.safe_load((tmp_path / run / "config.yaml").read_text())["runtime"]
+        assert runtime["openblas_coretype"]["value"] == "SkylakeX"
+        assert runtime["openblas_coretype"]["source"] == "cometa"
+    assert capsys.readouterr().out.count("OPENBLAS_CORETYPE=SkylakeX") == 1  # said once
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setattr(blas, "_applied", [])
+    run_pipeline("tiny", run_dir=tmp_path / "c", progress=False, only=["no-such-step"])
+    assert os.environ["OPENBLAS_CORETYPE"] == "Haswell"
+    assert yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())["runtime"]["openblas_coretype"]["source"] == "user"
