@@ -57,5 +57,7 @@ def test_round_resumed_equals_uninterrupted(run_dir, tmp_path):
     b = _weights(copy / "cometa" / "round_1" / "checkpoint.pt", "audio")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    used = RunStore(run_dir).load_json("cometa/round_1/clustering_backend.json")  # where k-means ran, and why
+    assert used["backend"] in ("faiss", "sklearn", "torch") and used["reason"] and "faiss" in used["blas_cores"]
     sel = RunStore(copy).scalars(strategy="cometa", stage="train", name="lambda")
     assert sel["epoch"].tolist() == [1, 2] and sel["value"].tolist() == pytest.approx([0.98, 0.96])
