@@ -8,8 +8,8 @@ before faiss loads brought it back to 80 %. Two answers, both decided here by pu
 (CPU flags, the BLAS core names that threadpoolctl reports, the environment):
 
 - :func:`choose_kmeans_backend`: which Lloyd backend :func:`cometa.pseudo_labels.kmeans` uses in
-  *this* process (faiss, or torch on torch's own BLAS when faiss's kernels are generic; faiss or
-  torch on a GPU when one is visible);
+  *this* process (faiss; when faiss's kernels are generic, torch on MKL on Intel CPUs, else
+  scikit-learn on scipy's OpenBLAS; faiss or torch on a GPU when one is visible);
 - :func:`openblas_coretype_for`: the ``OPENBLAS_CORETYPE`` the pipeline gives the processes it
   starts (kernels, torchrun workers), so that faiss is fast there too. A value the user set is
   never overridden.
@@ -95,17 +95,22 @@ def faiss_is_generic(*, flags: frozenset | set, faiss_core: str | None) -> bool:
 
 
 def choose_kmeans_backend(*, backend: str = "auto", gpu: str | bool = "auto", flags: frozenset | set,
-                          faiss_core: str | None, faiss_gpus: int = 0, cuda: bool = False) -> BackendChoice:
+                          faiss_core: str | None, vendor: str = "unknown", scipy_core: str | None = None,
+                          torch_blas: str | None = "MKL", faiss_gpus: int = 0, cuda: bool = False) -> BackendChoice:
     """Which Lloyd backend k-means uses, from what the process sees (a pure function).
 
     Parameters
     ----------
     backend : "auto" | "faiss" | "sklearn" | "torch". "auto": on a GPU, faiss's GPU k-means when the
-        faiss build has GPUs (``faiss_gpus > 0``), else torch on CUDA; on the CPU, faiss unless its
-        OpenBLAS is generic on this CPU (:func:`faiss_is_generic`), then torch on torch's own BLAS.
+        faiss build has GPUs (``faiss_gpus > 0``), else torch on CUDA. On the CPU, faiss unless its
+        OpenBLAS is generic on this CPU (:func:`faiss_is_generic`); then torch when its BLAS is MKL
+        on an Intel CPU (Intel's library at its best), else scikit-learn when scipy's OpenBLAS
+        recognises the CPU (on an AMD EPYC, MKL's sgemm ran at 0.6x of that OpenBLAS), else torch.
     gpu : "auto" (a GPU when one is visible), True (a GPU or an error), False (the CPU).
-    flags : the CPU's flags (:func:`cpu_info`); faiss_core : the core name of faiss's OpenBLAS.
-    faiss_gpus : ``faiss.get_num_gpus()``; cuda : ``torch.cuda.is_available()``.
+    flags, vendor : the CPU's flags and vendor id (:func:`cpu_info`).
+    faiss_core, scipy_core : the OpenBLAS core names of faiss and scipy (:func:`blas_cores`).
+    torch_blas : "MKL" when torch's CPU BLAS is MKL. faiss_gpus : ``faiss.get_num_gpus()``;
+    cuda : ``torch.cuda.is_available()``.
     """
     if backend not in BACKENDS:
         raise ValueError(f"k-means backend must be {'|'.join(BACKENDS)}, got {backend!r}")
@@ -125,10 +130,15 @@ def choose_kmeans_backend(*, backend: str = "auto", gpu: str | bool = "auto", fl
     level = SIMD[simd_level(flags)]
     if backend != "auto":
         return BackendChoice(backend, "cpu", f"asked for (faiss's OpenBLAS core: {faiss_core}, CPU: {level})")
-    if faiss_is_generic(flags=flags, faiss_core=faiss_core):
-        return BackendChoice("torch", "cpu", f"faiss's OpenBLAS runs generic {faiss_core!r} kernels on this {level} "
-                                             "CPU: the assignment step runs on torch's own BLAS instead")
-    return BackendChoice("faiss", "cpu", f"faiss's OpenBLAS runs {faiss_core!r} kernels on this {level} CPU")
+    if not faiss_is_generic(flags=flags, faiss_core=faiss_core):
+        return BackendChoice("faiss", "cpu", f"faiss's OpenBLAS runs {faiss_core!r} kernels on this {level} CPU")
+    generic = f"faiss's OpenBLAS runs generic {faiss_core!r} kernels on this {level} CPU"
+    if torch_blas == "MKL" and vendor == "GenuineIntel":
+        return BackendChoice("torch", "cpu", f"{generic}: the assignment runs on torch's MKL instead")
+    if (core_level(scipy_core) or 0) >= 2:
+        return BackendChoice("sklearn", "cpu", f"{generic}: scikit-learn's Lloyd on scipy's OpenBLAS "
+                                               f"({scipy_core!r} kernels) instead")
+    return BackendChoice("torch", "cpu", f"{generic}: the assignment runs on torch's BLAS ({torch_blas}) instead")
 
 
 def openblas_coretype_for(*, cpu: CpuInfo, faiss_core: str | None, env: Mapping[str, str]) -> CoretypeDecision:
@@ -220,9 +230,11 @@ def kmeans_backend(*, backend: str = "auto", gpu: str | bool = "auto") -> Backen
     if backend not in BACKENDS:  # before the probes: a typo fails fast
         raise ValueError(f"k-means backend must be {'|'.join(BACKENDS)}, got {backend!r}")
     faiss_gpus, cuda = _gpus() if gpu is not False else (0, False)
-    faiss_core = blas_cores()["faiss"] if backend == "auto" else None
-    return choose_kmeans_backend(backend=backend, gpu=gpu, flags=cpu_info().flags, faiss_core=faiss_core,
-                                 faiss_gpus=faiss_gpus, cuda=cuda)
+    cores = blas_cores() if backend == "auto" else {}
+    cpu = cpu_info()
+    return choose_kmeans_backend(backend=backend, gpu=gpu, flags=cpu.flags, vendor=cpu.vendor,
+                                 faiss_core=cores.get("faiss"), scipy_core=cores.get("scipy"),
+                                 torch_blas=cores.get("torch"), faiss_gpus=faiss_gpus, cuda=cuda)
 
 
 _applied: list[CoretypeDecision] = []  # what apply_openblas_coretype set in os.environ, once

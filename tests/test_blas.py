@@ -37,20 +37,33 @@ def test_faiss_is_generic(flags, core, generic):
     assert faiss_is_generic(flags=flags, faiss_core=core) is generic
 
 
+def _auto(cpu, faiss_core, scipy_core="SkylakeX", torch_blas="MKL", **kw):
+    return choose_kmeans_backend(flags=cpu.flags, vendor=cpu.vendor, faiss_core=faiss_core, scipy_core=scipy_core,
+                                 torch_blas=torch_blas, **kw)
+
+
 def test_intel_avx512_with_prescott_runs_torch_and_children_get_skylakex():
-    choice = choose_kmeans_backend(flags=XEON.flags, faiss_core="Prescott")
-    assert (choice.backend, choice.device) == ("torch", "cpu") and "Prescott" in choice.reason
+    choice = _auto(XEON, "Prescott")
+    assert (choice.backend, choice.device) == ("torch", "cpu") and "Prescott" in choice.reason and "MKL" in choice.reason
+    assert _auto(XEON, "Prescott", torch_blas=None).backend == "sklearn"  # torch without MKL: scipy's OpenBLAS
     decision = openblas_coretype_for(cpu=XEON, faiss_core="Prescott", env={})
     assert (decision.value, decision.source) == ("SkylakeX", "cometa")
     assert openblas_coretype_for(cpu=XEON_AVX2, faiss_core="Prescott", env={}).value == "Haswell"
     assert openblas_coretype_for(cpu=CpuInfo("AMD EPYC 9B14", "AuthenticAMD", AVX2), faiss_core="Prescott",
                                  env={}).value == "Zen"
     # once the children run with it, their faiss reports SkylakeX and keeps faiss
-    assert choose_kmeans_backend(flags=XEON.flags, faiss_core="SkylakeX").backend == "faiss"
+    assert _auto(XEON, "SkylakeX").backend == "faiss"
+
+
+def test_amd_with_generic_faiss_runs_sklearn_on_scipys_openblas():
+    zen5 = CpuInfo("AMD EPYC 9B45", "AuthenticAMD", AVX512)
+    choice = _auto(zen5, "Prescott", scipy_core="SkylakeX")
+    assert choice.backend == "sklearn" and "SkylakeX" in choice.reason
+    assert _auto(zen5, "Prescott", scipy_core="Katmai").backend == "torch"  # scipy generic too (a user's setting)
 
 
 def test_amd_recognised_keeps_faiss_and_sets_nothing():
-    assert choose_kmeans_backend(flags=EPYC.flags, faiss_core="Zen") == blas.BackendChoice(
+    assert _auto(EPYC, "Zen", scipy_core="Haswell") == blas.BackendChoice(
         "faiss", "cpu", "faiss's OpenBLAS runs 'Zen' kernels on this avx2 CPU")
     decision = openblas_coretype_for(cpu=EPYC, faiss_core="Zen", env={"PATH": "/bin"})
     assert (decision.value, decision.source) == (None, "none")
@@ -61,17 +74,17 @@ def test_user_set_coretype_is_never_overridden():
         decision = openblas_coretype_for(cpu=XEON, faiss_core="Prescott", env={"OPENBLAS_CORETYPE": value})
         assert (decision.value, decision.source) == (value, "user")
     # a user's Prescott makes faiss generic in this process too: k-means leaves it
-    assert choose_kmeans_backend(flags=XEON.flags, faiss_core="Prescott").backend == "torch"
+    assert _auto(XEON, "Prescott", scipy_core="Katmai").backend == "torch"
 
 
 def test_cpus_without_avx2_keep_faiss():
     for cpu in (OLD, CpuInfo("Intel Sandy Bridge", "GenuineIntel", AVX_ONLY), CpuInfo()):
-        assert choose_kmeans_backend(flags=cpu.flags, faiss_core="Prescott").backend == "faiss"
+        assert _auto(cpu, "Prescott").backend == "faiss"
         assert openblas_coretype_for(cpu=cpu, faiss_core="Prescott", env={}).value is None
 
 
 def test_gpu_selection():
-    pick = lambda **kw: choose_kmeans_backend(**{"flags": XEON.flags, "faiss_core": "Prescott", **kw})  # noqa: E731
+    pick = lambda **kw: _auto(XEON, "Prescott", **kw)  # noqa: E731
     assert (pick(faiss_gpus=2, cuda=True).backend, pick(faiss_gpus=2, cuda=True).device) == ("faiss", "cuda")
     assert (pick(cuda=True).backend, pick(cuda=True).device) == ("torch", "cuda")  # faiss-cpu: torch on the GPU
     assert "no GPU support" in pick(cuda=True).reason
