@@ -129,7 +129,7 @@ def choose_kmeans_backend(*, backend: str = "auto", gpu: str | bool = "auto", fl
                          f"torch.cuda.is_available() is {cuda})")
     level = SIMD[simd_level(flags)]
     if backend != "auto":
-        return BackendChoice(backend, "cpu", f"asked for (faiss's OpenBLAS core: {faiss_core}, CPU: {level})")
+        return BackendChoice(backend, "cpu", f"asked for (CPU: {level})")
     if not faiss_is_generic(flags=flags, faiss_core=faiss_core):
         return BackendChoice("faiss", "cpu", f"faiss's OpenBLAS runs {faiss_core!r} kernels on this {level} CPU")
     generic = f"faiss's OpenBLAS runs generic {faiss_core!r} kernels on this {level} CPU"
