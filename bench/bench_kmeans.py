@@ -1,27 +1,38 @@
-"""Benchmark: faiss k-means against scikit-learn's Lloyd k-means, and faiss's rate against matmul.
+"""Benchmark: the pseudo-label k-means on each backend (faiss, scikit-learn, torch) against matmul.
 
 The pseudo-label step (paper Sec. 2.2, :func:`cometa.pseudo_labels.kmeans`) at a tenth of the
 paper's scale: 200 000 L2-normalised 192-D embeddings drawn from a Gaussian mixture, k = 2000,
-20 Lloyd iterations. Both libraries start from the same k-means++ centroids (cometa's seeding,
-timed on its own), so only the iterations are compared; faiss's own ``train`` is used with the
-settings of ``cometa.pseudo_labels._faiss_kmeans``.
+20 Lloyd iterations. Every backend of :mod:`cometa.lloyd` starts from the same k-means++ centroids
+(cometa's seeding, timed on its own) and runs all 20 iterations, so only the iterations are
+compared; the backend ``kmeans(backend="auto")`` picks on this machine (:mod:`cometa.blas`) is
+marked ``chosen``, and the seeding is set against its fit.
+
+The machine comes first in the output: the CPU model and SIMD level, the BLAS core each library
+runs (threadpoolctl: faiss's bundled OpenBLAS, numpy's and scipy's; torch's MKL) and
+``OPENBLAS_CORETYPE``. faiss's figures depend on its core: issue 18 measured it at 17 % of numpy's
+matmul on an AVX-512 Xeon where its OpenBLAS 0.3.15 fell back to 'Prescott' kernels.
 
 FLOPs: each iteration's assignment is a (N, D) x (D, k) distance matmul, 2·N·k·D FLOPs; the
-centroid update (N·D) is negligible. faiss's GFLOP/s is set against the best of several numpy
-float32 matmuls of a similar shape on the same machine, threads as they are.
+centroid update (N·D) is negligible. Each rate is set against the best of several float32 matmuls
+of a similar shape on numpy and on torch, in the same process, threads as they are.
 
 scikit-learn is first timed on a tenth of the points; when that predicts more than
 ``sklearn_budget_s`` for all of them, the full figure is the subset's, scaled linearly in N (the
-output says so). Run: ``python bench/bench_kmeans.py``.
+output says so). Run: ``python -m bench.bench_kmeans [--quick] [--n N] [--k K] [--backends ...]``.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import time
 
 import numpy as np
 
+from cometa.blas import SIMD, blas_cores, cpu_info, kmeans_backend, simd_level
+from cometa.lloyd import lloyd
 from cometa.pseudo_labels import kmeans_plus_plus, l2_normalise
+
+BACKENDS = ("faiss", "sklearn", "torch")
 
 
 def mixture(n: int, dim: int, n_sources: int, *, seed: int, spread: float = 3.0) -> np.ndarray:
@@ -38,11 +49,15 @@ def mixture(n: int, dim: int, n_sources: int, *, seed: int, spread: float = 3.0)
     return l2_normalise(centres[which] + noise)
 
 
-def matmul_gflops(rows: int, dim: int, k: int, *, repeats: int = 5, seed: int = 0) -> float:
-    """Best-of-``repeats`` GFLOP/s of a numpy float32 (rows, dim) @ (dim, k) matmul."""
+def matmul_gflops(rows: int, dim: int, k: int, *, repeats: int = 5, seed: int = 0, lib: str = "numpy") -> float:
+    """Best-of-``repeats`` GFLOP/s of a float32 (rows, dim) @ (dim, k) matmul on numpy or torch."""
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((rows, dim), dtype=np.float32)
     b = rng.standard_normal((dim, k), dtype=np.float32)
+    if lib == "torch":
+        import torch
+
+        a, b = torch.from_numpy(a), torch.from_numpy(b)
     a @ b  # warm-up: thread pool start, page faults of the output
     best = min(_timed(lambda: a @ b) for _ in range(repeats))
     return 2 * rows * dim * k / best / 1e9
@@ -54,56 +69,38 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def _objective(x: np.ndarray, centroids: np.ndarray) -> float:
-    """Mean squared distance of each point to its nearest centroid (one definition for both)."""
+def machine() -> dict:
+    """CPU, SIMD level, each library's BLAS core, OPENBLAS_CORETYPE and the backend auto picks (CPU)."""
     import faiss
+    import torch
 
-    index = faiss.IndexFlatL2(x.shape[1])
-    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    return float(index.search(x, 1)[0].mean())
-
-
-def faiss_lloyd(x: np.ndarray, init: np.ndarray, *, niter: int, seed: int) -> tuple[float, np.ndarray]:
-    """(seconds, (k, D) centroids) of faiss k-means from ``init``, exactly ``niter`` iterations."""
-    import faiss
-
-    k = len(init)
-    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, verbose=False, gpu=False,
-                      max_points_per_centroid=max(256, -(-len(x) // k)), min_points_per_centroid=1)
-    t0 = time.perf_counter()
-    km.train(x, init_centroids=init)
-    return time.perf_counter() - t0, km.centroids
-
-
-def sklearn_lloyd(x: np.ndarray, init: np.ndarray, *, niter: int) -> tuple[float, int, np.ndarray]:
-    """(seconds, iterations run, centroids) of scikit-learn's Lloyd k-means from ``init``.
-
-    ``tol=0`` so that only identical labels in two successive iterations stop it before ``niter``.
-    """
-    from sklearn.cluster import KMeans
-
-    km = KMeans(len(init), init=init, n_init=1, max_iter=niter, tol=0.0, algorithm="lloyd")
-    t0 = time.perf_counter()
-    km.fit(x)
-    return time.perf_counter() - t0, int(km.n_iter_), km.cluster_centers_
+    cpu = cpu_info()
+    choice = kmeans_backend(gpu=False)
+    return {"cpu": cpu.model, "vendor": cpu.vendor, "simd": SIMD[simd_level(cpu.flags)], "cpus": os.cpu_count(),
+            "blas_cores": blas_cores(), "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": {"faiss": faiss.omp_get_max_threads(), "torch": torch.get_num_threads()},
+            "faiss_version": faiss.__version__, "chosen": choice.backend, "chosen_reason": choice.reason}
 
 
 def main(*, n: int = 200_000, dim: int = 192, k: int = 2000, niter: int = 20, seed: int = 0,
-         seeding: str = "kmeans++", sklearn_budget_s: float = 180.0, subset_fraction: float = 0.1,
-         quick: bool = False) -> dict:
+         seeding: str = "kmeans++", backends: tuple[str, ...] = BACKENDS, sklearn_budget_s: float = 180.0,
+         subset_fraction: float = 0.1, quick: bool = False) -> dict:
     """Run the comparison; print a summary and return the figures (seconds, GFLOP/s, ratios).
 
-    ``seeding="random"`` starts both from k random points instead of cometa's k-means++ (which
-    at the default size takes minutes on two cores); the iterations cost the same either way.
-    ``quick=True`` (the suite's quick mode) shrinks the problem to 20 000 points, k = 200.
+    ``seeding="random"`` starts every backend from k random points instead of cometa's k-means++;
+    the iterations cost the same either way. ``quick=True`` (the suite's quick mode) shrinks the
+    problem to 20 000 points, k = 200. The backend auto picks is always run.
     """
-    import faiss
-    import sklearn
-
     if quick:
         n, k = min(n, 20_000), min(k, 200)
     if seeding not in ("kmeans++", "random"):
         raise ValueError(f"seeding must be kmeans++|random, got {seeding!r}")
+    unknown = set(backends) - set(BACKENDS)
+    if unknown:
+        raise ValueError(f"backends must be among {BACKENDS}, got {sorted(unknown)}")
+    info = machine()
+    backends = tuple(b for b in BACKENDS if b in backends or b == info["chosen"])
     load_before = os.getloadavg()[0]
     x = mixture(n, dim, k, seed=seed)  # (n, dim)
     t0 = time.perf_counter()
@@ -112,62 +109,88 @@ def main(*, n: int = 200_000, dim: int = 192, k: int = 2000, niter: int = 20, se
     else:
         init = x[np.random.default_rng(seed).choice(n, k, replace=False)].copy()
     seeding_s = time.perf_counter() - t0
+    matmul = {lib: matmul_gflops(min(n, 16_384), dim, k, seed=seed, lib=lib) for lib in ("numpy", "torch")}
+    flops_per_iter = 2.0 * n * k * dim
 
-    faiss_s, faiss_centroids = faiss_lloyd(x, init, niter=niter, seed=seed)
-    flops = 2.0 * n * k * dim * niter
-    faiss_gflops = flops / faiss_s / 1e9
-    matmul = matmul_gflops(min(n, 16_384), dim, k, seed=seed)
-
-    # scikit-learn: a subset first, to decide whether the full run fits the budget
-    n_sub = max(k, int(n * subset_fraction))
-    sub = x[np.random.default_rng(seed + 1).choice(n, n_sub, replace=False)]
-    sub_s, sub_iter, _ = sklearn_lloyd(sub, init, niter=niter)
-    predicted_s = sub_s / sub_iter * niter * n / n_sub
-    if predicted_s <= sklearn_budget_s:
-        sk_s, sk_iter, sk_centroids = sklearn_lloyd(x, init, niter=niter)
-        sklearn_s = sk_s / sk_iter * niter  # per-iteration time x niter, in case it stopped early
-        sklearn_how = f"measured on all {n} points ({sk_iter} iterations)"
-        objective_sklearn = _objective(x, sk_centroids)
-    else:
-        sklearn_s = predicted_s
-        sklearn_how = (f"extrapolated linearly in N from {n_sub} points ({sub_iter} iterations, "
-                       f"{sub_s:.1f} s): a full run was predicted over the {sklearn_budget_s:.0f} s budget")
-        objective_sklearn = None
+    runs: dict[str, dict] = {}
+    for b in backends:
+        if b == "sklearn":  # a subset first, to decide whether the full run fits the budget
+            n_sub = max(k, int(n * subset_fraction))
+            sub = x[np.random.default_rng(seed + 1).choice(n, n_sub, replace=False)]
+            t0 = time.perf_counter()
+            r = lloyd(sub, init, niter=niter, backend=b)
+            sub_s = time.perf_counter() - t0
+            predicted_s = sub_s / r.iterations * niter * n / n_sub
+            if predicted_s > sklearn_budget_s:
+                runs[b] = {"seconds": predicted_s, "iterations": r.iterations, "objective": None,
+                           "how": f"extrapolated linearly in N from {n_sub} points ({r.iterations} iterations, "
+                                  f"{sub_s:.1f} s): a full run was predicted over the {sklearn_budget_s:.0f} s budget"}
+                continue
+        t0 = time.perf_counter()
+        r = lloyd(x, init, niter=niter, backend=b, seed=seed)
+        s = time.perf_counter() - t0
+        # per-iteration time x niter: scikit-learn stops early only when the labels stop changing
+        runs[b] = {"seconds": s / r.iterations * niter, "iterations": r.iterations, "objective": r.objective / n,
+                   "how": f"measured on all {n} points ({r.iterations} iterations)"}
+    for b, fig in runs.items():
+        fig["gflops"] = flops_per_iter * niter / fig["seconds"] / 1e9
+        fig["fraction_of_numpy_matmul"] = fig["gflops"] / matmul["numpy"]
+    chosen = runs[info["chosen"]]
 
     result = {
-        "n": n, "dim": dim, "k": k, "niter": niter,
-        "threads": faiss.omp_get_max_threads(), "cpus": os.cpu_count(),
+        "n": n, "dim": dim, "k": k, "niter": niter, **info,
         # spinning OpenMP threads (the default policy) lose badly when other jobs share the cores
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
         "load_avg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "faiss_version": faiss.__version__, "sklearn_version": sklearn.__version__,
         "seeding": seeding, "seeding_s": round(seeding_s, 2),
-        "faiss_s": round(faiss_s, 2),
-        "sklearn_s": round(sklearn_s, 2),
-        "sklearn_how": sklearn_how,
-        "sklearn_subset_s": round(sub_s, 2), "sklearn_subset_n": n_sub, "sklearn_subset_iter": sub_iter,
-        "ratio_sklearn_over_faiss": round(sklearn_s / faiss_s, 2),
-        "faiss_gflops": round(faiss_gflops, 1),
-        "matmul_gflops": round(matmul, 1),
-        "faiss_fraction_of_matmul": round(faiss_gflops / matmul, 3),
-        "objective_init": round(_objective(x, init), 5),
-        "objective_faiss": round(_objective(x, faiss_centroids), 5),
-        "objective_sklearn": None if objective_sklearn is None else round(objective_sklearn, 5),
+        "seeding_fraction_of_chosen_fit": round(seeding_s / chosen["seconds"], 3),
+        "matmul_gflops": {lib: round(v, 1) for lib, v in matmul.items()},
+        "backends": {b: {key: (round(v, 5 if key == "objective" else 3) if isinstance(v, float) else v)
+                         for key, v in fig.items()} for b, fig in runs.items()},
+        "chosen_s": round(chosen["seconds"], 2), "chosen_gflops": round(chosen["gflops"], 1),
+        "chosen_fraction_of_numpy_matmul": round(chosen["fraction_of_numpy_matmul"], 3),
     }
-    result["headline"] = (f"k-means {n}x{dim} k={k} {niter} it: faiss {result['faiss_s']} s, sklearn "
-                          f"{result['sklearn_s']} s (x{result['ratio_sklearn_over_faiss']}), faiss "
-                          f"{result['faiss_gflops']} GFLOP/s vs matmul {result['matmul_gflops']}")
-    print(f"k-means {n} x {dim}, k = {k}, {niter} iterations, {result['threads']} threads, "
-          f"OMP_WAIT_POLICY {result['omp_wait_policy']} ({seeding} seeding: {result['seeding_s']} s, not below)")
-    print(f"  faiss   {result['faiss_s']:8.2f} s  {result['faiss_gflops']:.1f} GFLOP/s "
-          f"= {100 * result['faiss_fraction_of_matmul']:.0f} % of numpy matmul ({result['matmul_gflops']:.1f} GFLOP/s)")
-    print(f"  sklearn {result['sklearn_s']:8.2f} s  ({sklearn_how})")
-    print(f"  ratio sklearn / faiss: {result['ratio_sklearn_over_faiss']:.2f}")
-    print(f"  1-min load average before/after: {result['load_avg_1min_before_after']} on {result['cpus']} CPUs")
-    print(f"  mean squared distance: init {result['objective_init']}, faiss {result['objective_faiss']}, "
-          f"sklearn {result['objective_sklearn']}")
+    if "sklearn" in runs:
+        result["ratio_sklearn_over_chosen"] = round(runs["sklearn"]["seconds"] / chosen["seconds"], 2)
+    if "faiss" in runs:
+        result["ratio_faiss_over_chosen"] = round(runs["faiss"]["seconds"] / chosen["seconds"], 2)
+    others = ", ".join(f"{b} {fig['seconds']:.1f} s" for b, fig in runs.items() if b != info["chosen"])
+    result["headline"] = (f"k-means {n}x{dim} k={k} {niter} it on {info['cpu']} ({info['simd']}; faiss's OpenBLAS "
+                          f"{info['blas_cores'].get('faiss')}): kmeans() -> {info['chosen']} {chosen['seconds']:.1f} s, "
+                          f"{chosen['gflops']:.0f} GFLOP/s = {100 * chosen['fraction_of_numpy_matmul']:.0f} % of numpy "
+                          f"matmul ({matmul['numpy']:.0f}); {others}; seeding {seeding_s:.1f} s = "
+                          f"{100 * result['seeding_fraction_of_chosen_fit']:.0f} % of the fit")
+    _print(result, runs)
     return result
 
 
+def _print(result: dict, runs: dict) -> None:
+    cores = ", ".join(f"{lib} {core}" for lib, core in result["blas_cores"].items())
+    print(f"CPU: {result['cpu']} ({result['vendor']}, {result['simd']}, {result['cpus']} CPUs); "
+          f"OPENBLAS_CORETYPE {result['OPENBLAS_CORETYPE'] or 'unset'}; torch ATen {result['torch_cpu_capability']}")
+    print(f"BLAS cores: {cores}")
+    print(f"kmeans(backend='auto') on the CPU: {result['chosen']} ({result['chosen_reason']})")
+    print(f"k-means {result['n']} x {result['dim']}, k = {result['k']}, {result['niter']} iterations, threads "
+          f"{result['threads']}, OMP_WAIT_POLICY {result['omp_wait_policy']}")
+    print(f"  matmul: numpy {result['matmul_gflops']['numpy']:.1f} GFLOP/s, torch {result['matmul_gflops']['torch']:.1f}")
+    for b, fig in runs.items():
+        mark = "  <- chosen" if b == result["chosen"] else ""
+        obj = "" if fig["objective"] is None else f", mean sq. distance {fig['objective']:.5f}"
+        print(f"  {b:8s}{fig['seconds']:8.2f} s  {fig['gflops']:6.1f} GFLOP/s = "
+              f"{100 * fig['fraction_of_numpy_matmul']:3.0f} % of numpy matmul  ({fig['how']}{obj}){mark}")
+    print(f"  {result['seeding']} seeding: {result['seeding_s']} s = "
+          f"{100 * result['seeding_fraction_of_chosen_fit']:.0f} % of the chosen backend's fit")
+    print(f"  1-min load average before/after: {result['load_avg_1min_before_after']} on {result['cpus']} CPUs")
+
+
 if __name__ == "__main__":
-    print(main())
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="20 000 points, k = 200")
+    ap.add_argument("--n", type=int, default=200_000)
+    ap.add_argument("--k", type=int, default=2000)
+    ap.add_argument("--niter", type=int, default=20)
+    ap.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    ap.add_argument("--sklearn-budget-s", type=float, default=180.0)
+    args = ap.parse_args()
+    main(n=args.n, k=args.k, niter=args.niter, backends=tuple(args.backends), quick=args.quick,
+         sklearn_budget_s=args.sklearn_budget_s)

@@ -244,4 +244,5 @@ def load_run_config(path: str | Path) -> Config:
     path = Path(path)
     data = _read_yaml(path)
     data.pop("git_sha", None)
+    data.pop("runtime", None)  # recorded decisions about the machine (RunStore.write_config), not settings
     return config_from_dict(data, source=str(path))

@@ -21,6 +21,8 @@ import sys
 from collections import deque
 from pathlib import Path
 
+from cometa.blas import apply_openblas_coretype
+
 
 class DistributedStepError(RuntimeError):
     """A torchrun-launched step failed; the message carries the tail of its output."""
@@ -39,6 +41,7 @@ def launch(step: str, run_dir: str | Path, *, nproc: int, strategy: str | None =
         cmd.append("--quiet")
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    apply_openblas_coretype(env)  # faiss's OpenBLAS at the CPU's speed in the workers (kept if already set)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     tail: deque[str] = deque(maxlen=40)

@@ -14,12 +14,13 @@ import json
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from cometa.blas import apply_openblas_coretype
 from cometa.config import Config, load_config
 from cometa.runs import RunStore
 
@@ -208,7 +209,10 @@ def run_pipeline(
     jobs = max(1, int(jobs if jobs is not None else cfg.jobs))
     run_dir = Path(run_dir or Path("runs") / cfg.preset).resolve()
     store = RunStore(run_dir, create=True)
-    store.write_config(cfg.to_dict())
+    # faiss-cpu's bundled OpenBLAS runs generic kernels on CPUs newer than it (issue 18): the kernels
+    # started below (and their torchrun workers) inherit os.environ, so they get the matching core
+    blas = apply_openblas_coretype()
+    store.write_config(cfg.to_dict(), runtime={"openblas_coretype": asdict(blas)})
     steps = plan_steps(cfg, run_dir)
     if only:
         steps = [s for s in steps if s.name in only]

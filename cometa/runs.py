@@ -3,7 +3,7 @@
 Layout (DESIGN.md)::
 
     runs/<run_id>/
-      config.yaml            resolved config + git SHA
+      config.yaml            resolved config + git SHA (+ runtime: machine-dependent decisions)
       store.sqlite           scalars: run, strategy, stage, round, epoch, step, modality, name, value, time
       stage1/ <strategy>/round_<r>/ ...   arrays (.npz), tables (.parquet), json, done.json markers
       report/
@@ -198,10 +198,13 @@ class RunStore:
     def load_json(self, relpath: str | Path) -> Any:
         return json.loads(self.path(relpath).read_text())
 
-    def write_config(self, config: Mapping[str, Any]) -> Path:
-        """The resolved config and the code version (``git_sha``) as ``config.yaml``."""
+    def write_config(self, config: Mapping[str, Any], *, runtime: Mapping[str, Any] | None = None) -> Path:
+        """The resolved config and the code version (``git_sha``) as ``config.yaml``; ``runtime``
+        (what the run decided about the machine, e.g. ``OPENBLAS_CORETYPE``) goes under ``runtime``."""
         data = dict(config)
         data["git_sha"] = git_sha()
+        if runtime is not None:
+            data["runtime"] = dict(runtime)
         target = self.run_dir / "config.yaml"
         with atomic_write(target) as tmp:
             tmp.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -28,6 +28,7 @@ from cometa.embed import audio_embeddings, sharded, visual_embeddings
 from cometa.ensemble import joint_embeddings
 from cometa.evaluate import evaluate_embeddings, log_metrics
 from cometa.models import build_audio_model, build_visual_model, resolve_device
+from cometa.pseudo_labels import clustering_backend
 from cometa.runs import RunStore
 from cometa.train.checkpoint import load_checkpoint, save_checkpoint
 
@@ -245,6 +246,7 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
         visual_emb = ctx.visual_embeddings(visual, "train")
     if not resuming and is_main():
         # 2. clustering per view and the ensemble (round 1: audio only)
+        store.save_json(rel / "clustering_backend.json", clustering_backend(cfg.clustering))  # where k-means ran, why
         table, counts = make_round_labels(keys, ctx.corpus.train["speaker"].tolist(), audio_emb,
                                           None if round_ == 1 else visual_emb,
                                           clustering=cfg.clustering, seed=cfg.seed + 100 * round_)

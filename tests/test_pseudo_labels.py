@@ -1,10 +1,15 @@
-"""faiss k-means against scikit-learn on separable blobs; dispatch, clamping and errors."""
+"""k-means (every backend) against scikit-learn on separable blobs; the backends against each other and
+a direct Lloyd computation; the vectorised k-means++ against a direct one; dispatch, clamping, errors."""
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
-from cometa.pseudo_labels import ClusteringConfig, agglomerative, cluster, kmeans
+from cometa.lloyd import lloyd
+from cometa.pseudo_labels import (ClusteringConfig, agglomerative, cluster, clustering_backend, kmeans,
+                                  kmeans_plus_plus, l2_normalise)
+
+BACKENDS = ("faiss", "sklearn", "torch")
 
 
 def _blobs(n_centres=20, dim=32, per=100, seed=0):
@@ -16,23 +21,111 @@ def _blobs(n_centres=20, dim=32, per=100, seed=0):
     return x.astype(np.float32), truth
 
 
-def test_faiss_and_sklearn_both_recover_blobs():
-    x, truth = _blobs()
-    ours = kmeans(x, 20, seed=0)  # k-means++ seeding, like scikit-learn's
+@pytest.mark.parametrize("backend", ["auto", *BACKENDS])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_backend_recovers_separable_blobs(seed, backend):
+    x, truth = _blobs()  # the k-means seed varies, the blobs do not
+    ours = kmeans(x, 20, seed=seed, backend=backend)  # k-means++ seeding, like scikit-learn's
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
-    theirs = KMeans(20, n_init=4, random_state=0).fit_predict(xn)
+    theirs = KMeans(20, n_init=4, random_state=seed).fit_predict(xn)
     assert normalized_mutual_info_score(truth, ours) >= 0.99
     assert normalized_mutual_info_score(truth, theirs) >= 0.99
     assert ours.dtype == np.int64 and ours.shape == truth.shape
 
 
+def _overlapping(n=3000, dim=24, k=25, seed=0, spread=1.5):
+    """Unit vectors around k random directions, noise ``spread`` times the signal: Lloyd still moves at 20."""
+    rng = np.random.default_rng(seed)
+    centres = l2_normalise(rng.standard_normal((k, dim)))
+    noise = rng.standard_normal((n, dim)) * spread / np.sqrt(dim)
+    return l2_normalise(centres[rng.integers(k, size=n)] + noise)
+
+
+def _direct_lloyd(x, init, niter):
+    """Lloyd's iterations in float64, written out: the reference for the backends."""
+    x, c = x.astype(np.float64), init.astype(np.float64)
+    for _ in range(niter):
+        labels = ((x[:, None, :] - c[None]) ** 2).sum(-1).argmin(1)
+        c = np.stack([x[labels == j].mean(0) for j in range(len(c))])  # no cluster empties on this data
+    return ((x[:, None, :] - c[None]) ** 2).sum(-1).argmin(1), c
+
+
+def test_backends_reach_the_same_objective_from_the_same_start():
+    x = _overlapping()
+    init = kmeans_plus_plus(x, 25, seed=0)
+    results = {b: lloyd(x, init, niter=20, backend=b) for b in BACKENDS}
+    x64 = x.astype(np.float64)
+    for b, r in results.items():
+        direct = ((x64 - r.centroids[r.labels].astype(np.float64)) ** 2).sum()  # Σ ‖x − c_label‖²
+        assert r.objective == pytest.approx(direct, rel=1e-5), b
+        d = ((x64[:, None, :] - r.centroids[None].astype(np.float64)) ** 2).sum(-1)
+        assert np.mean(r.labels == d.argmin(1)) > 0.999, b  # labels are the final centroids' nearest
+        assert r.labels.dtype == np.int64 and r.centroids.shape == (25, x.shape[1])
+    ref = results["faiss"].objective
+    for b in ("sklearn", "torch"):
+        assert abs(results[b].objective - ref) <= 1e-4 * ref, (b, results[b].objective, ref)
+    assert results["torch"].iterations == results["faiss"].iterations == 20
+    assert results["sklearn"].iterations <= 20  # tol=0: an earlier stop means the labels stopped changing
+    assert results["faiss"].objective < ((x64 - init.astype(np.float64)[results["faiss"].labels]) ** 2).sum()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("niter", [1, 3])
+def test_backends_run_exactly_niter_iterations(backend, niter):
+    x = _overlapping(n=600, dim=8, k=6, seed=3)
+    init = x[:6].copy()
+    labels, centroids = _direct_lloyd(x, init, niter)
+    r = lloyd(x, init, niter=niter, backend=backend)
+    np.testing.assert_allclose(r.centroids, centroids, atol=1e-5)
+    assert np.array_equal(r.labels, labels)
+
+
+def test_kmeans_plus_plus_matches_a_direct_greedy_seeding():
+    x = _overlapping(n=400, dim=8, k=12, seed=4)
+    k, seed = 12, 7
+    got = kmeans_plus_plus(x, k, seed=seed)
+    # the same random draws, the greedy rule written out in float64 (n <= 20000: no subsample)
+    rng = np.random.default_rng(seed)
+    rng.choice(len(x), 20_000, replace=False) if len(x) > 20_000 else None
+    x64 = x.astype(np.float64)
+    centres = [x64[int(rng.integers(len(x)))]]
+    d2 = ((x64 - centres[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        cand = np.searchsorted(np.cumsum(d2), rng.random(2 + int(np.log(k))) * d2.sum(), side="right")
+        pots = [np.minimum(d2, ((x64 - x64[c]) ** 2).sum(1)).sum() for c in cand]
+        best = cand[int(np.argmin(pots))]
+        centres.append(x64[best])
+        d2 = np.minimum(d2, ((x64 - x64[best]) ** 2).sum(1))
+    np.testing.assert_array_equal(got, np.array(centres, dtype=np.float32))
+    assert len({tuple(c) for c in got}) == k  # never the same point twice
+
+
+def test_gpu_true_without_a_gpu_and_unknown_backend_are_errors():
+    x, _ = _blobs(n_centres=3, per=10)
+    with pytest.raises(ValueError, match="gpu=True but no GPU"):
+        kmeans(x, 3, seed=0, gpu=True)
+    with pytest.raises(ValueError, match="backend must be"):
+        kmeans(x, 3, seed=0, backend="blas")
+    with pytest.raises(ValueError, match="k-means backend must be"):
+        cluster(x, ClusteringConfig(k=3, backend="blas"), seed=0)
+
+
+def test_clustering_backend_names_what_runs():
+    rec = clustering_backend(ClusteringConfig(backend="sklearn"))
+    assert (rec["method"], rec["backend"], rec["device"]) == ("kmeans", "sklearn", "cpu")
+    auto = clustering_backend(ClusteringConfig())
+    assert auto["backend"] in BACKENDS and "faiss" in auto["blas_cores"] and auto["cpu"]
+    assert clustering_backend(ClusteringConfig(method="agglomerative"))["method"] == "agglomerative"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("init", ["kmeans++", "random"])
-def test_kmeans_is_deterministic_for_a_seed(init):
+def test_kmeans_is_deterministic_for_a_seed(init, backend):
     x, _ = _blobs(seed=1)
     x = x + np.random.default_rng(5).normal(size=x.shape).astype(np.float32)  # overlapping: seed matters
-    first = kmeans(x, 15, seed=3, init=init)
-    assert np.array_equal(first, kmeans(x, 15, seed=3, init=init))
-    assert not np.array_equal(first, kmeans(x, 15, seed=4, init=init))  # the seed is used
+    first = kmeans(x, 15, seed=3, init=init, backend=backend)
+    assert np.array_equal(first, kmeans(x, 15, seed=3, init=init, backend=backend))
+    assert not np.array_equal(first, kmeans(x, 15, seed=4, init=init, backend=backend))  # the seed is used
 
 
 def test_errors_name_the_problem():

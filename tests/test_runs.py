@@ -106,3 +106,14 @@ def test_config_git_sha_and_done_markers(tmp_path):
     assert list_runs(tmp_path) == [run] and list_runs(run) == [run]
     with pytest.raises(FileNotFoundError, match="store.sqlite"):
         RunStore(tmp_path / "nothing")
+
+
+def test_runtime_decisions_go_into_the_config_and_loading_ignores_them(tmp_path):
+    from cometa.config import load_config, load_run_config
+
+    cfg = load_config("tiny")
+    store = RunStore(tmp_path / "r", create=True)
+    record = {"openblas_coretype": {"value": "SkylakeX", "source": "cometa", "reason": "generic faiss kernels"}}
+    store.write_config(cfg.to_dict(), runtime=record)
+    assert store.config()["runtime"] == record
+    assert load_run_config(tmp_path / "r" / "config.yaml").to_dict() == cfg.to_dict()

@@ -57,6 +57,8 @@ def test_round_resumed_equals_uninterrupted(run_dir, tmp_path):
     b = _weights(copy / "cometa" / "round_1" / "checkpoint.pt", "audio")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    used = RunStore(run_dir).load_json("cometa/round_1/clustering_backend.json")  # where k-means ran, and why
+    assert used["backend"] in ("faiss", "sklearn", "torch") and used["reason"] and "faiss" in used["blas_cores"]
     sel = RunStore(copy).scalars(strategy="cometa", stage="train", name="lambda")
     # λ(e) of line 13 is set after epoch e: epoch 1 trains with 1, epoch 2 with λ(1) = 1 - τ/E_k = 0.98
     assert sel["epoch"].tolist() == [1, 2] and sel["value"].tolist() == pytest.approx([1.0, 0.98])
