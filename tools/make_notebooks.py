@@ -17,7 +17,7 @@ NOTEBOOKS = {
     "00_corpus.ipynb": [
         ("md", "# Corpus check\nBuilds (or finds in the cache) the run's corpus, opens it with the same readers "
                "used for VoxCeleb, and records its counts."),
-        ("params", 'run_dir = ""\npreset = "tiny"\nthreads = 0  # torch/faiss threads (0 = default; set by the orchestrator)'),
+        ("params", 'run_dir = ""\npreset = "tiny"\nthreads = 0  # torch/faiss threads (0: their default; set by the orchestrator)'),
         ("code", "from IPython.display import display\nfrom cometa import steps, views\n\nsteps.set_threads(threads)\n"
                  "counts = steps.corpus_step(run_dir)\ndisplay(views.counts_table(counts))"),
         ("code", "views.show(views.corpus_sample(run_dir))"),
@@ -25,7 +25,7 @@ NOTEBOOKS = {
     "10_stage1.ipynb": [
         ("md", "# Stage I: contrastive pretraining of the audio encoder\nEq. (1)-(2); resumes from the last "
                "epoch checkpoint. Ends with the embeddings of every utterance and the audio EER."),
-        ("params", 'run_dir = ""\npreset = "tiny"\nthreads = 0  # torch/faiss threads (0 = default; set by the orchestrator)'),
+        ("params", 'run_dir = ""\npreset = "tiny"\nthreads = 0  # torch/faiss threads (0: their default; set by the orchestrator)'),
         ("code", "from IPython.display import display\nfrom cometa import steps, views\n\nsteps.set_threads(threads)\n"
                  "metrics = steps.stage1_step(run_dir)\ndisplay(views.metrics_table(metrics))"),
         ("code", "views.show(views.stage1_loss(run_dir))"),
@@ -33,7 +33,7 @@ NOTEBOOKS = {
     "20_round.ipynb": [
         ("md", "# Stage II round\nEmbeddings → k-means per view → ensemble → train both encoders with the "
                "strategy (Algorithm 1) → EER per modality."),
-        ("params", 'run_dir = ""\npreset = "tiny"\nstrategy = "cometa"\nround = 1\nthreads = 0  # torch/faiss threads (0 = default; set by the orchestrator)'),
+        ("params", 'run_dir = ""\npreset = "tiny"\nstrategy = "cometa"\nround = 1\nthreads = 0  # torch/faiss threads (0: their default; set by the orchestrator)'),
         ("code", "from IPython.display import display\nfrom cometa import steps, views\n\nsteps.set_threads(threads)\n"
                  "out = steps.round_step(run_dir, strategy, round)\n"
                  "display(views.label_table(out['labels']))\ndisplay(views.metrics_table(out['metrics']))"),
