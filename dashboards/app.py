@@ -44,8 +44,9 @@ def notebook_views(run_dirs: list[str]) -> dict[str, object]:
     """The dashboard's views for a notebook: ``{tab name: view}``, the classes of :data:`VIEW_CLASSES`
     over one shared :class:`AppState` (so ``views["Overview"].state.run = ...`` switches them all).
 
-    Load Panel's notebook extension first, in a cell of its own: ``pn.extension("plotly", "tabulator")``;
-    then a cell ending in ``views["Embeddings"]`` renders that view, live while the kernel runs.
+    Load Panel's notebook extension first, in a cell of its own: ``pn.extension("plotly", "tabulator",
+    inline=True)`` (inline: the JavaScript comes with the notebook, no CDN needed); then a cell ending
+    in ``views["Embeddings"]`` renders that view, live while the kernel runs.
     """
     state = AppState(RunData([str(d) for d in run_dirs]))
     return {name: cls(state=state) for name, cls in VIEW_CLASSES.items()}
