@@ -1,6 +1,7 @@
 # cometa: two commands do everything on a fresh machine.
 #   make demo   set-up, then the whole study on the embedded demo corpus, then the report
 #   make test   set-up, then the test suite
+#   make lab    set-up, then JupyterLab on the exploration notebooks (127.0.0.1, token printed)
 # The venv lives in a cache dir keyed by the hash of requirements.txt (override with COMETA_VENV=...).
 SHELL := /bin/bash
 COMETA_VENV ?= $(shell tools/venv_path.sh)
@@ -11,12 +12,15 @@ RUN_DIR ?= runs/demo
 PORT ?= 5006
 ADDRESS ?= 127.0.0.1
 PYTEST_ARGS ?=
+LAB_PORT ?= 8888
+LAB_TOKEN ?=
 
-.PHONY: setup demo test bench dashboard report corpus clean-runs help
+.PHONY: setup demo test lab bench dashboard report corpus clean-runs help
 
 help:
 	@echo "make demo       set-up + the whole study (3 strategies) on the demo corpus + report"
 	@echo "make test       set-up + pytest"
+	@echo "make lab        JupyterLab on notebooks/explore, 127.0.0.1:$(LAB_PORT) (LAB_PORT=..., LAB_TOKEN=...)"
 	@echo "make dashboard  serve the dashboard over runs/ (RUNS=dir1,dir2 PORT=$(PORT) ADDRESS=$(ADDRESS))"
 	@echo "make bench      the benchmark suite (prints ratios, writes bench/results.json)"
 	@echo "make corpus     build the demo corpus only"
@@ -32,6 +36,16 @@ corpus: setup
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# JupyterLab from the venv, on loopback only, with a token (LAB_TOKEN, else a fresh random one) that is
+# printed; the server and its kernels run in this checkout with it on PYTHONPATH (exported above).
+lab: setup
+	@token="$(LAB_TOKEN)"; [ -n "$$token" ] || token="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(24))')"; \
+	echo "cometa: JupyterLab at http://127.0.0.1:$(LAB_PORT)/lab/tree/notebooks/explore?token=$$token"; \
+	echo "cometa: kernels import this checkout ($(CURDIR)); stop with Ctrl-C"; \
+	exec $(PY) -m jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --ServerApp.port_retries=0 --no-browser \
+	  --IdentityProvider.token="$$token" --ServerApp.root_dir="$(CURDIR)" \
+	  --LabApp.default_url=/lab/tree/notebooks/explore $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 bench: setup
 	$(PY) -m bench

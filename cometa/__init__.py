@@ -1,3 +1,26 @@
-"""cometa: a workbench for self-supervised audio-visual speaker representation learning (Co-Meta)."""
+"""cometa: a workbench for self-supervised audio-visual speaker representation learning (Co-Meta).
+
+The run API is here, loaded on first use (PEP 562) so that ``import cometa`` stays light and exploring
+a run never imports torch::
+
+    import cometa
+    run = cometa.open_run("runs/demo")      # cometa.explore.open_run
+    cometa.open_runs(["runs/a", "runs/b"])  # several runs side by side (cometa.compare.open_runs)
+"""
 
 __version__ = "0.1.0"
+__all__ = ["open_run", "open_runs", "what_if"]
+
+_LAZY = {"open_run": "cometa.explore", "open_runs": "cometa.compare", "what_if": "cometa.rerun"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cometa' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

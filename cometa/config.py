@@ -227,6 +227,12 @@ def load_config(
         cfg.preset = preset
     if user:
         cfg = _from_dict(Config, user, "", str(path), base=cfg)
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str] | None) -> Config:
+    """``cfg`` with ``overrides`` (``{"stage2.tau": 0.3}`` or ``["stage2.tau=0.3"]``) applied strictly:
+    an unknown key or a mistyped value raises :class:`ConfigError` naming it."""
     if overrides:
         items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
         for key, value in items:

@@ -84,10 +84,16 @@ def plan_steps(cfg: Config, run_dir: Path) -> list[Step]:
                       {}, depends=[s.name for s in steps], always=True))
     by_name: dict[str, Step] = {}
     for s in steps:
-        s.inputs_hash = _hash({"step": s.name, "sections": s.sections,
-                               "depends": [by_name[n].inputs_hash for n in s.depends]})
+        s.inputs_hash = inputs_hash(s, [by_name[n].inputs_hash for n in s.depends])
         by_name[s.name] = s
     return steps
+
+
+def inputs_hash(step: Step, depends: list[str]) -> str:
+    """The hash that keys a step: its name, the config sections it reads and the input hashes of the
+    steps it depends on (``depends``, in the order of ``step.depends``). The run directory is not
+    part of it, so a finished step copied into another run directory is still complete there."""
+    return _hash({"step": step.name, "sections": step.sections, "depends": list(depends)})
 
 
 def _notebook_failure(path: Path, step: Step, exc: Exception) -> PipelineError:

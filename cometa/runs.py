@@ -139,6 +139,24 @@ class RunStore:
             df[col] = df[col].astype(object).where(df[col].notna(), None)
         return df
 
+    def copy_scalars(self, source: "RunStore", *, strategy_as: str | None = None, **filters: Any) -> int:
+        """Copy the scalars of ``source`` that match ``filters`` (as in :meth:`scalars`) into this store,
+        keeping their times; ``run`` becomes this run's id and, with ``strategy_as``, ``strategy``
+        becomes that name. Returns how many rows were copied."""
+        df = source.scalars(**filters)
+        if strategy_as is not None:
+            df["strategy"] = strategy_as
+        records = [(self.run_id, r.strategy, r.stage, int(r.round), _int_or_none(r.epoch), _int_or_none(r.step),
+                    r.modality, r.name, None if r.value is None or r.value != r.value else float(r.value),
+                    float(r.time)) for r in df.itertuples(index=False)]
+        if not records:
+            return 0
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany(f"INSERT INTO scalars ({', '.join(COLUMNS)}) VALUES (?,?,?,?,?,?,?,?,?,?)", records)
+            con.execute("COMMIT")
+        return len(records)
+
     def delete_scalars(self, *, strategy: str | None, stage: str | list[str], round: int | None = None,
                        min_epoch: int | None = None, name: str | list[str] | None = None) -> int:
         """Remove a step's scalars before it (re)writes them, so a rerun never duplicates rows.

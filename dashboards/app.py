@@ -21,7 +21,7 @@ from dashboards.noise import NoiseDiagnosis
 from dashboards.notebooks import notebook_routes
 from dashboards.views import Embeddings, LabelQuality, Overview, TrainingDynamics, Verification
 
-__all__ = ["VIEW_CLASSES", "AppState", "create_app", "serve", "main"]
+__all__ = ["VIEW_CLASSES", "AppState", "create_app", "notebook_views", "serve", "main"]
 
 VIEW_CLASSES = {"Overview": Overview, "Label quality": LabelQuality, "Training dynamics": TrainingDynamics,
                 "Verification": Verification, "Embeddings": Embeddings, "Noise diagnosis": NoiseDiagnosis}
@@ -38,6 +38,18 @@ def create_app(run_dirs: list[str]) -> pn.template.BootstrapTemplate:
                pn.pane.Markdown(pn.bind(_run_summary, data, state.param.run))]
     return pn.template.BootstrapTemplate(title="cometa: Co-Meta learning runs", sidebar=sidebar, main=[tabs],
                                          sidebar_width=260)
+
+
+def notebook_views(run_dirs: list[str]) -> dict[str, object]:
+    """The dashboard's views for a notebook: ``{tab name: view}``, the classes of :data:`VIEW_CLASSES`
+    over one shared :class:`AppState` (so ``views["Overview"].state.run = ...`` switches them all).
+
+    Load Panel's notebook extension first, in a cell of its own: ``pn.extension("plotly", "tabulator",
+    inline=True)`` (inline: the JavaScript comes with the notebook, no CDN needed); then a cell ending
+    in ``views["Embeddings"]`` renders that view, live while the kernel runs.
+    """
+    state = AppState(RunData([str(d) for d in run_dirs]))
+    return {name: cls(state=state) for name, cls in VIEW_CLASSES.items()}
 
 
 def _maker(cls: type, state: AppState):

@@ -21,6 +21,7 @@ import param
 import yaml
 
 from cometa import figures as F
+from cometa.label_noise import merged_and_split  # noqa: F401 re-exported: it lived here before cometa.label_noise
 from cometa.report import read_scalars, strategies_of
 from cometa.runs import study_runs
 
@@ -278,30 +279,3 @@ class RunData(param.Parameterized):
         stem = key[:-4] if key.endswith(".wav") else key
         frames = sorted((root / "train" / "faces" / stem).glob("*.jpg"))[:max_frames]
         return (wav if wav.exists() else None), frames
-
-
-def merged_and_split(labels: pd.DataFrame, column: str = "consensus", *, share: float = 0.2,
-                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """True speakers merged into one cluster, and speakers split over several clusters.
-
-    A cluster is *merged* when two or more speakers each hold at least ``share`` of its members; a
-    speaker is *split* when two or more clusters each hold at least ``share`` of its utterances
-    (dropped utterances, id -1, are left out). Returns (merged, split) tables, largest first.
-    """
-    lab = labels[labels[column] >= 0]
-    ct = pd.crosstab(lab[column], lab["speaker"])  # (clusters, speakers)
-    by_cluster = ct.div(ct.sum(axis=1), axis=0)
-    by_speaker = ct.div(ct.sum(axis=0), axis=1)
-
-    def describe(shares: pd.Series) -> str:
-        big = shares[shares >= share].sort_values(ascending=False)
-        return ", ".join(f"{k} ({v:.0%})" for k, v in big.items())
-
-    m_rows = [{"cluster": int(c), "size": int(ct.loc[c].sum()), "speakers": describe(by_cluster.loc[c])}
-              for c in ct.index if (by_cluster.loc[c] >= share).sum() >= 2]
-    s_rows = [{"speaker": s, "utterances": int(ct[s].sum()), "clusters": describe(by_speaker[s])}
-              for s in ct.columns if (by_speaker[s] >= share).sum() >= 2]
-    merged = pd.DataFrame(m_rows, columns=["cluster", "size", "speakers"]).sort_values("size", ascending=False)
-    split = pd.DataFrame(s_rows, columns=["speaker", "utterances", "clusters"]).sort_values("utterances",
-                                                                                            ascending=False)
-    return merged.reset_index(drop=True), split.reset_index(drop=True)

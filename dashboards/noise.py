@@ -14,7 +14,7 @@ import param
 
 from cometa import figures as F
 from dashboards.components import FigureCard, RunView, table
-from dashboards.data import merged_and_split
+from cometa.label_noise import merged_and_split
 
 __all__ = ["NoiseDiagnosis"]
 

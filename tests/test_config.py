@@ -119,3 +119,15 @@ def test_tau_out_of_range_refused_by_the_cli_dry_run(capsys):
 
 def test_paper_preset_trains_stage1_with_the_augmentation_discriminator():
     assert load_config("paper").stage1.discriminator  # Sec. 4.4.1: "we add the discriminator training [6]"
+
+
+def test_apply_overrides_to_a_resolved_config():
+    from cometa.config import ConfigError, apply_overrides
+
+    base = load_config("tiny")
+    cfg = apply_overrides(base, ["stage2.tau=0.35", "clustering.k=30"])
+    assert (cfg.stage2.tau, cfg.clustering.k) == (0.35, 30) and cfg.stage2.e_k == base.stage2.e_k
+    assert apply_overrides(base, {"stage2.alpha": 0.05}).stage2.alpha == 0.05
+    assert apply_overrides(base, []) == base
+    with pytest.raises(ConfigError, match="stage2.taux"):
+        apply_overrides(base, ["stage2.taux=0.3"])

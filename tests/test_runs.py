@@ -117,3 +117,20 @@ def test_runtime_decisions_go_into_the_config_and_loading_ignores_them(tmp_path)
     store.write_config(cfg.to_dict(), runtime=record)
     assert store.config()["runtime"] == record
     assert load_run_config(tmp_path / "r" / "config.yaml").to_dict() == cfg.to_dict()
+
+
+def test_copy_scalars_keeps_values_and_times(tmp_path):
+    src = RunStore(tmp_path / "src", create=True)
+    src.log_many([dict(name="eer", value=0.1 * r, stage="eval/O", strategy="cometa", round=r, modality="audio")
+                  for r in (1, 2, 3)] + [dict(name="eer", value=0.5, stage="eval/O", round=0, modality="audio"),
+                                         dict(name="lambda", value=None, stage="train", strategy="cometa", round=1,
+                                              epoch=1, step=4)])
+    dst = RunStore(tmp_path / "dst", create=True)
+    assert dst.copy_scalars(src, strategy=None) == 1
+    assert dst.copy_scalars(src, strategy="cometa", round=[1, 2], strategy_as="baseline") == 3
+    got, want = dst.scalars(), src.scalars()
+    assert set(got["run"]) == {"dst"} and got["strategy"].tolist() == [None, "baseline", "baseline", "baseline"]
+    want = pd.concat([want[want["strategy"].isna()], want[want["strategy"].notna() & (want["round"] <= 2)]])
+    for col in ("stage", "round", "epoch", "step", "modality", "name", "value", "time"):
+        pd.testing.assert_series_equal(got[col].reset_index(drop=True), want[col].reset_index(drop=True),
+                                       check_names=False, obj=col)

@@ -1,0 +1,61 @@
+"""Fixtures shared across test files. Each is self-contained and named for what it gives.
+
+``tiny_run``: one finished run of the ``tiny`` preset (corpus, Stage I, three strategies x two
+rounds, projections; the report's tables without its static figures), made once per test session
+through the real pipeline (papermill notebooks and all), for the tests that explore a finished run. Tests must not change it: copy it
+first. While developing, ``COMETA_TEST_TINY_RUN=/path/to/a/finished/tiny/run`` reuses one instead of
+making it (about 1.5-3 min on 2 cores).
+
+``tiny_study``: a two-seed study directory built from ``tiny_run`` without training: ``seed_0`` is a
+copy of it, ``seed_1`` a copy whose config says seed 1 and whose EERs (``eer``, ``eer_untrained``) are halved, so that means and
+standard deviations over the seeds are known exactly.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+
+TINY_STUDY_EER_FACTOR = {0: 1.0, 1: 0.5}  # seed -> factor applied to every EER of tiny_run
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    reuse = os.environ.get("COMETA_TEST_TINY_RUN")
+    if reuse:
+        run_dir = Path(reuse).resolve()
+        assert (run_dir / "report" / "table1.md").exists(), f"COMETA_TEST_TINY_RUN={reuse} is not a finished run"
+        return run_dir
+    from cometa.config import load_config
+    from cometa.pipeline import plan_steps, run_pipeline
+    from cometa.report import write_report
+
+    run_dir = tmp_path_factory.mktemp("tiny_run") / "tiny"
+    steps = [s.name for s in plan_steps(load_config("tiny"), run_dir) if s.name != "report"]
+    outcome = run_pipeline("tiny", run_dir=run_dir, progress=False, only=steps)
+    assert set(outcome.values()) == {"ran"} and len(outcome) == len(steps), outcome
+    write_report(run_dir, static=False)  # the report's tables without the SVG/PDF/PNG export (~30 s)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tiny_run, tmp_path_factory) -> Path:
+    study = tmp_path_factory.mktemp("tiny_study") / "study"
+    for seed, factor in TINY_STUDY_EER_FACTOR.items():
+        run = study / f"seed_{seed}"
+        shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("*.pt", "report"))
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "seed": seed}, sort_keys=False))
+        con = sqlite3.connect(run / "store.sqlite")
+        with con:
+            con.execute("UPDATE scalars SET value = value * ? WHERE name IN ('eer', 'eer_untrained')", (factor,))
+            con.execute("UPDATE scalars SET run = ?", (run.name,))
+        con.close()
+    (study / "study.json").write_text(json.dumps({"preset": "tiny", "seeds": list(TINY_STUDY_EER_FACTOR),
+                                                  "overrides": [], "runs": [f"seed_{s}" for s in TINY_STUDY_EER_FACTOR]}))
+    return study

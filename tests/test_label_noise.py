@@ -1,0 +1,40 @@
+"""Label-noise tables (cometa.label_noise) on hand-built labellings with known merges, splits and
+mistakes in both modalities."""
+from __future__ import annotations
+
+import pandas as pd
+
+from cometa import label_noise
+
+
+def _labels(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["key", "speaker", "audio", "visual", "consensus"])
+
+
+def test_identity_events_on_known_labels():
+    # round 1: a and b share cluster 0 (merged); c is split over 1 and 2; d alone in 3
+    r1 = _labels([("a1", "a", 0, 0, 0), ("a2", "a", 0, 0, 0), ("b1", "b", 0, 0, 0), ("b2", "b", 0, 0, 0),
+                  ("c1", "c", 1, 1, 1), ("c2", "c", 1, 1, 1), ("c3", "c", 2, 2, 2), ("c4", "c", 2, 2, 2),
+                  ("d1", "d", 3, 3, 3), ("d2", "d", 3, 3, -1)])
+    # round 2: a and b apart; c whole; c and d merged in 5
+    r2 = r1.assign(consensus=[0, 0, 4, 4, 5, 5, 5, 5, 5, 5])
+    ev = label_noise.identity_events({1: r1, 2: r2})
+    rows = {(r["round"], r["speaker"], r["event"]): (r["clusters"], r["with"], r["first"]) for _, r in ev.iterrows()}
+    assert rows == {(1, "a", "merged"): ((0,), ("b",), True), (1, "b", "merged"): ((0,), ("a",), True),
+                    (1, "c", "split"): ((1, 2), (), True),
+                    (2, "c", "merged"): ((5,), ("d",), True), (2, "d", "merged"): ((5,), ("c",), True)}
+    merged, split = label_noise.merged_and_split(r1)
+    assert merged["cluster"].tolist() == [0] and split["speaker"].tolist() == ["c"]
+    assert label_noise.identity_events({1: r1.assign(consensus=[0, 0, 1, 1, 2, 2, 2, 2, 3, 3])}).empty
+
+
+def test_wrong_in_both_on_known_labels():
+    # audio clusters: 0 = a (a1, a2, b1), 1 = b (b2, b3); visual: 0 = a (a1, a2), 1 = b (b1, b2, b3, a3)
+    lab = _labels([("a1", "a", 0, 0, 0), ("a2", "a", 0, 0, 0), ("a3", "a", 1, 1, 1), ("b1", "b", 0, 0, 1),
+                   ("b2", "b", 1, 1, 1), ("b3", "b", 1, 1, 1), ("b4", "b", 0, -1, 1)])
+    both = label_noise.wrong_in_both(lab)
+    # a3: heard in b's audio cluster, seen in b's visual cluster; b1: both in a's; b4 dropped visually
+    assert both.index.tolist() == ["a3", "b1"]
+    assert both.loc["a3", ["heard_as", "seen_as"]].tolist() == ["b", "b"] and both.loc["a3", "same_mistake"]
+    assert both.loc["b1", ["heard_as", "seen_as"]].tolist() == ["a", "a"]
+    assert both["consensus_right"].tolist() == [0.0, 1.0]  # consensus: a3 with the b's, b1 with them too
