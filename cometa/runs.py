@@ -194,8 +194,16 @@ class RunStore:
         return target
 
     def load_arrays(self, relpath: str | Path) -> dict[str, np.ndarray]:
-        with np.load(self.path(relpath), allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        """Every array of an ``.npz`` file; a file that is not one raises an error naming it."""
+        path = self.path(relpath)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, EOFError) as e:
+            raise ValueError(f"{path}: not a readable .npz array file ({e}); delete it and rerun the step "
+                             "that writes it") from None
 
     def save_table(self, relpath: str | Path, df: pd.DataFrame) -> Path:
         """Write a DataFrame as Parquet, atomically."""

@@ -84,12 +84,22 @@ def test_sigkill_mid_round_then_resume_matches_uninterrupted(uninterrupted, tmp_
 def test_failing_notebook_names_step_cell_and_notebook(uninterrupted, tmp_path):
     run_dir = tmp_path / "failing"
     shutil.copytree(uninterrupted, run_dir)
-    with pytest.raises(PipelineError) as e:  # τ outside [0, 1]: λ(e) refuses in the training loop
+    (run_dir / "stage1" / "embeddings.npz").write_bytes(b"not an npz")  # what round 1 reads first
+    with pytest.raises(PipelineError) as e:  # τ changed: the rounds rerun, Stage I is kept
         run_pipeline("tiny", run_dir=run_dir, progress=False, strategies=["cometa"], rounds=2,
-                     overrides=RESUME_ARGS["overrides"] + ["stage2.tau=1.5"])
+                     overrides=RESUME_ARGS["overrides"] + ["stage2.tau=0.3"])
     msg = str(e.value)
-    assert "cometa/round_1" in msg and "code cell" in msg and "ValueError" in msg
+    assert "cometa/round_1" in msg and "code cell" in msg and "embeddings.npz" in msg
     assert str(run_dir / "cometa" / "round_1" / "round.ipynb") in msg
+
+
+def test_out_of_range_value_is_refused_before_any_step(uninterrupted, tmp_path):
+    from cometa.config import ConfigError
+
+    run_dir = tmp_path / "refused"
+    with pytest.raises(ConfigError, match=r"'stage2.tau' must be in \[0, 1\), got 1.5"):
+        run_pipeline("tiny", run_dir=run_dir, progress=False, overrides=["stage2.tau=1.5"])
+    assert not run_dir.exists()  # nothing half-written
 
 
 def test_changed_value_reruns_only_dependent_steps(uninterrupted, tmp_path):
@@ -100,7 +110,8 @@ def test_changed_value_reruns_only_dependent_steps(uninterrupted, tmp_path):
     assert outcome["corpus"] == "skipped" and outcome["stage1"] == "skipped"
     assert outcome["cometa/round_1"] == "ran" and outcome["cometa/round_2"] == "ran"
     lam = RunStore(run_dir).scalars(strategy="cometa", stage="train", name="lambda").sort_values("epoch")
-    assert lam["value"].tolist() == pytest.approx([1 - 0.03, 1 - 0.06, 1 - 0.09, 1 - 0.12])  # τ=0.3, E_k=10
+    # τ = 0.3, E_k = 10: epoch e trains with λ(e - 1), epoch 1 with λ = 1
+    assert lam["value"].tolist() == pytest.approx([1.0, 1 - 0.03, 1 - 0.06, 1 - 0.09])
 
 
 def test_report_tables_match_the_store(uninterrupted):

@@ -62,3 +62,28 @@ def test_round_resumed_equals_uninterrupted(run_dir, tmp_path):
     sel = RunStore(copy).scalars(strategy="cometa", stage="train", name="lambda")
     # λ(e) of line 13 is set after epoch e: epoch 1 trains with 1, epoch 2 with λ(1) = 1 - τ/E_k = 0.98
     assert sel["epoch"].tolist() == [1, 2] and sel["value"].tolist() == pytest.approx([1.0, 0.98])
+
+
+def test_heads_start_at_cluster_means_except_round_1_visual():
+    from torch import nn
+
+    from cometa.strategies import SpeakerClassifier
+    from cometa.train.stage2 import start_heads
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 0, 1, 2, 2, 2])
+    a_emb, v_emb = rng.standard_normal((6, 4)), rng.standard_normal((6, 5))
+    torch.manual_seed(0)
+    for trained in (True, False):
+        audio = SpeakerClassifier(nn.Identity(), 4, 3, margin=0.2, scale=30)
+        visual = SpeakerClassifier(nn.Identity(), 5, 3, margin=0.2, scale=30)
+        random_rows = visual.head.weight.detach().clone()
+        start_heads(audio, visual, a_emb, v_emb, labels, visual_trained=trained)
+        for head, emb in ((audio.head, a_emb), (visual.head, v_emb)):
+            unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+            means = np.stack([unit[labels == c].mean(0) for c in range(3)])
+            means /= np.linalg.norm(means, axis=1, keepdims=True)  # independent: mean of unit rows, normalised
+            if head is visual.head and not trained:
+                assert torch.equal(head.weight.detach(), random_rows)
+            else:
+                np.testing.assert_allclose(head.weight.detach().numpy(), means, rtol=0, atol=1e-6)

@@ -9,7 +9,10 @@
 What happens to the classifier heads when the label set changes (a new round): both AAM-softmax
 heads are rebuilt with one row per cluster of the new consensus labelling, each row initialised
 at the L2-normalised mean embedding of the cluster's members under the current encoder; the
-encoders carry over, and the Adam states are started afresh (the parameter set changed).
+encoders carry over, and the Adam states are started afresh (the parameter set changed). The one
+exception is the visual head of round 1: the visual encoder has had no training yet, and the
+cluster means of its random embeddings are nearly parallel, so that head starts from
+AAM-softmax's own random initialisation.
 """
 from __future__ import annotations
 

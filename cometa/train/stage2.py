@@ -111,6 +111,22 @@ def centroids(embeddings: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return (c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
+def start_heads(audio: SpeakerClassifier, visual: SpeakerClassifier, audio_emb: np.ndarray, visual_emb: np.ndarray,
+                labels: np.ndarray, *, visual_trained: bool) -> None:
+    """Set each AAM-softmax head's rows to the clusters' mean embeddings (rows of ``labels``, 0..k-1)
+    under a trained encoder: the new head starts where the encoder already puts each cluster.
+
+    The visual encoder of round 1 has had no training (no Stage I): the means of its random
+    embeddings are nearly parallel (cosine ~0.999), which would start every class at the same row.
+    With ``visual_trained=False`` its head keeps AAM-softmax's own random initialisation.
+    """
+    k = audio.head.n_classes
+    with torch.no_grad():
+        audio.head.weight.copy_(torch.from_numpy(centroids(audio_emb, labels, k)))
+        if visual_trained:
+            visual.head.weight.copy_(torch.from_numpy(centroids(visual_emb, labels, k)))
+
+
 # ---------------------------------------------------------------------------------------------
 # training one round (Algorithm 1 lines 1-13 for epochs_per_round epochs)
 
@@ -160,9 +176,7 @@ def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, vi
     torch.manual_seed(cfg.seed * 1000 + round_)
     audio = SpeakerClassifier(audio_model, cfg.audio_encoder.embed_dim, k, margin=s2.margin, scale=s2.scale)
     visual = SpeakerClassifier(visual_model, cfg.visual_encoder.embed_dim, k, margin=s2.margin, scale=s2.scale)
-    with torch.no_grad():  # heads start at the clusters' mean embeddings (see cometa.strategies)
-        audio.head.weight.copy_(torch.from_numpy(centroids(audio_emb[rows], labels, k)))
-        visual.head.weight.copy_(torch.from_numpy(centroids(visual_emb[rows], labels, k)))
+    start_heads(audio, visual, audio_emb[rows], visual_emb[rows], labels, visual_trained=round_ > 1)
     audio.to(device), visual.to(device)
     broadcast_module(audio), broadcast_module(visual)
     strategy = build_strategy(strategy_name, audio, visual, lr=s2.beta, alpha=s2.alpha, second_order=s2.second_order)
