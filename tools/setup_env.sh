@@ -29,7 +29,7 @@ else
   "$venv/bin/python" -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   "$venv/bin/python" -m pip install --quiet -r "$req" 2>&1 | grep -v "^WARNING: Location" || true
   # pip's exit status is hidden by the filter above: check that the pinned stack imports.
-  "$venv/bin/python" -c "import torch, torchaudio, torchvision, numpy, scipy, pandas, sklearn, faiss, umap, panel, papermill, soundfile, yaml, tqdm, plotly, kaleido, pytest" \
+  "$venv/bin/python" -c "import torch, torchaudio, torchvision, numpy, scipy, pandas, sklearn, faiss, umap, panel, papermill, soundfile, yaml, tqdm, plotly, kaleido, pytest, cleanlab, psutil" \
     || { echo "cometa: installing the pinned stack failed; see the pip output above" >&2; exit 1; }
   "$venv/bin/python" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (cometa)" >/dev/null
   echo "$want" > "$marker"
