@@ -1,10 +1,10 @@
 """Benchmark: the pseudo-label k-means on each backend (faiss, scikit-learn, torch) against matmul.
 
-The pseudo-label step (paper Sec. 2.2, :func:`cometa.pseudo_labels.kmeans`) at a tenth of the
+The pseudo-label step (paper Sec. 2.2, :func:`cometa.core.pseudo_labels.kmeans`) at a tenth of the
 paper's scale: 200 000 L2-normalised 192-D embeddings drawn from a Gaussian mixture, k = 2000,
-20 Lloyd iterations. Every backend of :mod:`cometa.lloyd` starts from the same k-means++ centroids
+20 Lloyd iterations. Every backend of :mod:`cometa.core.lloyd` starts from the same k-means++ centroids
 (cometa's seeding, timed on its own) and runs all 20 iterations, so only the iterations are
-compared; the backend ``kmeans(backend="auto")`` picks on this machine (:mod:`cometa.blas`) is
+compared; the backend ``kmeans(backend="auto")`` picks on this machine (:mod:`cometa.core.blas`) is
 marked ``chosen``, and the seeding is set against its fit.
 
 The machine comes first in the output: the CPU model and SIMD level, the BLAS core each library
@@ -28,9 +28,9 @@ import time
 
 import numpy as np
 
-from cometa.blas import SIMD, blas_cores, cpu_info, kmeans_backend, simd_level
-from cometa.lloyd import lloyd
-from cometa.pseudo_labels import kmeans_plus_plus, l2_normalise
+from cometa.core.blas import SIMD, blas_cores, cpu_info, kmeans_backend, simd_level
+from cometa.core.lloyd import lloyd
+from cometa.core.pseudo_labels import kmeans_plus_plus, l2_normalise
 
 BACKENDS = ("faiss", "sklearn", "torch")
 

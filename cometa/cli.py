@@ -7,13 +7,13 @@ from pathlib import Path
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cometa.pipeline import PipelineError, run_pipeline
+    from cometa.pipeline.run import PipelineError, run_pipeline
 
     overrides = list(args.set or [])
     if args.data_root:
         overrides.append(f"corpus.root={args.data_root}")
     if args.dry_run:
-        from cometa.dryrun import dry_run
+        from cometa.pipeline.dryrun import dry_run
 
         return dry_run(args.preset, config_path=args.config, overrides=overrides)
     strategies = args.strategies.split(",") if args.strategies else None
@@ -49,7 +49,7 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def _run_seeds(args: argparse.Namespace, overrides: list[str], common: dict) -> int:
-    from cometa.pipeline import PipelineError, run_study
+    from cometa.pipeline.run import PipelineError, run_study
 
     if any(o.split("=", 1)[0].strip() == "seed" for o in overrides):
         print("cometa: --seeds sets each run's seed; drop --set seed=...", file=sys.stderr)
@@ -80,7 +80,7 @@ def _corpus(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from cometa.report import write_report
+    from cometa.results.report import write_report
 
     out = write_report(args.run_dir)
     print(f"cometa: report written to {out}")

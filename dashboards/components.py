@@ -1,7 +1,7 @@
 """What every dashboard view shares: the app state, the figure card with its exports, small helpers.
 
 :class:`AppState` holds the one :class:`~dashboards.data.RunData` store and the chosen run; each view
-is a :class:`RunView` over it. :class:`FigureCard` shows a figure from :mod:`cometa.figures` and
+is a :class:`RunView` over it. :class:`FigureCard` shows a figure from :mod:`cometa.results.figures` and
 exports exactly what is on screen (zoom, hidden traces and all) as PNG or SVG in the browser with
 ``Plotly.downloadImage``: no server-side renderer is needed. The modebar's camera gives a PNG too.
 """
@@ -12,7 +12,7 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
-from cometa.report import strategies_of
+from cometa.results.report import strategies_of
 from dashboards.data import RunData
 
 __all__ = ["AppState", "FigureCard", "RunView", "plotly_config", "table", "pivot", "VIEWS", "LABEL_METRICS",

@@ -20,9 +20,9 @@ import panel as pn
 import param
 import yaml
 
-from cometa import figures as F
-from cometa.label_noise import merged_and_split  # noqa: F401 re-exported: it lived here before cometa.label_noise
-from cometa.report import read_scalars, strategies_of
+from cometa.results import figures as F
+from cometa.results.label_noise import merged_and_split  # noqa: F401 re-exported: it lived here before cometa.results.label_noise
+from cometa.results.report import read_scalars, strategies_of
 from cometa.runs import study_runs
 
 __all__ = ["RunData", "merged_and_split"]
@@ -88,7 +88,7 @@ def _history(files: str) -> pd.DataFrame:
 @pn.cache(max_items=64)
 def _points(projection: str, projection_mtime: str, labels: str, labels_mtime: str, view: str,
             label_column: str) -> pd.DataFrame:
-    """:func:`cometa.figures.projection_frame` of one round and view (empty when a file is missing)."""
+    """:func:`cometa.results.figures.projection_frame` of one round and view (empty when a file is missing)."""
     proj, lab = _load_parquet(projection, projection_mtime), _load_parquet(labels, labels_mtime)
     if proj.empty or lab.empty:
         return pd.DataFrame()
@@ -217,7 +217,7 @@ class RunData(param.Parameterized):
         return {r: self.labels(run_id, strategy, r) for r in self.rounds(run_id, strategy)}
 
     def history(self, run_id: str, strategy: str) -> pd.DataFrame:
-        """:func:`cometa.figures.label_history` of every round of one strategy (cached)."""
+        """:func:`cometa.results.figures.label_history` of every round of one strategy (cached)."""
         files = [self._file(run_id, strategy, r, "labels.parquet") for r in self.rounds(run_id, strategy)]
         return _history(json.dumps(files))
 

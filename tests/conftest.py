@@ -32,8 +32,8 @@ def tiny_run(tmp_path_factory) -> Path:
         assert (run_dir / "report" / "table1.md").exists(), f"COMETA_TEST_TINY_RUN={reuse} is not a finished run"
         return run_dir
     from cometa.config import load_config
-    from cometa.pipeline import plan_steps, run_pipeline
-    from cometa.report import write_report
+    from cometa.pipeline.run import plan_steps, run_pipeline
+    from cometa.results.report import write_report
 
     run_dir = tmp_path_factory.mktemp("tiny_run") / "tiny"
     steps = [s.name for s in plan_steps(load_config("tiny"), run_dir) if s.name != "report"]

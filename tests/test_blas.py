@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cometa import blas
-from cometa.blas import CpuInfo, choose_kmeans_backend, cpu_info, faiss_is_generic, openblas_coretype_for, simd_level
+from cometa.core import blas
+from cometa.core.blas import CpuInfo, choose_kmeans_backend, cpu_info, faiss_is_generic, openblas_coretype_for, simd_level
 
 AVX512 = frozenset({"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"})
 AVX2 = frozenset({"sse4_2", "avx", "avx2", "fma"})
@@ -134,7 +134,7 @@ def test_apply_sets_the_variable_once_and_keeps_the_users(monkeypatch, capsys):
 
 def test_the_variable_reaches_faiss_openblas_in_a_child():
     """What the pipeline relies on: faiss-cpu's bundled OpenBLAS obeys OPENBLAS_CORETYPE at load."""
-    code = "import json; from cometa.blas import blas_cores; print(json.dumps(blas_cores()))"
+    code = "import json; from cometa.core.blas import blas_cores; print(json.dumps(blas_cores()))"
     env = dict(os.environ, OPENBLAS_CORETYPE="Nehalem", PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
     cores = json.loads(out.stdout.strip().splitlines()[-1])
@@ -146,7 +146,7 @@ def test_the_variable_reaches_faiss_openblas_in_a_child():
 def test_the_pipeline_sets_and_records_the_variable_for_its_kernels(monkeypatch, tmp_path, capsys):
     import yaml
 
-    from cometa.pipeline import run_pipeline
+    from cometa.pipeline.run import run_pipeline
 
     monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)  # restored (removed) after the test
     monkeypatch.setattr(blas, "_applied", [])

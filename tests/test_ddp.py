@@ -4,7 +4,7 @@ import pytest
 
 from cometa.config import load_config
 from cometa.runs import RunStore
-from cometa import steps
+from cometa.pipeline import steps
 
 pytestmark = pytest.mark.slow
 

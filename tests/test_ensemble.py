@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cometa.ensemble import align, consensus, joint_embeddings, vote, vote_counts
+from cometa.core.ensemble import align, consensus, joint_embeddings, vote, vote_counts
 
 
 def test_align_recovers_a_permutation():

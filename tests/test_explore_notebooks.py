@@ -153,7 +153,7 @@ def test_what_if_reruns_one_round_and_reuses_the_rest(tiny_run, tmp_path):
     assert len(plotly(outputs(nb, "both.compare('eer_per_round')"))) == 1
 
     # again with the same arguments: nothing to do; with others into the same place: refused
-    from cometa.rerun import what_if
+    from cometa.pipeline.rerun import what_if
 
     mtime = (new_dir / "cometa" / "round_2" / "done.json").stat().st_mtime_ns
     what_if(tiny_run, round_=2, out_dir=new_dir, overrides=["stage2.tau=0.45"], strategy="cometa")

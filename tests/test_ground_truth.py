@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cometa import steps
+from cometa.pipeline import steps
 from cometa.config import load_config
 from cometa.runs import RunStore
 

@@ -4,7 +4,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
-from cometa.label_quality import (ari, cluster_sizes, contingency, flip_rate, inverse_purity, label_quality,
+from cometa.core.label_quality import (ari, cluster_sizes, contingency, flip_rate, inverse_purity, label_quality,
                                   n_clusters, nmi, purity)
 
 KEYS = {"purity", "inverse_purity", "nmi", "ari", "n_clusters", "cluster_size_min", "cluster_size_median",

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cometa.losses import AAMSoftmax, AugmentationDiscriminator, contrastive_loss, discriminator_loss, grad_reverse
+from cometa.models.losses import AAMSoftmax, AugmentationDiscriminator, contrastive_loss, discriminator_loss, grad_reverse
 
 
 def _cos(a, b):

@@ -9,7 +9,7 @@ from scipy.interpolate import interp1d
 from scipy.optimize import brentq
 from sklearn.metrics import roc_curve
 
-from cometa.metrics import cosine_scores, det_curve, eer, fuse_scores, min_dcf, score_trials
+from cometa.evaluation.metrics import cosine_scores, det_curve, eer, fuse_scores, min_dcf, score_trials
 
 
 def _ref_eer(scores, labels):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cometa.pipeline import PipelineError, run_pipeline
+from cometa.pipeline.run import PipelineError, run_pipeline
 from cometa.runs import RunStore
 
 pytestmark = pytest.mark.slow

@@ -5,8 +5,8 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
-from cometa.lloyd import lloyd
-from cometa.pseudo_labels import (ClusteringConfig, agglomerative, cluster, clustering_backend, kmeans,
+from cometa.core.lloyd import lloyd
+from cometa.core.pseudo_labels import (ClusteringConfig, agglomerative, cluster, clustering_backend, kmeans,
                                   kmeans_plus_plus, l2_normalise)
 
 BACKENDS = ("faiss", "sklearn", "torch")

@@ -1,4 +1,4 @@
-"""cometa.report: the tables carry the run store's numbers exactly; every file is written and well formed.
+"""cometa.results.report: the tables carry the run store's numbers exactly; every file is written and well formed.
 
 The run directory comes from the ``run_dir`` fixture (a sample run in the pipeline's format; switch it
 to a real tiny pipeline run by changing that fixture only).
@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cometa import report
+from cometa.results import report
 from tests.sample_run import build_sample_run
 
 FIGURES = ("eer_per_round", "purity_per_round", "disagreement_lambda", "umap_grid", "det_curves")

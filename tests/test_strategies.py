@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from cometa.selection import disagreement, small_loss
-from cometa.strategies import STRATEGIES, Batch, SpeakerClassifier, build_strategy
+from cometa.core.selection import disagreement, small_loss
+from cometa.core.strategies import STRATEGIES, Batch, SpeakerClassifier, build_strategy
 
 B, D_IN, D, K = 12, 5, 4, 3
 
@@ -159,7 +159,7 @@ def test_batchnorm_running_statistics_move_once_per_step(name):
 
 def test_front_end_prepared_once_equals_the_plain_forward():
     from cometa.config import load_config
-    from cometa.models import build_audio_model, build_visual_model
+    from cometa.models.build import build_audio_model, build_visual_model
 
     cfg = load_config("tiny")
     torch.manual_seed(0)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cometa import figures as F
-from cometa import report
+from cometa.results import figures as F
+from cometa.results import report
 from cometa.cli import _parse_seeds
 from cometa.runs import list_runs, study_runs
 

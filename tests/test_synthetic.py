@@ -1,4 +1,4 @@
-"""The embedded corpus (cometa.data.synthetic) and the handcrafted baselines (cometa.data.baselines)."""
+"""The embedded corpus (cometa.data.synthetic) and the handcrafted baselines (cometa.evaluation.baselines)."""
 from __future__ import annotations
 
 import csv
@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cometa.data import baselines, synthetic
+from cometa.data import synthetic
+from cometa.evaluation import baselines
 from cometa.data.synthetic import SyntheticConfig, build_corpus, corpus_hash, default_root
 
 CFG = SyntheticConfig(
@@ -258,7 +259,7 @@ def test_baseline_embeddings(corpus):
 
 
 def test_baseline_eers_on_tiny_corpus(corpus):
-    pytest.importorskip("cometa.metrics")
+    pytest.importorskip("cometa.evaluation.metrics")
     eers = baselines.baseline_eers(corpus)
     assert set(eers) == {"audio", "face"} and all(0.0 <= v <= 1.0 for v in eers.values())
 

@@ -49,7 +49,7 @@ NOTEBOOKS = {
     "90_report.ipynb": [
         ("md", "# Report\nTable 1 and Table 2 of the paper, and the figures, from the run store."),
         ("params", 'run_dir = ""\nthreads = 0'),
-        ("code", "from IPython.display import Markdown, display\nfrom cometa.report import write_report\n\n"
+        ("code", "from IPython.display import Markdown, display\nfrom cometa.results.report import write_report\n\n"
                  "report_dir = write_report(run_dir)\n"
                  "display(Markdown((report_dir / 'table1.md').read_text()))\n"
                  "display(Markdown((report_dir / 'table2.md').read_text()))"),
@@ -57,17 +57,17 @@ NOTEBOOKS = {
 }
 
 
-# Exploration notebooks (notebooks/explore/): open a finished run with the run API (cometa.explore).
+# Exploration notebooks (notebooks/explore/): open a finished run with the run API (cometa.results.explore).
 # Each takes a run_dir parameter; "" opens $COMETA_RUN_DIR, else runs/demo, else the newest run.
 # (no "=" in a parameter's comment: papermill reads one "=" per line)
 _RUN_DIR = 'run_dir = ""  # a run or study directory ("": $COMETA_RUN_DIR, else runs/demo, else the newest under runs/)'
-_OPEN = "import cometa\nfrom cometa.explore import find_run\n\nrun = cometa.open_run(find_run(run_dir))\nrun"
+_OPEN = "import cometa\nfrom cometa.results.explore import find_run\n\nrun = cometa.open_run(find_run(run_dir))\nrun"
 
 EXPLORE = {
     "explore_run.ipynb": [
         ("md", "# Explore a run\nA finished run (or a study of several seeds) through the run API, `cometa.open_run`: "
                "its scalars, Table 1 and Table 2, pseudo-label purity and EER over rounds, and two runs or the seeds "
-               "of a study side by side. Every figure is one of `cometa/figures.py`, the dashboard's and the report's."),
+               "of a study side by side. Every figure is one of `cometa/results/figures.py`, the dashboard's and the report's."),
         ("params", f"{_RUN_DIR}\nother_run_dir = \"\"  # a second run to compare with (\"\": the seeds, when run_dir is a study)\n"
                    'trial_list = "O"  # O | E | H'),
         ("code", _OPEN),
@@ -138,8 +138,8 @@ EXPLORE = {
                    'colors = ""  # strategy colours as name:colour pairs, e.g. "baseline:#000000, cometa:#d62728" ("": the report\'s)\n'
                    'titles = False  # keep the figures\' titles\nformats = "pdf,svg,png"\nscale = 3  # PNG resolution multiplier'),
         ("code", _OPEN),
-        ("code", "from pathlib import Path\n\nfrom cometa.paper import parse_colors, save_figures, style_figure\n\n"
-                 "out = Path(out_dir) if out_dir else cometa.explore.REPO / 'reports' / 'paper_figures' / run.name\n"
+        ("code", "from pathlib import Path\n\nfrom cometa.results.paper import parse_colors, save_figures, style_figure\n\n"
+                 "out = Path(out_dir) if out_dir else cometa.results.explore.REPO / 'reports' / 'paper_figures' / run.name\n"
                  "report_figs = run.report_figures()\n"
                  "names = [f.strip() for f in figures.split(',') if f.strip()]\n"
                  "missing = [n for n in names if n not in report_figs]\n"
@@ -165,7 +165,7 @@ EXPLORE = {
                    'out_dir = ""  # the new run ("": beside the source, named after the changes)\n'
                    "threads = 0  # torch threads of the rerun (0: all cores)"),
         ("code", _OPEN),
-        ("code", "from cometa.rerun import default_out_dir\n\n"
+        ("code", "from cometa.pipeline.rerun import default_out_dir\n\n"
                  "source = run.seeds[0] if run.is_study else run  # a study: rerun its first seed\n"
                  "r = round or source.rounds(strategy)[-1]\nchanges = [o.strip() for o in overrides.split(';') if o.strip()]\n"
                  "changes += [f'stage2.tau={tau}'] * (tau >= 0) + [f'stage2.alpha={alpha}'] * (alpha > 0)\n"
@@ -185,7 +185,7 @@ EXPLORE = {
         ("md", "# The dashboard's views, inline\nThe same Panel classes `make dashboard` serves (`dashboards.app."
                "VIEW_CLASSES`), one per cell, over one shared state: its widgets work while the kernel runs."),
         ("params", _RUN_DIR),
-        ("code", 'import panel as pn\n\nfrom cometa.explore import find_run\nfrom dashboards.app import notebook_views\n\n'
+        ("code", 'import panel as pn\n\nfrom cometa.results.explore import find_run\nfrom dashboards.app import notebook_views\n\n'
                  'pn.extension("plotly", "tabulator", sizing_mode="stretch_width", inline=True)  # inline: works offline'),
         ("code", "views = notebook_views([find_run(run_dir)])\nlist(views)"),
         ("code", 'views["Overview"]'),

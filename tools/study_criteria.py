@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cometa.report import read_scalars
+from cometa.results.report import read_scalars
 from cometa.runs import RunStore, study_runs
 
 STRATEGIES = ("baseline", "coteaching_plus", "cometa")
@@ -74,7 +74,7 @@ def seed_figures(scalars: pd.DataFrame) -> dict:
 
 
 def _baselines(run: Path) -> dict:
-    from cometa.data.baselines import baseline_eers
+    from cometa.evaluation.baselines import baseline_eers
 
     root = Path(json.loads((run / "corpus" / "counts.json").read_text())["root"])
     return {lst: baseline_eers(root, trials=f) for lst, f in

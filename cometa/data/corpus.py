@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cometa.bounds import bounded
+from cometa.config.bounds import bounded
 from cometa.data.synthetic import SyntheticConfig
 from cometa.data.voxceleb import (DataError, build_manifest, check_trials, parse_trials, read_trials,
                                   scan_split, unknown_trials)

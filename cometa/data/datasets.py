@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cometa.data.voxceleb import load_audio, load_frames
-from cometa.features import two_segments, random_crop
+from cometa.models.features import two_segments, random_crop
 
 
 class AudioBank:

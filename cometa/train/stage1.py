@@ -10,13 +10,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from cometa.bounds import bounded
-from cometa.augment import AudioAugmenter
+from cometa.config.bounds import bounded
+from cometa.models.augment import AudioAugmenter
 from cometa.data.datasets import AudioBank, ContrastivePairs, epoch_batches
-from cometa.distributed import all_reduce_grads, is_distributed, is_main, shard_batches, world_size
-from cometa.losses import AugmentationDiscriminator, contrastive_loss, discriminator_loss
-from cometa.models import build_audio_model, resolve_device
-from cometa.schedules import LRScheduleConfig, lr_schedule
+from cometa.models.distributed import all_reduce_grads, is_distributed, is_main, shard_batches, world_size
+from cometa.models.losses import AugmentationDiscriminator, contrastive_loss, discriminator_loss
+from cometa.models.build import build_audio_model, resolve_device
+from cometa.core.schedules import LRScheduleConfig, lr_schedule
 from cometa.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_progress
 
 
@@ -108,7 +108,7 @@ def train_stage1(cfg, corpus, store, *, out_dir: str | Path, bank: AudioBank | N
                 dict(name="lr", value=opt.param_groups[0]["lr"], stage="stage1", round=0, epoch=epoch),
                 dict(name="epoch_seconds", value=time.time() - t0, stage="stage1", round=0, epoch=epoch)]
         if world_size() > 1:
-            from cometa.distributed import param_divergence
+            from cometa.models.distributed import param_divergence
 
             rows.append(dict(name="ddp_param_divergence", value=param_divergence(model), stage="stage1", round=0,
                              epoch=epoch))

@@ -13,15 +13,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from cometa.bounds import bounded
-from cometa.augment import AudioAugmenter, build_eval_transform, build_visual_transform
+from cometa.config.bounds import bounded
+from cometa.models.augment import AudioAugmenter, build_eval_transform, build_visual_transform
 from cometa.data.datasets import PairedSamples, epoch_batches
-from cometa.distributed import broadcast_module, is_main, param_divergence, shard_batches, world_size
-from cometa.ensemble import align, consensus, joint_embeddings
-from cometa.label_quality import flip_rate, label_quality
-from cometa.pseudo_labels import ClusteringConfig, cluster
-from cometa.schedules import LRScheduleConfig, keep_ratio_in_epoch, lr_schedule
-from cometa.strategies import Batch, SpeakerClassifier, build_strategy
+from cometa.models.distributed import broadcast_module, is_main, param_divergence, shard_batches, world_size
+from cometa.core.ensemble import align, consensus, joint_embeddings
+from cometa.core.label_quality import flip_rate, label_quality
+from cometa.core.pseudo_labels import ClusteringConfig, cluster
+from cometa.core.schedules import LRScheduleConfig, keep_ratio_in_epoch, lr_schedule
+from cometa.core.strategies import Batch, SpeakerClassifier, build_strategy
 from cometa.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_progress
 
 
@@ -58,7 +58,7 @@ def make_round_labels(keys, speakers, audio_emb: np.ndarray, visual_emb: np.ndar
     audio, visual, joint, consensus (-1 = dropped by the vote), kept; audio and visual ids are
     aligned onto the joint (reference) ids. Utterances whose visual row is not finite (no face
     frames, ``corpus.missing_faces: audio_only``) get visual -1: the visual clustering runs on the
-    others, and their joint view is their voice alone (see :func:`cometa.ensemble.joint_embeddings`).
+    others, and their joint view is their voice alone (see :func:`cometa.core.ensemble.joint_embeddings`).
     """
     audio = cluster(audio_emb, clustering, seed=seed)
     if visual_emb is None:
