@@ -2,6 +2,7 @@
 BLAS core names and the environment; /proc/cpuinfo parsing; the pipeline's one-time setting."""
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -120,6 +121,7 @@ def test_apply_sets_the_variable_once_and_keeps_the_users(monkeypatch, capsys):
     monkeypatch.setattr(blas, "cpu_info", lambda: XEON)
     cores = {"faiss": "Prescott"}
     monkeypatch.setattr(blas, "blas_cores", lambda: cores)
+    monkeypatch.setattr(blas, "coretype_runs", lambda value: (True, ""))  # this CPU may lack AVX-512
     env = {"PATH": "/bin"}
     first = blas.apply_openblas_coretype(env)
     assert env == {"PATH": "/bin", "OPENBLAS_CORETYPE": "SkylakeX"} and first.source == "cometa"
@@ -148,10 +150,14 @@ def test_the_pipeline_sets_and_records_the_variable_for_its_kernels(monkeypatch,
 
     from cometa.pipeline.run import run_pipeline
 
-    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)  # restored (removed) after the test
+    # setenv first, so that teardown removes what the pipeline sets: a SkylakeX left in this
+    # process's environment would reach every later test's kernels (SIGILL on a CPU without AVX-512)
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "")
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
     monkeypatch.setattr(blas, "_applied", [])
     monkeypatch.setattr(blas, "cpu_info", lambda: XEON)
     monkeypatch.setattr(blas, "blas_cores", lambda: {"faiss": "Prescott"})
+    monkeypatch.setattr(blas, "coretype_runs", lambda value: (True, ""))
     for run in ("a", "b"):  # no step runs: only the set-up
         assert run_pipeline("tiny", run_dir=tmp_path / run, progress=False, only=["no-such-step"]) == {}
         assert os.environ["OPENBLAS_CORETYPE"] == "SkylakeX"  # what the kernels inherit
@@ -164,3 +170,31 @@ def test_the_pipeline_sets_and_records_the_variable_for_its_kernels(monkeypatch,
     run_pipeline("tiny", run_dir=tmp_path / "c", progress=False, only=["no-such-step"])
     assert os.environ["OPENBLAS_CORETYPE"] == "Haswell"
     assert yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())["runtime"]["openblas_coretype"]["source"] == "user"
+
+
+def test_a_core_that_kills_its_probe_is_not_handed_on(monkeypatch):
+    """OpenBLAS takes a forced core without checking the CPU; a child that dies with it (SIGILL on a
+    CPU or hypervisor without the core's instructions) leaves the variable unset, and says why."""
+    monkeypatch.setattr(blas, "_applied", [])
+    monkeypatch.setattr(blas, "cpu_info", lambda: XEON)
+    monkeypatch.setattr(blas, "blas_cores", lambda: {"faiss": "Prescott"})
+    monkeypatch.setattr(blas, "_PROBE_CODE", "import os, signal; os.kill(os.getpid(), signal.SIGILL)")
+    blas.coretype_runs.cache_clear()
+    try:
+        env = {"PATH": "/bin"}
+        decision = blas.apply_openblas_coretype(env)
+        assert env == {"PATH": "/bin"} and decision.value is None and decision.source == "none"
+        assert "OPENBLAS_CORETYPE=SkylakeX was killed by SIGILL: left unset" in decision.reason
+        monkeypatch.setattr(blas, "_PROBE_CODE", "import sys; sys.exit('no faiss here')")
+        blas.coretype_runs.cache_clear()
+        assert blas.coretype_runs("Haswell") == (False, "a probe process with OPENBLAS_CORETYPE=Haswell "
+                                                       "exited with 1 (no faiss here)")
+    finally:
+        blas.coretype_runs.cache_clear()
+
+
+def test_the_probe_runs_numpy_scipy_and_faiss_under_a_core_every_x86_cpu_has():
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("Prescott is an x86 core")
+    blas.coretype_runs.cache_clear()
+    assert blas.coretype_runs("Prescott") == (True, "")

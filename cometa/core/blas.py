@@ -29,7 +29,7 @@ from pathlib import Path
 
 __all__ = ["CpuInfo", "BackendChoice", "CoretypeDecision", "cpu_info", "simd_level", "core_level", "blas_cores",
            "faiss_is_generic", "choose_kmeans_backend", "openblas_coretype_for", "kmeans_backend",
-           "apply_openblas_coretype", "blas_report", "BACKENDS"]
+           "apply_openblas_coretype", "coretype_runs", "blas_report", "BACKENDS"]
 
 BACKENDS = ("auto", "faiss", "sklearn", "torch")
 SIMD = ("sse", "avx", "avx2", "avx512")  # simd_level's values, by index
@@ -239,11 +239,47 @@ def kmeans_backend(*, backend: str = "auto", gpu: str | bool = "auto") -> Backen
 
 _applied: list[CoretypeDecision] = []  # what apply_openblas_coretype set in os.environ, once
 
+# what a child runs to try a core before the pipeline hands it on: every OpenBLAS the kernels load
+# (numpy's, scipy's, faiss's) does one sgemm, and faiss one k-means iteration
+_PROBE_CODE = ("import numpy as np, scipy.linalg.blas as b, faiss\n"
+               "a = np.ones((96, 96), np.float32); a @ a; b.sgemm(1.0, a, a)\n"
+               "faiss.Kmeans(8, 4, niter=1, seed=0).train(np.random.default_rng(0).random((256, 8), np.float32))\n")
+
+
+@functools.lru_cache(maxsize=None)
+def coretype_runs(value: str, timeout: float = 120.0) -> tuple[bool, str]:
+    """Whether a child process with ``OPENBLAS_CORETYPE=value`` loads and uses numpy's, scipy's and
+    faiss's OpenBLAS without dying, and if not, how it died. OpenBLAS takes a forced core without
+    checking the CPU: a core whose instructions the CPU (or the hypervisor) lacks kills every
+    process that does a matrix product with SIGILL, so the pipeline tries the value once first."""
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OPENBLAS_CORETYPE": value}
+    try:
+        proc = subprocess.run([sys.executable, "-c", _PROBE_CODE], env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"a probe process with OPENBLAS_CORETYPE={value} did not finish in {timeout:.0f} s"
+    if proc.returncode == 0:
+        return True, ""
+    if proc.returncode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-proc.returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-proc.returncode}"
+    else:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        how = f"exited with {proc.returncode} ({tail})"
+    return False, f"a probe process with OPENBLAS_CORETYPE={value} {how}"
+
 
 def apply_openblas_coretype(env: MutableMapping[str, str] | None = None, *, announce: bool = True) -> CoretypeDecision:
     """Decide :func:`openblas_coretype_for` this machine and set it in ``env`` (default ``os.environ``,
     which the processes started later inherit); print one line the first time a value is set. A
-    value that was there before (the user's) is never touched."""
+    value that was there before (the user's) is never touched. cometa's own value is tried in a
+    child first (:func:`coretype_runs`) and left unset if that child dies."""
     env = os.environ if env is None else env
     current = env.get("OPENBLAS_CORETYPE")
     if current and _applied and current == _applied[0].value:
@@ -252,6 +288,9 @@ def apply_openblas_coretype(env: MutableMapping[str, str] | None = None, *, anno
     faiss_core = None if current else blas_cores()["faiss"]
     decision = openblas_coretype_for(cpu=cpu_info(), faiss_core=faiss_core, env=env)
     if decision.source == "cometa":
+        ok, why = coretype_runs(decision.value)
+        if not ok:  # the CPU does not run that core after all: faiss stays generic, but alive
+            return CoretypeDecision(None, "none", f"{decision.reason}; but {why}: left unset")
         env["OPENBLAS_CORETYPE"] = decision.value
         if announce and not _applied:
             print(f"cometa: {decision.reason}", flush=True)
