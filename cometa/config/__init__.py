@@ -1,9 +1,10 @@
 """Strict, typed configuration: dataclasses loaded from YAML and the presets `tiny`, `demo`, `paper`.
 
-Each section's dataclass lives beside the code it configures (``FeatureConfig`` in
-``cometa.models.features``, ``Stage2Config`` in ``cometa.train.stage2`` ...); this module only composes
-them into :class:`Config` and loads them strictly: an unknown key, or a value of the wrong type,
-raises :class:`ConfigError` naming the key (as a dotted path) and the file it came from.
+The sections' dataclasses are plain data in :mod:`cometa.config.sections` (each re-exported by the
+module it configures: ``FeatureConfig`` by ``cometa.models.features``, ``Stage2Config`` by
+``cometa.train.stage2`` ...), so this package imports no torch. It composes them into
+:class:`Config` and loads them strictly: an unknown key, or a value of the wrong type, raises
+:class:`ConfigError` naming the key (as a dotted path) and the file it came from.
 
 Resolution order: dataclass defaults (the paper's values) <- preset YAML <- user YAML file
 <- ``--set key=value`` overrides.
@@ -11,6 +12,7 @@ Resolution order: dataclass defaults (the paper's values) <- preset YAML <- user
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import types
@@ -21,17 +23,26 @@ from typing import Any
 
 import yaml
 
-from cometa.models.augment import AugmentConfig
-from cometa.config.bounds import check_bounds, bounded
-from cometa.data.corpus import CorpusConfig
-from cometa.models.encoders.ecapa import EcapaConfig
-from cometa.models.encoders.resnet import ResNetConfig
-from cometa.evaluation.evaluate import EvalConfig
-from cometa.models.features import FeatureConfig
-from cometa.core.projections import ProjectionConfig
-from cometa.core.pseudo_labels import ClusteringConfig
-from cometa.train.stage1 import Stage1Config
-from cometa.train.stage2 import Stage2Config
+from cometa.config.bounds import bounded, check_bounds
+from cometa.config.sections import (
+    AugmentConfig,
+    ClusteringConfig,
+    CorpusConfig,
+    EcapaConfig,
+    EvalConfig,
+    FeatureConfig,
+    LRScheduleConfig,
+    ProjectionConfig,
+    ResNetConfig,
+    Stage1Config,
+    Stage2Config,
+    SyntheticConfig,
+)
+
+__all__ = ["Config", "ConfigError", "load_config", "apply_overrides", "config_from_dict", "load_run_config",
+           "parse_override", "PRESETS", "PRESET_DIR", "AugmentConfig", "ClusteringConfig", "CorpusConfig",
+           "EcapaConfig", "EvalConfig", "FeatureConfig", "LRScheduleConfig", "ProjectionConfig", "ResNetConfig",
+           "Stage1Config", "Stage2Config", "SyntheticConfig"]
 
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESETS = ("tiny", "demo", "paper")
@@ -142,7 +153,7 @@ def _check_value(tp: Any, value: Any, key: str, source: str) -> Any:
     return value
 
 
-def _from_dict(cls: type, data: dict[str, Any], prefix: str, source: str, base: Any = None) -> Any:
+def _from_dict(cls: Any, data: dict[str, Any], prefix: str, source: str, base: Any = None) -> Any:
     """Build dataclass ``cls`` from ``data`` on top of ``base`` (an instance), strictly."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -150,10 +161,9 @@ def _from_dict(cls: type, data: dict[str, Any], prefix: str, source: str, base: 
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else key
         if key not in fields:
-            import difflib
-
             norm = lambda k: str(k).lower().replace("_", "")  # noqa: E731
-            close = [n for n in fields if norm(n) == norm(key)] or difflib.get_close_matches(str(key), list(fields), n=1)
+            close = ([n for n in fields if norm(n) == norm(key)]
+                     or difflib.get_close_matches(str(key), list(fields), n=1))
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"{source}: unknown config key '{path}'{hint}")
         tp = hints[key]

@@ -9,6 +9,7 @@ the key (``'stage2.tau' must be in [0, 1), got 1.5``). Plain data, no torch.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,8 +55,6 @@ def bounded(default: Any, *, ge: float | None = None, gt: float | None = None, l
 
 def check_bounds(obj: Any) -> list[tuple[str, str]]:
     """``[(field name, message)]`` for every bounded field of dataclass ``obj`` whose value is out of range."""
-    import dataclasses
-
     bad = []
     for f in dataclasses.fields(obj):
         b = f.metadata.get("bounds")

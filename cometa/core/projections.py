@@ -23,13 +23,12 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from dataclasses import dataclass
-
-from cometa.config.bounds import bounded
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from cometa.config.sections import ProjectionConfig
 
 __all__ = ["ProjectionConfig", "subsample_keys", "procrustes_fit", "project_embeddings", "project_round",
            "project_rounds"]
@@ -37,15 +36,6 @@ __all__ = ["ProjectionConfig", "subsample_keys", "procrustes_fit", "project_embe
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(os.environ.get("COMETA_CACHE") or Path.home() / ".cache" / "cometa")
                                             / "numba"))
-
-
-@dataclass
-class ProjectionConfig:
-    enabled: bool = True
-    max_points: int = bounded(50000, ge=1)  # subsample cap per round (stated in the dashboard)
-    n_neighbors: int = bounded(15, ge=2)
-    min_dist: float = bounded(0.1, ge=0)
-    n_epochs: int = bounded(0, ge=0)  # UMAP optimisation epochs (0 = umap's default: 500 below 10k points, else 200)
 
 
 def subsample_keys(keys: list[str] | np.ndarray, max_points: int, *, seed: int) -> np.ndarray:
@@ -109,7 +99,7 @@ def _exact_knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     Exact search costs n² D flops (50k points at D = 192: ~5·10^11, seconds) and spares UMAP its
     nearest-neighbour descent, whose numba kernels cannot be cached and recompile in every process.
     """
-    import faiss
+    import faiss  # only the projection step needs it: not loaded when the module is imported for its config
 
     xn = np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12), dtype=np.float32)
     index = faiss.IndexFlatIP(xn.shape[1])
@@ -134,6 +124,7 @@ def _umap():
     cache) afresh in every process: ~8 s per pipeline step on 2 cores. Cached copies in
     ``NUMBA_CACHE_DIR`` (default ``~/.cache/cometa/numba``) bring a warm projection step to ~1 s.
     """
+    # umap and numba take seconds to import: only the projection step pays for them
     import numba
     import umap
     import umap.umap_ as umap_module

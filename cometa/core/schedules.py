@@ -15,11 +15,10 @@ paper gives only the initial rates (Adam, 0.001); the decay is ours.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
-from cometa.config.bounds import bounded
 
 import numpy as np
+
+from cometa.config.sections import LR_KINDS, LRScheduleConfig
 
 __all__ = ["keep_ratio", "keep_ratio_in_epoch", "keep_ratio_schedule", "LRScheduleConfig", "lr_schedule"]
 
@@ -79,19 +78,6 @@ def keep_ratio_in_epoch(epoch: int, *, tau: float = 0.2, e_k: int = 10) -> float
 
 # ---------------------------------------------------------------------------------------------
 # learning rate
-
-LR_KINDS = ("constant", "cosine", "exponential")
-
-
-@dataclass
-class LRScheduleConfig:
-    """Learning-rate schedule: ``warmup_epochs`` of linear warm-up, then ``kind`` decay to
-    ``final_ratio`` × the initial rate at the last step."""
-
-    kind: str = bounded("cosine", choices=LR_KINDS)  # constant | cosine | exponential
-    warmup_epochs: float = bounded(1.0, ge=0)  # may be fractional; 0 = no warm-up
-    final_ratio: float = bounded(0.05, gt=0, le=1)  # lr at the last step / initial lr (ignored by "constant")
-
 
 def lr_schedule(base_lr: float, *, epochs: int, steps_per_epoch: int, kind: str = "cosine",
                 warmup_epochs: float = 0.0, final_ratio: float = 0.05) -> np.ndarray:

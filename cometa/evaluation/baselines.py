@@ -14,6 +14,8 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
+from cometa.evaluation.metrics import eer
+
 SAMPLE_RATE = 16000
 _N_FFT, _WIN, _HOP, _N_MELS = 512, 400, 160, 40  # 25 ms windows, 10 ms hop
 _ACTIVE_QUANTILE = 0.7  # keep the 30 % loudest frames: silence and noise-only frames carry the channel
@@ -82,7 +84,7 @@ def face_baseline_embeddings(frame_dirs: list[Path], *, size: int = 16, crop: fl
             im = Image.open(f).convert("RGB")
             w, h = im.size
             dx, dy = round(w * (1 - crop) / 2), round(h * (1 - crop) / 2)
-            im = im.crop((dx, dy, w - dx, h - dy)).resize((size, size), Image.BOX)
+            im = im.crop((dx, dy, w - dx, h - dy)).resize((size, size), Image.Resampling.BOX)
             frames.append(np.asarray(im, np.float64) / 255.0)
         out.append(np.mean(frames, axis=0).reshape(-1))
     return _standardise(np.array(out).reshape(len(out), size * size * 3))
@@ -111,8 +113,6 @@ def cosine_scores(emb: np.ndarray, enroll_idx: np.ndarray, test_idx: np.ndarray)
 
 def baseline_eers(root: Path, *, trials: str = "veri_test2.txt") -> dict[str, float]:
     """{"audio": eer, "face": eer} (fractions) of the two baselines on ``root/trials/<trials>``."""
-    from cometa.evaluation.metrics import eer
-
     root = Path(root)
     labels, enroll, test = read_trials(root / "trials" / trials)
     utts = sorted(set(enroll) | set(test))

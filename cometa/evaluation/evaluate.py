@@ -1,25 +1,13 @@
 """Verification evaluation: embeddings -> cosine scores of trial lists -> EER / minDCF per modality."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from cometa.config.bounds import bounded
+from cometa.config.sections import EvalConfig  # noqa: F401 (re-exported)
 from cometa.evaluation.metrics import eer, fuse_scores, min_dcf, score_trials
-
-
-@dataclass
-class EvalConfig:
-    """Trial lists (VoxCeleb1 file names) keyed by their short name, and minDCF operating points."""
-
-    trial_lists: dict = field(
-        default_factory=lambda: {"O": "veri_test2.txt", "E": "list_test_all2.txt", "H": "list_test_hard2.txt"}
-    )
-    p_targets: list[float] = field(default_factory=lambda: [0.01, 0.05])
-    batch_size: int = bounded(64, ge=1)
-
 
 MODALITIES = ("audio", "visual", "fused")
 
@@ -29,7 +17,7 @@ def evaluate_embeddings(
     embeddings: dict[str, np.ndarray],
     trials: dict[str, pd.DataFrame],
     *,
-    p_targets: list[float] = (0.01, 0.05),
+    p_targets: Sequence[float] = (0.01, 0.05),
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Cosine-score every trial list with every modality; EER and minDCF per (list, modality).
 

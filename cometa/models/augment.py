@@ -18,35 +18,18 @@ Gaussian blur, each with SimCLR's own probability.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from cometa.config.bounds import bounded
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 from scipy import signal
 from torchvision.transforms import v2
 
+from cometa.config.sections import AugmentConfig
+
 # ---------------------------------------------------------------------------------------------
 # config and augmentation codes
-
-
-@dataclass
-class AugmentConfig:
-    """Audio: noise / music / babble at an SNR drawn from each category's range, reverberation.
-    Visual: with probability ``visual_p``, random crop, flip, colour distortion, greyscale, blur."""
-
-    musan_dir: str = ""  # MUSAN root (noise/ music/ speech/); "" = the project's generated bank
-    rir_dir: str = ""  # RIRS_NOISES root; "" = generated impulse responses
-    p_noise: float = bounded(0.6, ge=0, le=1)
-    p_reverb: float = bounded(0.3, ge=0, le=1)
-    snr_noise: tuple[float, float] = (0.0, 15.0)
-    snr_music: tuple[float, float] = (5.0, 15.0)
-    snr_babble: tuple[float, float] = (13.0, 20.0)
-    visual_p: float = bounded(0.6, ge=0, le=1)
-    crop_scale: tuple[float, float] = (0.7, 1.0)
-    stage2_audio: bool = True  # augment audio crops in Stage II too
-    stage2_visual: bool = True
 
 
 CATEGORIES = ("noise", "music", "babble")  # codes 1, 2, 3
@@ -236,8 +219,6 @@ class _FileSource:
         return len(self.paths)
 
     def _read(self, path: str, start: int = 0, frames: int = -1) -> np.ndarray:
-        import soundfile as sf
-
         x, sr = sf.read(path, start=start, frames=frames, dtype="float32", always_2d=True)
         x = x.mean(axis=1)
         if sr != self.sample_rate:
@@ -246,8 +227,6 @@ class _FileSource:
 
     def _info(self, path: str) -> tuple[int, int]:
         if path not in self._frames:
-            import soundfile as sf
-
             info = sf.info(path)
             self._frames[path] = (info.frames, info.samplerate)
         return self._frames[path]
@@ -307,6 +286,8 @@ class AudioAugmenter:
         self.cfg, self.sample_rate = cfg, sample_rate
         self.snr = {"noise": cfg.snr_noise, "music": cfg.snr_music, "babble": cfg.snr_babble}
         bank = None
+        self.sources: dict[str, _FileSource | _MemorySource]
+        self.rirs: _FileSource | _MemorySource
         if cfg.musan_dir:
             root = Path(cfg.musan_dir)
             self.sources = {k: _FileSource(root / k, sample_rate) for k in ("noise", "music", "speech")}

@@ -5,6 +5,8 @@ so that embedding extraction, Stage I and Stage II all feed it the same thing.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
@@ -17,8 +19,6 @@ def resolve_device(name: str = "auto") -> torch.device:
 
     Under torchrun (``LOCAL_RANK`` set) a bare ``cuda`` means this rank's GPU, ``cuda:LOCAL_RANK``.
     """
-    import os
-
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and "LOCAL_RANK" in os.environ:

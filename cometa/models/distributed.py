@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -74,8 +75,6 @@ def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
 
 def all_gather_numpy(array, *, dim: int = 0):
     """Gather equal-or-unequal-length numpy arrays from every rank, concatenated in rank order."""
-    import numpy as np
-
     if not is_distributed():
         return array
     parts: list = [None] * world_size()

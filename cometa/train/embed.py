@@ -11,8 +11,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from cometa.data.crops import eval_crops
 from cometa.data.datasets import AudioBank, FrameBank
-from cometa.models.features import eval_crops
+from cometa.models.distributed import all_gather_numpy, rank, world_size
 
 
 @torch.inference_mode()
@@ -46,7 +47,7 @@ def audio_embeddings(model: nn.Module, bank: AudioBank, *, device: torch.device,
                     out[i] = emb[j]
                 bar.update(stop - start)
                 start = stop
-    return np.stack(out).astype(np.float32)
+    return np.stack(out).astype(np.float32)  # type: ignore[arg-type]  # (every row is filled above)
 
 
 def _fit(wave: np.ndarray, length: int) -> np.ndarray:
@@ -122,8 +123,6 @@ class _Shard:
 def sharded(extract, model: nn.Module, bank, **kwargs) -> np.ndarray:
     """``extract(model, bank, **kwargs)`` with the rows split over the DDP ranks and gathered
     (every rank gets the full (N, D) array, rows in the bank's order). One process: a plain call."""
-    from cometa.models.distributed import all_gather_numpy, rank, world_size
-
     ws = world_size()
     if ws == 1:
         return extract(model, bank, **kwargs)

@@ -6,13 +6,15 @@ Both return embeddings (B, embed_dim).
 """
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from cometa.models.encoders.ecapa import EcapaConfig, EcapaTDNN
 from cometa.models.encoders.resnet import FaceResNet, ResNetConfig, embed_frames
 from cometa.models.features import FeatureConfig
 
-ENCODERS: dict[str, type[nn.Module]] = {
+ENCODERS: dict[str, Any] = {  # name -> an nn.Module class with ``modality`` and ``from_config``
     "ecapa_tdnn": EcapaTDNN,
     "resnet": FaceResNet,
 }
@@ -21,7 +23,7 @@ __all__ = ["ENCODERS", "EcapaConfig", "EcapaTDNN", "FaceResNet", "ResNetConfig",
            "build_visual_encoder", "count_parameters", "embed_frames"]
 
 
-def _lookup(name: str, modality: str) -> type[nn.Module]:
+def _lookup(name: str, modality: str) -> Any:
     if name not in ENCODERS:
         raise ValueError(f"unknown encoder '{name}' (registered: {', '.join(sorted(ENCODERS))})")
     cls = ENCODERS[name]

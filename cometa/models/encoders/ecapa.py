@@ -21,24 +21,10 @@ gradients (the meta step of Algorithm 1, lines 5-6 and 10-11).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from cometa.config.bounds import bounded
-
 import torch
 from torch import nn
 
-
-@dataclass
-class EcapaConfig:
-    """ECAPA-TDNN; ``channels`` is C (512 in the paper), ``embed_dim`` the speaker embedding (192)."""
-
-    name: str = "ecapa_tdnn"
-    channels: int = bounded(512, ge=1)
-    embed_dim: int = bounded(192, ge=1)
-    scale: int = bounded(8, ge=1)  # Res2Net scale
-    se_bottleneck: int = bounded(128, ge=1)
-    attention_channels: int = bounded(128, ge=1)
+from cometa.config.sections import EcapaConfig
 
 
 class ConvReluBn(nn.Module):
@@ -146,7 +132,7 @@ class EcapaTDNN(nn.Module):
         self.emb_bn = nn.BatchNorm1d(embed_dim)
 
     @classmethod
-    def from_config(cls, cfg: EcapaConfig, n_mels: int) -> "EcapaTDNN":
+    def from_config(cls, cfg: EcapaConfig, n_mels: int) -> EcapaTDNN:
         return cls(n_mels, channels=cfg.channels, embed_dim=cfg.embed_dim, scale=cfg.scale,
                    se_bottleneck=cfg.se_bottleneck, attention_channels=cfg.attention_channels)
 

@@ -19,30 +19,17 @@ Inputs are normalised inside the model with ImageNet mean/std constants (non-per
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from cometa.config.bounds import bounded
-
 import torch
 import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
+from cometa.config.sections import ResNetConfig
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SMALL_IMAGE = 112  # below this, the 3x3 stride-1 stem without max-pool
 STAGE_BLOCKS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
-
-
-@dataclass
-class ResNetConfig:
-    """ResNet face encoder. ``depth`` 34 at 224 px in the paper; smaller nets/inputs for tiny/demo."""
-
-    name: str = "resnet"
-    depth: int = bounded(34, choices=(10, 18, 34))  # 10 = one BasicBlock per stage, for tiny/demo
-    base_width: int = bounded(64, ge=1)  # channels of the first stage (64 in torchvision)
-    image_size: int = bounded(224, ge=8)
-    embed_dim: int = bounded(192, ge=1)
 
 
 class ResNetTrunk(nn.Module):
@@ -51,6 +38,7 @@ class ResNetTrunk(nn.Module):
 
     def __init__(self, layers: tuple[int, ...], *, width: int = 64, small_stem: bool = False):
         super().__init__()
+        self.maxpool: nn.Module
         if small_stem:
             self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
             self.maxpool = nn.Identity()
@@ -93,6 +81,8 @@ class FaceResNet(nn.Module):
     """Face images (B, 3, H, W) in [0, 1] -> face embedding (B, embed_dim). See the module docstring."""
 
     modality = "visual"
+    mean: torch.Tensor  # (1, 3, 1, 1) ImageNet statistics, buffers
+    std: torch.Tensor
 
     def __init__(self, depth: int = 34, *, base_width: int = 64, image_size: int = 224, embed_dim: int = 192):
         super().__init__()
@@ -109,7 +99,7 @@ class FaceResNet(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     @classmethod
-    def from_config(cls, cfg: ResNetConfig) -> "FaceResNet":
+    def from_config(cls, cfg: ResNetConfig) -> FaceResNet:
         return cls(cfg.depth, base_width=cfg.base_width, image_size=cfg.image_size, embed_dim=cfg.embed_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
