@@ -23,6 +23,9 @@ import functools
 import json
 import os
 import platform
+import signal
+import subprocess
+import sys
 from collections.abc import Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -166,7 +169,7 @@ def openblas_coretype_for(*, cpu: CpuInfo, faiss_core: str | None, env: Mapping[
 # probes (cached per process)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_info(path: str = "/proc/cpuinfo") -> CpuInfo:
     """Model, vendor and flags of the first CPU in ``path`` (Linux). Elsewhere, or when the file is
     unreadable, the flags come from numpy's runtime CPU detection (empty if that fails too)."""
@@ -183,7 +186,7 @@ def cpu_info(path: str = "/proc/cpuinfo") -> CpuInfo:
         pass
     flags = frozenset(fields.get("flags", "").lower().split())
     if not flags:
-        try:  # numpy's dispatch table: {"AVX2": True, "AVX512F": False, ...}
+        try:  # numpy's dispatch table: {"AVX2": True, "AVX512F": False, ...}; a private module: may move
             from numpy._core._multiarray_umath import __cpu_features__
 
             flags = frozenset(f.lower() for f, on in __cpu_features__.items() if on)
@@ -193,11 +196,12 @@ def cpu_info(path: str = "/proc/cpuinfo") -> CpuInfo:
                    vendor=fields.get("vendor_id", "unknown"), flags=flags)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def blas_cores() -> dict[str, str | None]:
     """The BLAS each library runs, as threadpoolctl reports it once faiss, numpy and scipy are
     loaded: ``{"faiss": "Prescott", "numpy": "SkylakeX", "scipy": "SkylakeX", "torch": "MKL"}``
     (OpenBLAS core names; torch's MKL is linked statically, threadpoolctl cannot see it)."""
+    # loaded here, when asked: the orchestrator imports this module and must stay free of torch and faiss
     import faiss  # noqa: F401  (loads its OpenBLAS)
     import numpy  # noqa: F401
     import scipy.linalg  # noqa: F401  (scikit-learn's BLAS)
@@ -217,8 +221,9 @@ def blas_cores() -> dict[str, str | None]:
     return cores
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gpus() -> tuple[int, bool]:
+    # as in blas_cores: faiss and torch only when a backend is chosen, not on import
     import faiss
     import torch
 
@@ -246,16 +251,12 @@ _PROBE_CODE = ("import numpy as np, scipy.linalg.blas as b, faiss\n"
                "faiss.Kmeans(8, 4, niter=1, seed=0).train(np.random.default_rng(0).random((256, 8), np.float32))\n")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def coretype_runs(value: str, timeout: float = 120.0) -> tuple[bool, str]:
     """Whether a child process with ``OPENBLAS_CORETYPE=value`` loads and uses numpy's, scipy's and
     faiss's OpenBLAS without dying, and if not, how it died. OpenBLAS takes a forced core without
     checking the CPU: a core whose instructions the CPU (or the hypervisor) lacks kills every
     process that does a matrix product with SIGILL, so the pipeline tries the value once first."""
-    import signal
-    import subprocess
-    import sys
-
     env = {**os.environ, "OPENBLAS_CORETYPE": value}
     try:
         proc = subprocess.run([sys.executable, "-c", _PROBE_CODE], env=env, capture_output=True, text=True,
@@ -287,7 +288,7 @@ def apply_openblas_coretype(env: MutableMapping[str, str] | None = None, *, anno
     # faiss's core as it loads without the variable (probed before cometa sets it in this process)
     faiss_core = None if current else blas_cores()["faiss"]
     decision = openblas_coretype_for(cpu=cpu_info(), faiss_core=faiss_core, env=env)
-    if decision.source == "cometa":
+    if decision.source == "cometa" and decision.value:
         ok, why = coretype_runs(decision.value)
         if not ok:  # the CPU does not run that core after all: faiss stays generic, but alive
             return CoretypeDecision(None, "none", f"{decision.reason}; but {why}: left unset")

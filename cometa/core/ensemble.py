@@ -5,16 +5,19 @@ labelling is the reference. The other two are aligned onto it (one-to-one maximu
 of cluster ids, the Hungarian algorithm on the contingency table), then each sample takes the
 majority label of the three. Where all three differ, the policy decides: ``"reference"`` keeps the
 joint label, ``"drop"`` leaves the sample out of this round's training.
+:func:`make_round_labels` does a round's whole step: cluster each view, then vote.
 """
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 
-from cometa.core.pseudo_labels import l2_normalise
+from cometa.config.sections import ClusteringConfig
+from cometa.core.pseudo_labels import cluster, l2_normalise
 
-__all__ = ["joint_embeddings", "align", "vote", "vote_counts", "consensus"]
+__all__ = ["joint_embeddings", "align", "vote", "vote_counts", "consensus", "make_round_labels"]
 
 POLICIES = ("reference", "drop")
 
@@ -129,3 +132,31 @@ def consensus(joint: np.ndarray, audio: np.ndarray, visual: np.ndarray, *,
     j, a, v = _aligned_views(joint, audio, visual)
     labels, kept = _majority(j, a, v, policy)
     return labels, kept, vote_counts(j, a, v)
+
+
+def make_round_labels(keys, speakers, audio_emb: np.ndarray, visual_emb: np.ndarray | None, *,
+                      clustering: ClusteringConfig, seed: int) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Cluster each view and vote: the round's labelling table and the vote counts.
+
+    With no visual embeddings (round 1: the visual encoder has no Stage I) the consensus is the
+    audio clustering, as in the paper. Columns: key, speaker (true identity, for diagnosis only),
+    audio, visual, joint, consensus (-1 = dropped by the vote), kept; audio and visual ids are
+    aligned onto the joint (reference) ids. Utterances whose visual row is not finite (no face
+    frames, ``corpus.missing_faces: audio_only``) get visual -1: the visual clustering runs on the
+    others, and their joint view is their voice alone (see :func:`joint_embeddings`).
+    """
+    audio = cluster(audio_emb, clustering, seed=seed)
+    if visual_emb is None:
+        n = len(audio)
+        table = pd.DataFrame({"key": list(keys), "speaker": list(speakers), "audio": audio,
+                              "visual": np.full(n, -1, dtype=np.int64), "joint": audio,
+                              "consensus": audio, "kept": np.ones(n, dtype=bool)})
+        return table, {"all_agree": n, "two_agree": 0, "all_differ": 0}
+    has_face = np.isfinite(visual_emb).all(axis=1)
+    visual = np.full(len(audio), -1, dtype=np.int64)
+    visual[has_face] = cluster(visual_emb[has_face], clustering, seed=seed + 1)
+    joint = cluster(joint_embeddings(audio_emb, visual_emb), clustering, seed=seed + 2)
+    labels, kept, counts = consensus(joint, audio, visual, policy=clustering.vote_policy)
+    table = pd.DataFrame({"key": list(keys), "speaker": list(speakers), "audio": align(joint, audio),
+                          "visual": align(joint, visual), "joint": joint, "consensus": labels, "kept": kept})
+    return table, counts

@@ -19,11 +19,12 @@ sample negative in either labelling is excluded. A measure over no samples is Na
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix, csr_matrix
 
 __all__ = ["contingency", "purity", "inverse_purity", "nmi", "ari", "n_clusters", "cluster_sizes", "flip_rate",
-           "label_quality"]
+           "label_quality", "label_metrics", "wrong_label_mask"]
 
 
 def _kept(true, pred) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +100,7 @@ def nmi(true, pred) -> float:
     return float(min(1.0, max(0.0, mi / ((h_t + h_c) / 2))))
 
 
-def _pairs(x: np.ndarray) -> np.ndarray:
+def _pairs(x: np.ndarray | float) -> np.ndarray:
     """C(x, 2) elementwise, in float64."""
     x = np.asarray(x, dtype=np.float64)
     return x * (x - 1.0) / 2.0
@@ -185,3 +186,35 @@ def label_quality(true, pred) -> dict[str, float]:
             "cluster_size_min": float(sizes.min()) if some else float("nan"),
             "cluster_size_median": float(np.median(sizes)) if some else float("nan"),
             "cluster_size_max": float(sizes.max()) if some else float("nan")}
+
+
+def label_metrics(table: pd.DataFrame, previous: pd.DataFrame | None) -> list[dict]:
+    """A round's label quality as store rows ``{name, value, modality}``.
+
+    ``table`` is the round's labelling (columns key, speaker, audio, visual, joint, consensus; see
+    :func:`cometa.core.ensemble.make_round_labels`): :func:`label_quality` of each view against the
+    true speakers (a view that is -1 everywhere, round 1's visual, is left out), and, given the
+    previous round's table, the :func:`flip_rate` of the consensus over the keys labelled in both."""
+    rows = []
+    truth = pd.factorize(table["speaker"])[0]
+    for view in ("audio", "visual", "joint", "consensus"):
+        pred = table[view].to_numpy()
+        if (pred < 0).all():
+            continue
+        for name, value in label_quality(truth, pred).items():
+            rows.append(dict(name=name, value=float(value), modality=view))
+    if previous is not None:
+        prev = previous.set_index("key")["consensus"].reindex(table["key"]).to_numpy()
+        cur = table["consensus"].to_numpy()
+        ok = (prev >= 0) & (cur >= 0)
+        rows.append(dict(name="flip_rate", value=float(flip_rate(prev[ok], cur[ok])), modality="consensus"))
+    return rows
+
+
+def wrong_label_mask(speakers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(N,) bool, True where a sample's pseudo label is wrong: its cluster's majority true identity
+    differs from its own (the ground truth the embedded corpus knows). A tie for the majority goes
+    to the speaker seen first in the cluster."""
+    df = pd.DataFrame({"s": speakers, "c": labels})
+    majority = df.groupby("c")["s"].agg(lambda s: s.value_counts().index[0])
+    return (df["c"].map(majority) != df["s"]).to_numpy()

@@ -17,6 +17,7 @@ device code (the torch loop on CUDA).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +62,7 @@ def lloyd(x: np.ndarray, init: np.ndarray, *, niter: int, backend: str, device: 
 def faiss_lloyd(x: np.ndarray, init: np.ndarray, *, niter: int, seed: int = 0, gpu: bool = False) -> LloydResult:
     """faiss k-means from ``init``; every point takes part (faiss would otherwise subsample to 256
     points per centroid)."""
+    # each backend's library is loaded when that backend runs (faiss, scikit-learn, torch: seconds each)
     import faiss
 
     k = len(init)
@@ -74,12 +76,10 @@ def faiss_lloyd(x: np.ndarray, init: np.ndarray, *, niter: int, seed: int = 0, g
 
 def sklearn_lloyd(x: np.ndarray, init: np.ndarray, *, niter: int) -> LloydResult:
     """scikit-learn's Lloyd k-means from ``init`` with ``tol=0``."""
-    import warnings
-
+    # loaded when this backend runs (see faiss_lloyd); torch only for its thread budget
+    import torch
     from sklearn.cluster import KMeans
     from sklearn.exceptions import ConvergenceWarning
-
-    import torch
     from threadpoolctl import threadpool_limits
 
     km = KMeans(len(init), init=init, n_init=1, max_iter=niter, tol=0.0, algorithm="lloyd", random_state=0)
@@ -94,7 +94,7 @@ def sklearn_lloyd(x: np.ndarray, init: np.ndarray, *, niter: int) -> LloydResult
 def torch_lloyd(x: np.ndarray, init: np.ndarray, *, niter: int, device: str = "cpu") -> LloydResult:
     """Exactly ``niter`` Lloyd iterations in torch on ``device``: the assignment is a chunked
     ``|c|² − 2 x·cᵀ`` matmul (torch's BLAS), the update an ``index_add_`` of the points."""
-    import torch
+    import torch  # loaded when this backend runs (see faiss_lloyd)
 
     dev = torch.device(device)
     xt = torch.from_numpy(x).to(dev)  # (N, D)
@@ -118,7 +118,7 @@ def torch_lloyd(x: np.ndarray, init: np.ndarray, *, niter: int, device: str = "c
 
 def _assign(xt, c, *, chunk_elems: int = 1 << 24):
     """(N,) int64 nearest centroid and (N,) squared distance, in chunks of ``chunk_elems`` distances."""
-    import torch
+    import torch  # loaded when the torch backend runs (see faiss_lloyd)
 
     n, k = len(xt), len(c)
     rows = max(256, chunk_elems // k) * (8 if xt.is_cuda else 1)

@@ -1,25 +1,18 @@
 """Pseudo labels by clustering L2-normalised embeddings (paper Sec. 2.2): k-means (k-means++ seeding,
-then Lloyd's iterations on faiss, scikit-learn or torch: :mod:`cometa.core.lloyd`) or agglomerative."""
+then Lloyd's iterations on faiss, scikit-learn or torch: :mod:`cometa.core.lloyd`) or agglomerative;
+and the mean embedding of each cluster (:func:`centroids`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from cometa.config.bounds import bounded
+import os
 
 import numpy as np
 
+from cometa.config.sections import ClusteringConfig
+from cometa.core.blas import SIMD, blas_cores, cpu_info, kmeans_backend, simd_level
+from cometa.core.lloyd import lloyd
 
-@dataclass
-class ClusteringConfig:
-    method: str = bounded("kmeans", choices=("kmeans", "agglomerative"))
-    k: int = bounded(6000, ge=2)
-    niter: int = bounded(20, ge=1)
-    nredo: int = bounded(1, ge=1)  # k-means restarts (the run with the lowest objective is kept)
-    init: str = bounded("kmeans++", choices=("kmeans++", "random"))  # kmeans++ | random (faiss's default: k random points)
-    # Lloyd backend: auto (faiss, or torch where faiss's OpenBLAS is generic on this CPU; a GPU when
-    # visible) | faiss | sklearn | torch  (cometa.core.blas.choose_kmeans_backend)
-    backend: str = bounded("auto", choices=("auto", "faiss", "sklearn", "torch"))
-    vote_policy: str = bounded("reference", choices=("reference", "drop"))  # reference | drop  (where audio, visual, joint all differ)
+__all__ = ["ClusteringConfig", "l2_normalise", "kmeans_plus_plus", "random_init", "kmeans", "agglomerative",
+           "clustering_backend", "cluster", "centroids"]
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -109,9 +102,6 @@ def kmeans(embeddings: np.ndarray, k: int, *, seed: int, niter: int = 20, nredo:
         OpenBLAS runs generic kernels on this CPU (then torch on torch's own BLAS), and faiss's GPU
         k-means or torch on CUDA on a GPU: :func:`cometa.core.blas.choose_kmeans_backend`.
     """
-    from cometa.core.blas import kmeans_backend
-    from cometa.core.lloyd import lloyd
-
     if init not in ("kmeans++", "random"):
         raise ValueError(f"init must be kmeans++|random, got {init!r}")
     if nredo < 1:
@@ -125,6 +115,7 @@ def kmeans(embeddings: np.ndarray, k: int, *, seed: int, niter: int = 20, nredo:
         result = lloyd(x, start, niter=niter, backend=choice.backend, device=choice.device, seed=s)
         if best is None or result.objective < best.objective:
             best = result
+    assert best is not None  # (nredo >= 1)
     return best.labels
 
 
@@ -135,7 +126,7 @@ def agglomerative(embeddings: np.ndarray, k: int) -> np.ndarray:
     both follow the angle between embeddings). O(N²) memory: meant for corpora up to a few tens of
     thousands of utterances.
     """
-    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.cluster import AgglomerativeClustering  # scikit-learn loads in seconds: only when used
 
     x = _check(embeddings, k)
     if k == 1:  # scikit-learn refuses a single sample
@@ -147,10 +138,6 @@ def clustering_backend(cfg: ClusteringConfig, *, gpu: str | bool = "auto") -> di
     """Where :func:`cluster` runs in this process, as plain data for the run store: the method, the
     k-means backend, device and reason (:func:`cometa.core.blas.kmeans_backend`), the CPU, each library's
     BLAS core and ``OPENBLAS_CORETYPE``."""
-    import os
-
-    from cometa.core.blas import SIMD, blas_cores, cpu_info, kmeans_backend, simd_level
-
     cpu = cpu_info()
     out = {"method": cfg.method, "cpu": cpu.model, "simd": SIMD[simd_level(cpu.flags)], "blas_cores": blas_cores(),
            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
@@ -170,3 +157,13 @@ def cluster(embeddings: np.ndarray, cfg: ClusteringConfig, *, seed: int) -> np.n
     if cfg.method == "agglomerative":
         return agglomerative(embeddings, k)
     raise ValueError(f"clustering.method must be kmeans|agglomerative, got {cfg.method!r}")
+
+
+def centroids(embeddings: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(k, D) float32: the L2-normalised mean of the L2-normalised ``embeddings`` (N, D) of each
+    cluster 0..k-1 of ``labels`` (N,); a cluster without members gets a zero row. (A new round's
+    AAM-softmax heads start from these rows, :func:`cometa.train.stage2.start_heads`.)"""
+    e = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    c = np.zeros((k, e.shape[1]), dtype=np.float64)
+    np.add.at(c, labels, e)
+    return (c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)).astype(np.float32)

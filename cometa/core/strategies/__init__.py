@@ -16,10 +16,11 @@ AAM-softmax's own random initialisation.
 """
 from __future__ import annotations
 
-from cometa.core.strategies.base import Batch, SpeakerClassifier, StepStats, Strategy
+from cometa.core.strategies.base import Batch, SpeakerClassifier, Strategy
 from cometa.core.strategies.baseline import Baseline
 from cometa.core.strategies.cometa_strategy import CoMeta
 from cometa.core.strategies.coteaching_plus import CoTeachingPlus
+from cometa.core.strategies.stats import EpochStats, StepStats
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "baseline": Baseline,
@@ -38,4 +39,4 @@ def build_strategy(name: str, audio: SpeakerClassifier, visual: SpeakerClassifie
     return cls(audio, visual, lr=lr, alpha=alpha, second_order=second_order)
 
 
-__all__ = ["STRATEGIES", "build_strategy", "Batch", "SpeakerClassifier", "StepStats", "Strategy"]
+__all__ = ["STRATEGIES", "build_strategy", "Batch", "SpeakerClassifier", "StepStats", "EpochStats", "Strategy"]

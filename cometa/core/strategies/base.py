@@ -1,18 +1,22 @@
 """What every Stage II training strategy shares: the (encoder + AAM-softmax head) model of one
-modality, the paired mini-batch, the per-step statistics, and Algorithm 1's lines 7-9.
+modality, the paired mini-batch, and Algorithm 1's lines 7-9 (the per-step statistics are
+:mod:`cometa.core.strategies.stats`).
 
 A strategy owns the two models' optimisers and implements ``step(batch, keep_ratio=λ(e))``.
 """
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
-from cometa.models.losses import AAMSoftmax
 from cometa.core.selection import disagreement, small_loss
+from cometa.core.strategies.stats import StepStats
+from cometa.models.distributed import all_reduce_grads, is_distributed
+from cometa.models.losses import AAMSoftmax
 
 
 class SpeakerClassifier(nn.Module):
@@ -69,32 +73,12 @@ class Batch:
     noisy: torch.Tensor  # (B,) bool: pseudo label wrong w.r.t. the true identity (instrumentation only)
     index: torch.Tensor  # (B,) row in the round's training table
 
-    def to(self, device: torch.device) -> "Batch":
-        return Batch(*(t.to(device, non_blocking=True) for t in (self.audio, self.frames, self.labels, self.noisy, self.index)))
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(t.to(device, non_blocking=True)
+                       for t in (self.audio, self.frames, self.labels, self.noisy, self.index)))
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
-
-
-@dataclass
-class StepStats:
-    """What one step did; summed over an epoch by the training loop (the dashboard's raw data)."""
-
-    n: int = 0
-    loss_support_audio: float = float("nan")
-    loss_support_visual: float = float("nan")
-    loss_query_audio: float = float("nan")
-    loss_query_visual: float = float("nan")
-    n_disagree: int = 0
-    n_disagree_noisy: int = 0
-    n_selected_audio: int = 0
-    n_selected_visual: int = 0
-    n_selected_noisy_audio: int = 0
-    n_selected_noisy_visual: int = 0
-    n_overlap: int = 0
-    n_union: int = 0
-    empty: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -134,12 +118,8 @@ def skip_step(empty: bool, device: torch.device) -> bool:
     """Whether to take no step because D̄' is empty. Under DDP the decision is collective: the
     step is skipped only when every rank's D̄' is empty (a rank whose D̄' alone is empty then
     contributes zero gradients to the all-reduce, see :meth:`Strategy.zero_step`)."""
-    from cometa.models.distributed import is_distributed
-
     if not is_distributed():
         return empty
-    import torch.distributed as dist
-
     flag = torch.tensor([0.0 if empty else 1.0], device=device)
     dist.all_reduce(flag)
     return float(flag) == 0.0
@@ -213,8 +193,6 @@ class Strategy(abc.ABC):
     @staticmethod
     def _apply(opt: torch.optim.Optimizer, params: list[nn.Parameter], grads) -> None:
         """Write explicit gradients into ``.grad`` (all-reduced first under DDP) and step."""
-        from cometa.models.distributed import all_reduce_grads
-
         for p, g in zip(params, grads):
             p.grad = None if g is None else g.detach()
         all_reduce_grads(params)

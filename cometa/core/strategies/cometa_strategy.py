@@ -34,12 +34,13 @@ class CoMeta(Strategy):
             # The query forward runs on the whole of D̄ under θ' and averages the selected samples'
             # losses: BatchNorm then normalises with D̄'s statistics in both passes, and a query set
             # of one sample is well defined.
-            grads, q = meta_gradients(
-                model, support,
-                lambda fast, model=model, x=x, peer_sel=peer_sel:
-                    call_with(model, fast, x, batch.labels, prepared=True)[1][peer_sel].mean(),
-                alpha=self.alpha, second_order=self.second_order,
-            )
+            def query_loss(fast, model=model, x=x, peer_sel=peer_sel):  # (defaults: this iteration's)
+                return call_with(model, fast, x, batch.labels, prepared=True)[1][peer_sel].mean()
+
+            grads, q = meta_gradients(model, support, query_loss, alpha=self.alpha, second_order=self.second_order)
             self._apply(opt, [p for p in model.parameters()], grads)
-            setattr(stats, f"loss_query_{key}", float(q))
+            if key == "audio":
+                stats.loss_query_audio = float(q)
+            else:
+                stats.loss_query_visual = float(q)
         return stats
