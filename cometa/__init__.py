@@ -8,16 +8,17 @@ a run never imports torch::
     cometa.open_runs(["runs/a", "runs/b"])  # several runs side by side (cometa.results.compare.open_runs)
 """
 
+import importlib
+
 __version__ = "0.1.0"
 __all__ = ["open_run", "open_runs", "what_if"]
 
-_LAZY = {"open_run": "cometa.results.explore", "open_runs": "cometa.results.compare", "what_if": "cometa.pipeline.rerun"}
+_LAZY = {"open_run": "cometa.results.explore", "open_runs": "cometa.results.compare",
+         "what_if": "cometa.pipeline.rerun"}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'cometa' has no attribute {name!r}")
 

@@ -12,17 +12,22 @@ import sys
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from cometa.config import Config, load_config
+from cometa.data.corpus import scan_corpus
+from cometa.data.synthetic import build_corpus
+from cometa.models.build import build_audio_model, build_visual_model
+from cometa.pipeline.plan import plan_steps
+from cometa.pipeline.steps import corpus_root
 
 # passes of (forward + backward) per sample and model, relative to one forward
-PASSES = {"baseline": 3.0, "coteaching_plus": 3.0, "cometa": 9.0}  # cometa: support fwd+bwd(graph), query fwd, bwd through both
+# cometa: support fwd+bwd(graph), query fwd, bwd through both
+PASSES = {"baseline": 3.0, "coteaching_plus": 3.0, "cometa": 9.0}
 
 
 def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
     """FLOPs of one forward pass of ``model`` on ``x`` (counted, not guessed)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     model.eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)
@@ -31,8 +36,6 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
 
 def estimate_compute(cfg: Config, n_train: int, n_test: int) -> dict[str, float]:
     """Total training + embedding FLOPs of the planned run, per part."""
-    from cometa.models.build import build_audio_model, build_visual_model
-
     crop = int(cfg.features.crop_seconds * cfg.features.sample_rate)
     fa = forward_flops(build_audio_model(cfg), torch.zeros(1, crop))
     s = cfg.visual_encoder.image_size
@@ -50,14 +53,8 @@ def estimate_compute(cfg: Config, n_train: int, n_test: int) -> dict[str, float]
 
 def dry_run(preset: str | None, *, config_path=None, overrides=None, file=None) -> int:
     """Print the data check and the plan; return 1 when the data has faults, else 0."""
-    from cometa.data.corpus import scan_corpus
-    from cometa.pipeline.run import plan_steps
-    from cometa.pipeline.steps import corpus_root
-
     cfg = load_config(preset, path=config_path, overrides=overrides)
     if cfg.corpus.kind == "synthetic" and not cfg.corpus.root:
-        from cometa.data.synthetic import build_corpus
-
         build_corpus(cfg.corpus.synthetic, progress=False)
     root = corpus_root(cfg)
     file = file or sys.stdout

@@ -30,8 +30,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cometa.config import apply_overrides, load_run_config
-from cometa.pipeline.run import PipelineError, execute_step, inputs_hash, plan_steps
-from cometa.pipeline.run import _prepare_step_dir  # the orchestrator's own step set-up
+from cometa.config.sections import STRATEGY_NAMES
+from cometa.pipeline.plan import inputs_hash, notebook_parameters, plan_steps
+from cometa.pipeline.run import (
+    PipelineError,
+    _prepare_step_dir,  # the orchestrator's own step set-up
+    execute_step,
+)
 from cometa.runs import RunStore, atomic_write
 
 __all__ = ["what_if", "default_out_dir", "WHAT_IF_FILE"]
@@ -100,10 +105,8 @@ def what_if(run_dir: str | os.PathLike, *, round_: int, out_dir: str | os.PathLi
     if out == src:
         raise ValueError("out_dir must be a new directory, not the source run")
     target = new_strategy or strategy
-    from cometa.core.strategies import STRATEGIES
-
-    if target not in STRATEGIES:
-        raise ValueError(f"unknown strategy {target!r}; choose from {', '.join(STRATEGIES)}")
+    if target not in STRATEGY_NAMES:
+        raise ValueError(f"unknown strategy {target!r}; choose from {', '.join(STRATEGY_NAMES)}")
     round_ = int(round_)
     if round_ < 1:
         raise ValueError(f"round_ must be >= 1, got {round_}")
@@ -147,7 +150,7 @@ def what_if(run_dir: str | os.PathLike, *, round_: int, out_dir: str | os.PathLi
     if store.is_done(step.out_dir, inputs_hash=step.inputs_hash):
         return out
     _prepare_step_dir(step)
-    seconds = execute_step(step, progress=progress, parameters=dict(step.parameters, threads=int(threads)))
+    seconds = execute_step(step, progress=progress, parameters=notebook_parameters(step, threads))
     store.mark_done(step.out_dir, inputs_hash=step.inputs_hash, seconds=round(seconds, 3), step=step.name,
                     started_at=time.time() - seconds, what_if=spec)
     return out

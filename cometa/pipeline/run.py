@@ -9,91 +9,31 @@ The executed notebook of every step is kept in its directory as the record of th
 """
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import shutil
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from cometa.core.blas import apply_openblas_coretype
 from cometa.config import Config, load_config
-from cometa.runs import RunStore
+from cometa.config.sections import STRATEGY_NAMES
+from cometa.core.blas import apply_openblas_coretype
+from cometa.pipeline.plan import NOTEBOOK_DIR, Step, inputs_hash, notebook_parameters, plan_steps, report_step
+from cometa.pipeline.schedule import by_priority, chain_lengths, next_steps
+from cometa.runs import RunStore, atomic_write
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
-STAGE2_FIELDS_NOT_AFFECTING_ROUNDS = ("strategies", "rounds")
-# relative cost of a round step per strategy (bench/bench_steps.py: cometa's second-order step is
-# ~4.7x baseline's, but embeddings, clustering and evaluation are shared: a round costs ~1.5x)
-STEP_WEIGHT = {"cometa": 1.5}
+__all__ = ["PipelineError", "Step", "plan_steps", "inputs_hash", "execute_step", "run_pipeline", "run_study",
+           "seed_dir", "STUDY_FILE"]
 
 
 class PipelineError(RuntimeError):
     """A step's notebook failed; the message names the step, the cell, the error and the notebook."""
-
-
-@dataclass
-class Step:
-    name: str  # e.g. "stage1", "cometa/round_2"
-    notebook: str  # template in notebooks/
-    out_dir: Path
-    parameters: dict[str, Any]
-    sections: dict[str, Any]  # config content this step reads
-    depends: list[str] = field(default_factory=list)
-    always: bool = False  # rerun every time (the report)
-    inputs_hash: str = ""
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def plan_steps(cfg: Config, run_dir: Path) -> list[Step]:
-    """The ordered steps of a run and their input hashes."""
-    d = cfg.to_dict()
-    common = {k: d[k] for k in ("seed", "device", "num_workers")}
-    stage2 = {k: v for k, v in d["stage2"].items() if k not in STAGE2_FIELDS_NOT_AFFECTING_ROUNDS}
-    rd = str(run_dir)
-    steps = [
-        Step("corpus", "00_corpus.ipynb", run_dir / "corpus", {"run_dir": rd, "preset": cfg.preset},
-             {"corpus": d["corpus"], "eval": d["eval"], "visual_size": d["visual_encoder"]["image_size"]}),
-        Step("stage1", "10_stage1.ipynb", run_dir / "stage1", {"run_dir": rd, "preset": cfg.preset},
-             {**common, **{k: d[k] for k in ("features", "audio_encoder", "augment", "stage1", "eval")}},
-             depends=["corpus"]),
-    ]
-    for strategy in cfg.stage2.strategies:
-        for r in range(1, cfg.stage2.rounds + 1):
-            prev = "stage1" if r == 1 else f"{strategy}/round_{r - 1}"
-            steps.append(Step(
-                f"{strategy}/round_{r}", "20_round.ipynb", run_dir / strategy / f"round_{r}",
-                {"run_dir": rd, "preset": cfg.preset, "strategy": strategy, "round": r},
-                {**common, "strategy": strategy, "round": r, "stage2": stage2,
-                 **{k: d[k] for k in ("visual_encoder", "clustering", "augment", "features", "eval")}},
-                depends=[prev]))
-    if cfg.projection.enabled:  # one step for every strategy: UMAP's JIT warm-up is paid once
-        strategies = list(cfg.stage2.strategies)
-        steps.append(Step(
-            "projections", "30_projections.ipynb", run_dir / "projections",
-            {"run_dir": rd, "strategies": ",".join(strategies), "rounds": cfg.stage2.rounds},
-            {"projection": d["projection"], "seed": cfg.seed},
-            depends=[f"{s}/round_{r}" for s in strategies for r in range(1, cfg.stage2.rounds + 1)]))
-    steps.append(Step("report", "90_report.ipynb", run_dir / "report", {"run_dir": rd},
-                      {}, depends=[s.name for s in steps], always=True))
-    by_name: dict[str, Step] = {}
-    for s in steps:
-        s.inputs_hash = inputs_hash(s, [by_name[n].inputs_hash for n in s.depends])
-        by_name[s.name] = s
-    return steps
-
-
-def inputs_hash(step: Step, depends: list[str]) -> str:
-    """The hash that keys a step: its name, the config sections it reads and the input hashes of the
-    steps it depends on (``depends``, in the order of ``step.depends``). The run directory is not
-    part of it, so a finished step copied into another run directory is still complete there."""
-    return _hash({"step": step.name, "sections": step.sections, "depends": list(depends)})
 
 
 def _notebook_failure(path: Path, step: Step, exc: Exception) -> PipelineError:
@@ -136,8 +76,8 @@ def _watch_progress(step_dir: Path, bar: tqdm, stop: threading.Event) -> None:
 def execute_step(step: Step, *, progress: bool = True, log_output: bool = False, kernel: str = "python3",
                  parameters: dict | None = None, position: int = 1) -> float:
     """Run one step's notebook with papermill into its directory; returns seconds taken."""
-    import os
-
+    # papermill brings nbclient and jupyter_client (a second to import): only running a step needs them,
+    # not reading this module (the run API's what_if and dry runs import it)
     import papermill as pm
 
     # the kernel is a child process: it must import this checkout of cometa, whatever the cwd
@@ -156,7 +96,8 @@ def execute_step(step: Step, *, progress: bool = True, log_output: bool = False,
     watcher = threading.Thread(target=_watch_progress, args=(step.out_dir, bar, stop), daemon=True)
     watcher.start()
     try:
-        pm.execute_notebook(str(NOTEBOOK_DIR / step.notebook), str(nb_out), parameters=parameters or step.parameters,
+        pm.execute_notebook(str(NOTEBOOK_DIR / step.notebook), str(nb_out),
+                            parameters=parameters if parameters is not None else notebook_parameters(step, 0),
                             kernel_name=kernel, progress_bar=False, log_output=log_output,
                             cwd=str(NOTEBOOK_DIR),
                             # the kernel listens on 127.0.0.1 only; silence its plain-TCP warning
@@ -169,6 +110,24 @@ def execute_step(step: Step, *, progress: bool = True, log_output: bool = False,
         bar.close()
     seconds = time.time() - t0
     return seconds
+
+
+def resolve_config(preset: str | None, *, config_path: str | Path | None = None,
+                   overrides: list[str] | dict | None = None, strategies: list[str] | None = None,
+                   rounds: int | None = None) -> Config:
+    """The run's configuration: preset <- file <- overrides, then the ``strategies``/``rounds`` shorthands."""
+    ov: dict[str, Any] = {}
+    if isinstance(overrides, dict):
+        ov.update(overrides)
+    cfg = load_config(preset, path=config_path, overrides=[*(overrides or [])] if isinstance(overrides, list) else ov)
+    if strategies:
+        unknown = [s for s in strategies if s not in STRATEGY_NAMES]
+        if unknown:
+            raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGY_NAMES)}")
+        cfg.stage2.strategies = list(strategies)
+    if rounds is not None:
+        cfg.stage2.rounds = int(rounds)
+    return cfg
 
 
 def run_pipeline(
@@ -196,22 +155,7 @@ def run_pipeline(
         then share the cores: each kernel gets ``cores // running`` threads, so two kernels keep
         both cores of a laptop busy through each other's start-up, data loading and Python work.
     """
-    import os
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
-    ov: dict[str, Any] = {}
-    if isinstance(overrides, dict):
-        ov.update(overrides)
-    cfg = load_config(preset, path=config_path, overrides=[*(overrides or [])] if isinstance(overrides, list) else ov)
-    if strategies:
-        from cometa.core.strategies import STRATEGIES
-
-        unknown = [s for s in strategies if s not in STRATEGIES]
-        if unknown:
-            raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
-        cfg.stage2.strategies = list(strategies)
-    if rounds is not None:
-        cfg.stage2.rounds = int(rounds)
+    cfg = resolve_config(preset, config_path=config_path, overrides=overrides, strategies=strategies, rounds=rounds)
     jobs = max(1, int(jobs if jobs is not None else cfg.jobs))
     run_dir = Path(run_dir or Path("runs") / cfg.preset).resolve()
     store = RunStore(run_dir, create=True)
@@ -222,85 +166,73 @@ def run_pipeline(
     steps = plan_steps(cfg, run_dir)
     if only:
         steps = [s for s in steps if s.name in only]
-    names = {s.name for s in steps}
+    return _run_steps(steps, store, jobs=jobs, progress=progress, log_output=log_output)
+
+
+def _run_steps(steps: list[Step], store: RunStore, *, jobs: int, progress: bool, log_output: bool) -> dict[str, str]:
+    """Run ``steps`` (:mod:`cometa.pipeline.schedule` decides the order), ``jobs`` at once; each
+    step's outcome. The first failure is raised once the steps already running have finished."""
+    by_name = {s.name: s for s in steps}
+    depends = {s.name: list(s.depends) for s in steps}
+    pending = by_priority(list(by_name), chain_lengths(depends, {s.name: s.weight for s in steps}))
+    complete = {s.name for s in steps if not s.always and store.is_done(s.out_dir, inputs_hash=s.inputs_hash)}
     outcome: dict[str, str] = {}
-    pending = list(steps)
-    running: dict[Any, tuple[Step, int]] = {}
+    running: dict[Future, tuple[Step, int]] = {}
     free_slots = list(range(1, jobs + 1))
     failure: PipelineError | None = None
-    cores = os.cpu_count() or 1
     bar = tqdm(total=len(steps), desc="cometa", unit="step", disable=not progress, position=0)
-
-    def ready(step: Step) -> bool:
-        return all(outcome.get(d) in ("ran", "skipped") for d in step.depends if d in names)
-
-    # Longest chain first: a step's priority is the estimated work on the longest path from it to
-    # the end, so that the slow strategy (cometa's second-order steps) starts early and the others
-    # fill the second slot beside it, instead of running alone at the end.
-    weight = {s.name: STEP_WEIGHT.get(s.parameters.get("strategy"), 1.0) for s in steps}
-    children: dict[str, list[str]] = {s.name: [] for s in steps}
-    for s in steps:
-        for d in s.depends:
-            if d in children:
-                children[d].append(s.name)
-    chain: dict[str, float] = {}
-    for s in reversed(steps):  # plan order is topological
-        chain[s.name] = weight[s.name] + max((chain[c] for c in children[s.name]), default=0.0)
-    pending.sort(key=lambda s: -chain[s.name])
-
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         while pending or running:
-            launched = True
-            while launched and failure is None:
-                launched = False
-                for step in list(pending):
-                    if not ready(step):
-                        continue
-                    if not step.always and store.is_done(step.out_dir, inputs_hash=step.inputs_hash):
-                        outcome[step.name] = "skipped"
-                        pending.remove(step)
-                        bar.update()
-                        launched = True
-                        continue
-                    if not free_slots:
-                        break
-                    runnable = len(running) + 1 + sum(ready(s) for s in pending if s is not step)
-                    threads = max(1, cores // min(jobs, runnable))
-                    _prepare_step_dir(step)
-                    slot = free_slots.pop(0)
-                    params = dict(step.parameters, threads=threads)
-                    fut = pool.submit(execute_step, step, progress=progress, log_output=log_output,
-                                      parameters=params, position=slot)
-                    running[fut] = (step, slot)
-                    pending.remove(step)
-                    launched = True
-                    bar.set_postfix_str(", ".join(s.name for s, _ in running.values()))
+            decision = next_steps(pending, depends, done={n for n, o in outcome.items() if o != "failed"},
+                                  failed={n for n, o in outcome.items() if o == "failed"}, complete=complete,
+                                  running=len(running), free_slots=len(free_slots), jobs=jobs,
+                                  cores=os.cpu_count() or 1)
+            for name in decision.skip:
+                outcome[name] = "skipped"
+                pending.remove(name)
+                bar.update()
+            for launch in decision.start:
+                step, slot = by_name[launch.step], free_slots.pop(0)
+                _prepare_step_dir(step)
+                fut = pool.submit(execute_step, step, progress=progress, log_output=log_output,
+                                  parameters=notebook_parameters(step, launch.threads), position=slot)
+                running[fut] = (step, slot)
+                pending.remove(step.name)
+                bar.set_postfix_str(", ".join(s.name for s, _ in running.values()))
             if not running:
                 if failure is not None or not pending:
                     break
-                blocked = ", ".join(s.name for s in pending)
-                raise PipelineError(f"steps {blocked} wait on steps that are neither complete nor planned")
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for fut in done:
-                step, slot = running.pop(fut)
-                free_slots.append(slot)
-                free_slots.sort()
-                try:
-                    seconds = fut.result()
-                except PipelineError as e:
-                    failure = failure or e
-                    outcome[step.name] = "failed"
-                    continue
-                store.mark_done(step.out_dir, inputs_hash=step.inputs_hash, seconds=round(seconds, 3), step=step.name,
-                                started_at=time.time() - seconds)
-                outcome[step.name] = "ran"
-                bar.update()
+                raise PipelineError(f"steps {', '.join(pending)} wait on steps that are neither complete nor planned")
+            failure = failure or _collect(running, free_slots, store, outcome, bar)
             if failure is not None:
                 pending.clear()  # let the running steps finish, start nothing new
     bar.close()
     if failure is not None:
         raise failure
     return outcome
+
+
+def _collect(running: dict[Future, tuple[Step, int]], free_slots: list[int], store: RunStore,
+             outcome: dict[str, str], bar: tqdm) -> PipelineError | None:
+    """Wait for the next step(s) to finish; mark each done (or failed) and free its slot. Returns
+    the first failure among them."""
+    failure = None
+    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+    for fut in done:
+        step, slot = running.pop(fut)
+        free_slots.append(slot)
+        free_slots.sort()
+        try:
+            seconds = fut.result()
+        except PipelineError as e:
+            failure = failure or e
+            outcome[step.name] = "failed"
+            continue
+        store.mark_done(step.out_dir, inputs_hash=step.inputs_hash, seconds=round(seconds, 3), step=step.name,
+                        started_at=time.time() - seconds)
+        outcome[step.name] = "ran"
+        bar.update()
+    return failure
 
 
 def _prepare_step_dir(step: Step) -> None:
@@ -338,11 +270,10 @@ def run_study(preset: str | None = "demo", *, study_dir: str | Path, seeds: list
     Each seed is an ordinary run in ``study_dir/seed_<s>/`` (``--set seed=<s>``): the corpus is the
     same for all (``corpus.synthetic.seed`` is not touched), the initialisations, batches and
     augmentations differ. ``study_dir/study.json`` lists the seeds; ``study_dir/report/`` gets Table
-    1/2 and the figures as mean ± std over the seeds (:func:`cometa.results.report.write_report`).
-    Other keyword arguments go to :func:`run_pipeline` for every seed.
+    1/2 and the figures as mean ± std over the seeds (:func:`cometa.results.report.write_report`,
+    run through the report step's notebook, as a run's own report). Other keyword arguments go to
+    :func:`run_pipeline` for every seed.
     """
-    from cometa.runs import atomic_write
-
     if not seeds:
         raise ValueError("run_study needs at least one seed")
     if len(set(seeds)) != len(seeds):
@@ -361,7 +292,6 @@ def run_study(preset: str | None = "demo", *, study_dir: str | Path, seeds: list
         outcomes[int(seed)] = run_pipeline(preset, run_dir=seed_dir(study_dir, seed),
                                            overrides=[*(overrides or []), f"seed={int(seed)}"], **kwargs)
     if report:
-        from cometa.results.report import write_report
-
-        write_report(study_dir)
+        execute_step(report_step(study_dir), progress=kwargs.get("progress", True),
+                     log_output=kwargs.get("log_output", False))
     return outcomes

@@ -15,25 +15,37 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
+import faiss
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from cometa.config import Config, load_run_config
-from cometa.data.corpus import Corpus, open_corpus
-from cometa.data.datasets import AudioBank, FrameBank
-from cometa.models.distributed import barrier, is_distributed, is_main
-from cometa.train.embed import audio_embeddings, sharded, visual_embeddings
-from cometa.core.ensemble import joint_embeddings
-from cometa.evaluation.evaluate import evaluate_embeddings, log_metrics
-from cometa.models.build import build_audio_model, build_visual_model, resolve_device
+from cometa.core.ensemble import joint_embeddings, make_round_labels
+from cometa.core.label_quality import label_metrics
+from cometa.core.projections import project_round
 from cometa.core.pseudo_labels import clustering_backend
+from cometa.data.corpus import Corpus, describe_corpus, open_corpus
+from cometa.data.datasets import AudioBank, FrameBank
+from cometa.data.synthetic import build_corpus, default_root
+from cometa.data.voxceleb import load_audio, load_frames
+from cometa.evaluation.evaluate import evaluate_embeddings, log_metrics
+from cometa.models.augment import build_eval_transform
+from cometa.models.build import build_audio_model, build_visual_model, resolve_device
+from cometa.models.distributed import barrier, is_distributed, is_main
+from cometa.models.features import LogMel
+from cometa.pipeline.ddp import launch
 from cometa.runs import RunStore
 from cometa.train.checkpoint import load_checkpoint, save_checkpoint
+from cometa.train.embed import audio_embeddings, sharded, visual_embeddings
+from cometa.train.stage1 import train_stage1
+from cometa.train.stage2 import train_round
 
-__all__ = ["set_threads", "corpus_root", "load_corpus", "corpus_step", "stage1_step", "round_step", "projections_step",
-           "round_dir", "RunContext"]
+__all__ = ["set_threads", "corpus_root", "load_corpus", "corpus_step", "corpus_example", "stage1_step", "round_step",
+           "projections_step", "round_dir", "RunContext"]
 
 
 def set_threads(threads: int) -> None:
@@ -41,12 +53,7 @@ def set_threads(threads: int) -> None:
     several concurrent steps its share of the cores."""
     if threads and threads > 0:
         torch.set_num_threads(int(threads))
-        try:
-            import faiss
-
-            faiss.omp_set_num_threads(int(threads))
-        except ImportError:  # pragma: no cover - faiss is in the pinned stack
-            pass
+        faiss.omp_set_num_threads(int(threads))
 
 
 def round_dir(run_dir: str | Path, strategy: str, round_: int) -> Path:
@@ -58,8 +65,6 @@ def corpus_root(cfg: Config) -> Path:
     if cfg.corpus.root:
         return Path(cfg.corpus.root).expanduser()
     if cfg.corpus.kind == "synthetic":
-        from cometa.data.synthetic import default_root
-
         return default_root(cfg.corpus.synthetic)
     raise ValueError("corpus.root must name the VoxCeleb directory (see README: 'Preparing VoxCeleb')")
 
@@ -78,7 +83,7 @@ class RunContext:
         self.progress = progress
         self.device = resolve_device(self.cfg.device)
         self.corpus = load_corpus(self.cfg)
-        self._banks: dict[str, object] = {}
+        self._banks: dict[str, Any] = {}
 
     def audio_bank(self, split: str) -> AudioBank:
         key = f"audio_{split}"
@@ -101,8 +106,6 @@ class RunContext:
                        progress=self.progress, desc=f"audio embeddings ({split})")
 
     def visual_embeddings(self, model, split: str) -> np.ndarray:
-        from cometa.models.augment import build_eval_transform
-
         tf = build_eval_transform(self.cfg.visual_encoder.image_size)
         return sharded(lambda m, b, **kw: visual_embeddings(m, b, tf, **kw), model, self.frame_bank(split),
                        device=self.device, progress=self.progress, desc=f"face embeddings ({split})")
@@ -126,11 +129,7 @@ def corpus_step(run_dir: str | Path, *, progress: bool = True) -> dict:
     """Build (or find in the cache) the embedded corpus, open it, record its counts."""
     cfg = load_run_config(Path(run_dir) / "config.yaml")
     if cfg.corpus.kind == "synthetic" and not cfg.corpus.root:
-        from cometa.data.synthetic import build_corpus
-
         build_corpus(cfg.corpus.synthetic, progress=progress)
-    from cometa.data.corpus import describe_corpus
-
     corpus = load_corpus(cfg)
     counts = describe_corpus(corpus)
     store = RunStore(run_dir)
@@ -138,13 +137,22 @@ def corpus_step(run_dir: str | Path, *, progress: bool = True) -> dict:
     return counts
 
 
+def corpus_example(run_dir: str | Path) -> dict:
+    """The first training utterance, for a look at the data (:func:`cometa.results.figures.corpus_sample`):
+    ``key``, ``spec`` its log-mel spectrogram (n_mels, T), ``frames`` its face frames (F, H, W, 3) or None."""
+    cfg = load_run_config(Path(run_dir) / "config.yaml")
+    row = load_corpus(cfg).train.iloc[0]
+    wave = load_audio(row["audio_path"])
+    spec = LogMel.from_config(cfg.features)(torch.from_numpy(wave)[None])[0].numpy()
+    frames = load_frames(list(row["frame_paths"]), size=cfg.visual_encoder.image_size) if row["n_frames"] else None
+    return {"key": row["key"], "spec": spec, "frames": frames}
+
+
 def _launch_if_ddp(run_dir, step: str, **kw) -> bool:
     """With ``nproc_per_node > 1`` (and not already inside torchrun) run the step under torchrun."""
     cfg = load_run_config(Path(run_dir) / "config.yaml")
     if cfg.nproc_per_node <= 1 or is_distributed():
         return False
-    from cometa.pipeline.ddp import launch
-
     launch(step, run_dir, nproc=cfg.nproc_per_node, **kw)
     return True
 
@@ -159,8 +167,6 @@ def _stored_metrics(store: RunStore, strategy: str | None, round_: int) -> pd.Da
 
 def stage1_step(run_dir: str | Path, *, progress: bool = True, stop_after_epoch: int | None = None) -> pd.DataFrame:
     """Stage I: contrastive pretraining, then embeddings of every utterance and the audio EER."""
-    from cometa.train.stage1 import train_stage1
-
     if _launch_if_ddp(run_dir, "stage1", stop_after_epoch=stop_after_epoch, progress=progress):
         return _stored_metrics(RunStore(run_dir), None, 0)
     ctx = RunContext(run_dir, progress=progress)
@@ -204,7 +210,10 @@ def _load_encoders(ctx: RunContext, strategy: str, round_: int):
     torch.manual_seed(cfg.seed + 17)
     audio, visual = build_audio_model(cfg), build_visual_model(cfg)
     if round_ == 1:
-        audio.load_state_dict(load_checkpoint(ctx.run_dir / "stage1" / "model.pt")["audio"])
+        stage1 = load_checkpoint(ctx.run_dir / "stage1" / "model.pt")
+        if stage1 is None:
+            raise FileNotFoundError(f"{ctx.run_dir / 'stage1'} has no model.pt; run Stage I first")
+        audio.load_state_dict(stage1["audio"])
     else:
         state = load_checkpoint(round_dir(ctx.run_dir, strategy, round_ - 1) / "checkpoint.pt")
         if state is None:
@@ -217,8 +226,6 @@ def _load_encoders(ctx: RunContext, strategy: str, round_: int):
 def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: bool = True,
                stop_after_epoch: int | None = None) -> dict[str, pd.DataFrame]:
     """One Stage II round: embeddings -> clustering per view -> ensemble -> train -> evaluate."""
-    from cometa.train.stage2 import label_metrics, make_round_labels, train_round
-
     if _launch_if_ddp(run_dir, "round", strategy=strategy, round_=round_, stop_after_epoch=stop_after_epoch,
                       progress=progress):
         store = RunStore(run_dir)
@@ -289,10 +296,6 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
 def projections_step(run_dir: str | Path, strategies: str | list[str], rounds: int, *, progress: bool = True) -> None:
     """UMAP of each round's clustered embeddings, aligned round to round (see cometa.core.projections),
     written as ``<strategy>/round_<r>/projection.parquet`` for every strategy."""
-    from tqdm import tqdm
-
-    from cometa.core.projections import project_round
-
     if isinstance(strategies, str):
         strategies = [s for s in strategies.split(",") if s]
     cfg = load_run_config(Path(run_dir) / "config.yaml")
