@@ -26,14 +26,14 @@ __all__ = ["Runs", "open_runs", "side_by_side"]
 
 def open_runs(runs: Iterable[str | os.PathLike | Run], *, names: Sequence[str] | None = None) -> Runs:
     """Open several runs (paths or :class:`Run` objects, e.g. ``open_run(study).seeds``) to compare them."""
-    runs = [r if isinstance(r, Run) else Run(r) for r in runs]
-    if names is None and len({r.name for r in runs}) < len(runs):  # runs/a/demo and runs/b/demo
-        runs = [Run(r.path, name=f"{r.path.parent.name}/{r.path.name}") for r in runs]
+    opened = [r if isinstance(r, Run) else Run(r) for r in runs]
+    if names is None and len({r.name for r in opened}) < len(opened):  # runs/a/demo and runs/b/demo
+        opened = [Run(r.path, name=f"{r.path.parent.name}/{r.path.name}") for r in opened]
     if names is not None:
-        if len(names) != len(runs):
-            raise ValueError(f"{len(names)} names for {len(runs)} runs")
-        runs = [Run(r.path, name=n) for r, n in zip(runs, names)]
-    return Runs(runs)
+        if len(names) != len(opened):
+            raise ValueError(f"{len(names)} names for {len(opened)} runs")
+        opened = [Run(r.path, name=n) for r, n in zip(opened, names)]
+    return Runs(opened)
 
 
 class Runs:

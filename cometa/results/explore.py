@@ -12,15 +12,15 @@ strategy and round, Table 1 and Table 2, the label-noise tables and every figure
     labels = run.labels("cometa", 2)            # one row per utterance: speaker, a cluster id per view
 
 Only the run directory is read, through :mod:`cometa.runs`, :mod:`cometa.results.report` and
-:mod:`cometa.results.figures`: importing this module imports no torch and no training code. (Rerunning a
-round, :meth:`Run.what_if`, imports the pipeline when called.)
+:mod:`cometa.results.figures`: importing this module imports no torch and no training code.
+(:meth:`Run.what_if` reruns a round through the orchestrator, :mod:`cometa.pipeline.rerun`, whose
+notebook kernel does the training.)
 """
 from __future__ import annotations
 
 import base64
 import functools
 import html
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,11 +28,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import soundfile as sf
 import yaml
 
+from cometa.pipeline import rerun
 from cometa.results import figures as F
 from cometa.results import label_noise, report
-from cometa.runs import study_runs
+from cometa.runs import recorded_corpus_root, study_runs
 
 __all__ = ["Run", "Utterance", "open_run", "find_run", "FIGURES"]
 
@@ -267,7 +269,8 @@ class Run:
 
     def identity_events(self, strategy: str | None = None, *, view: str = "consensus",
                         share: float = 0.2) -> pd.DataFrame:
-        """Which true identities merge or split, and in which round (:func:`cometa.results.label_noise.identity_events`)."""
+        """Which true identities merge or split, and in which round
+        (:func:`cometa.results.label_noise.identity_events`)."""
         return label_noise.identity_events(self.labels_by_round(strategy), view, share=share)
 
     def merged_and_split(self, strategy: str | None = None, round_: int | None = None, *,
@@ -281,13 +284,9 @@ class Run:
 
     @property
     def corpus_root(self) -> Path | None:
-        """The corpus the run read: ``corpus/counts.json``'s root (written by the corpus step), else
-        ``corpus.root`` of the config; None when neither is known."""
-        counts = self.files_dir / "corpus" / "counts.json"
-        if counts.exists():
-            return Path(json.loads(counts.read_text())["root"])
-        root = (self.config.get("corpus") or {}).get("root")
-        return Path(root).expanduser() if root else None
+        """The corpus the run read (:func:`cometa.runs.recorded_corpus_root`): ``corpus/counts.json``'s
+        root, else ``corpus.root`` of the config; None when neither is known."""
+        return recorded_corpus_root(self.files_dir)
 
     def utterance(self, key: str, *, max_frames: int = 8) -> Utterance:
         """A training utterance's audio and face frames (``train/wav/<key>``, ``train/faces/<key
@@ -405,12 +404,10 @@ class Run:
     def what_if(self, round_: int, *, out_dir: str | os.PathLike, overrides: Sequence[str] | dict = (),
                 strategy: str | None = None, new_strategy: str | None = None, **kw) -> Run:
         """Rerun one round with changed settings into a new run directory (:func:`cometa.pipeline.rerun.what_if`)
-        and open it. This one imports the pipeline (and torch)."""
-        from cometa.pipeline.rerun import what_if
-
+        and open it."""
         if self.is_study:
             raise ValueError(f"{self.name} is a study: rerun one of its seeds (run.seeds[0].what_if(...))")
-        out = what_if(self.path, round_=round_, out_dir=out_dir, overrides=overrides,
+        out = rerun.what_if(self.path, round_=round_, out_dir=out_dir, overrides=overrides,
                       strategy=self._strategy(strategy), new_strategy=new_strategy, **kw)
         return Run(out)
 
@@ -433,8 +430,6 @@ class Utterance:
 
     def audio(self) -> tuple[np.ndarray, int]:
         """(samples (T,) float32, sample rate)."""
-        import soundfile as sf
-
         if self.wav is None:
             raise FileNotFoundError(f"{self.key}: no audio file (is the corpus on this machine?)")
         samples, rate = sf.read(self.wav, dtype="float32")

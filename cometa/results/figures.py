@@ -17,9 +17,15 @@ strategy and dashes per modality so a strategy looks the same in every figure an
 | label_transitions   | Sankey of samples between consecutive rounds' consensus labels          |
 | noise_breakdown     | per round: utterances wrong in both modalities, audio only, visual only |
 | sample_history      | per-sample label correctness across rounds                             |
+| stage1_loss         | Stage I's contrastive loss per epoch (Eq. 2)                            |
+| corpus_sample       | one utterance's log-mel spectrogram and face frames                     |
+
+The step notebooks show these too, with :func:`show` (plotly JSON, no plotly.js copy in the executed
+notebook) and three small tables: :func:`counts_table`, :func:`metrics_table`, :func:`label_table`.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -28,11 +34,14 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from scipy.stats import norm
 
+from cometa.evaluation.metrics import det_curve
+
 __all__ = ["STRATEGY_COLORS", "STRATEGY_NAMES", "MODALITY_DASH", "VIEW_COLORS", "COLOR_MODES", "n_seeds",
            "seed_mean_std", "eer_per_round",
            "purity_per_round", "training_dynamics", "training_steps", "det_curves", "projection_frame",
            "projection_scatter", "umap_grid", "majority_speaker", "label_correct", "label_history", "noise_breakdown",
-           "label_transitions", "sample_history"]
+           "label_transitions", "sample_history", "stage1_loss", "corpus_sample", "show", "counts_table",
+           "metrics_table", "label_table"]
 
 STRATEGY_COLORS = {"baseline": "#4C78A8", "coteaching_plus": "#F58518", "cometa": "#54A24B"}
 STRATEGY_NAMES = {"baseline": "Baseline", "coteaching_plus": "Co-teaching+", "cometa": "Co-Meta"}
@@ -141,21 +150,11 @@ def eer_per_round(scalars: pd.DataFrame, *, trial_list: str = "O", metric: str =
 
 
 def _det_points(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(p_fa, p_miss) from cometa.evaluation.metrics.det_curve, falling back to a direct sweep if absent."""
-    try:
-        from cometa.evaluation.metrics import det_curve
-    except ImportError:  # metrics module not there yet: the same computation, every threshold
-        det_curve = None
+    """(p_fa, p_miss) of :func:`cometa.evaluation.metrics.det_curve` over the finite scores."""
     ok = np.isfinite(np.asarray(scores, float))  # NaN: a face trial with no frames on one side
     scores, labels = np.asarray(scores)[ok], np.asarray(labels)[ok]
-    if det_curve is not None:
-        p_fa, p_miss, _ = det_curve(scores, labels)
-        return np.asarray(p_fa, float), np.asarray(p_miss, float)
-    order = np.argsort(scores, kind="stable")
-    y = np.asarray(labels)[order].astype(float)
-    p_miss = np.concatenate([[0.0], np.cumsum(y)]) / max(y.sum(), 1)
-    p_fa = 1 - np.concatenate([[0.0], np.cumsum(1 - y)]) / max(len(y) - y.sum(), 1)
-    return p_fa, p_miss
+    p_fa, p_miss, _ = det_curve(scores, labels)
+    return np.asarray(p_fa, float), np.asarray(p_miss, float)
 
 
 _DET_TICKS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4]
@@ -237,7 +236,7 @@ def purity_per_round(scalars: pd.DataFrame, *, metric: str = "purity",
     return fig
 
 
-_DYNAMICS = {  # panel title -> [(name, modality or None)]
+_DYNAMICS: dict[str, list[tuple[str, str | None]]] = {  # panel title -> [(name, modality or None)]
     "|D̄'| / |D̄| (disagreement, Eq. 3)": [("disagreement_frac", None)],
     "λ(e) (Alg. 1 line 13)": [("lambda", None)],
     "selected fraction": [("selected_frac_audio", None), ("selected_frac_visual", None)],
@@ -618,3 +617,63 @@ def noise_breakdown(history: pd.DataFrame, *, title: str = "Wrong pseudo labels 
                              hovertemplate=f"{name}: %{{y}}<extra></extra>"))
     fig.update_layout(title=title, barmode="stack", height=360, yaxis_title="utterances", **_LAYOUT)
     return fig
+
+
+
+# --------------------------------------------------------------------------- the step notebooks
+def stage1_loss(scalars: pd.DataFrame, *, title: str = "Stage I contrastive loss (Eq. 2)") -> go.Figure:
+    """Stage I's contrastive loss ``loss_csl`` against the epoch."""
+    df = scalars[(scalars["stage"] == "stage1") & (scalars["name"] == "loss_csl")]
+    if df.empty:
+        return _empty(title, "no Stage I epochs yet")
+    fig = go.Figure(go.Scatter(x=df["epoch"], y=df["value"], mode="lines+markers", name="L_CSL",
+                               line=dict(color=STAGE1_COLOR)))
+    fig.update_layout(title=title, xaxis_title="epoch", yaxis_title="loss", height=300, **_LAYOUT)
+    return fig
+
+
+def corpus_sample(key: str, spec: np.ndarray, frames: np.ndarray | None = None, *, max_frames: int = 4) -> go.Figure:
+    """One utterance: its log-mel spectrogram ``spec`` (n_mels, T) and up to ``max_frames`` face
+    frames ``frames`` (F, H, W, 3) uint8."""
+    n = 0 if frames is None else min(len(frames), max_frames)
+    fig = make_subplots(rows=1, cols=1 + n, column_widths=[0.6] + [0.4 / max(n, 1)] * n,
+                        subplot_titles=[f"{key} log-mel"] + [f"frame {i + 1}" for i in range(n)])
+    fig.add_trace(go.Heatmap(z=spec, colorscale="Viridis", showscale=False), 1, 1)
+    for i, frame in enumerate([] if frames is None else frames[:n]):
+        fig.add_trace(go.Image(z=frame), 1, 2 + i)
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def show(fig: go.Figure) -> None:
+    """Display a figure in a notebook as plotly JSON (JupyterLab renders it; the executed notebook
+    stays small: no copy of plotly.js, and no nbformat/jsonschema import in every kernel)."""
+    # IPython exists only where a notebook runs: importing it here keeps it out of the dashboard and the report
+    from IPython.display import display
+
+    title = fig.layout.title.text or ""
+    display({"application/vnd.plotly.v1+json": json.loads(fig.to_json()), "text/plain": f"<{title}>"}, raw=True)
+
+
+def counts_table(counts: dict) -> pd.DataFrame:
+    """The corpus step's counts (nested dict) as one ``value`` column with dotted keys."""
+    flat = pd.json_normalize(counts, sep=".").T
+    flat.columns = ["value"]
+    return flat
+
+
+def metrics_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """EER (%) and minDCF per trial list and metric (rows) and modality (columns)."""
+    if metrics is None or metrics.empty:
+        return pd.DataFrame()
+    m = metrics.copy()
+    m.loc[m["name"] == "eer", "value"] *= 100
+    m["name"] = m["name"].replace({"eer": "EER %"})
+    return m.pivot_table(index=["list", "name"], columns="modality", values="value").round(3)
+
+
+def label_table(quality: pd.DataFrame) -> pd.DataFrame:
+    """Label quality per metric (rows) and view (columns)."""
+    if quality is None or quality.empty:
+        return pd.DataFrame()
+    return quality.pivot_table(index="name", columns="modality", values="value").round(4)

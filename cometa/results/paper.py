@@ -47,7 +47,7 @@ def _recolor(fig: go.Figure, colors: Mapping[str, str]) -> None:
         for part in ("line", "marker", "error_y"):
             obj = getattr(tr, part, None)
             colour = getattr(obj, "color", None) if obj is not None else None
-            if isinstance(colour, str) and colour.lower() in old_to_new:
+            if obj is not None and isinstance(colour, str) and colour.lower() in old_to_new:
                 obj.color = old_to_new[colour.lower()]
 
 

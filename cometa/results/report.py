@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from plotly.offline import get_plotlyjs
 
 from cometa.results import figures as F
 from cometa.runs import COLUMNS, RunStore, study_runs
@@ -179,7 +180,7 @@ def _missing(v) -> bool:
 
 def _pct(v: float | None, sd: float | None = None, pm: str = " ± ") -> str:
     """EER fraction as a percentage; ``12.34 ± 0.56`` when a standard deviation over seeds is given."""
-    if _missing(v):
+    if v is None or _missing(v):
         return "-"
     return f"{100 * v:.2f}" + ("" if sd is None else f"{pm}{100 * sd:.2f}")
 
@@ -205,7 +206,7 @@ def _best_last_round(t1: dict) -> str | None:
     """The cell ("strategy/modality") with the lowest EER in the last round, bold as in the paper."""
     last = t1["rows"][-1] if len(t1["rows"]) > 1 else None
     cells = t1["values"].get(last, {}) if last else {}
-    return min(cells, key=cells.get) if cells else None
+    return min(cells, key=lambda c: cells[c]) if cells else None
 
 
 def table1_markdown(t1: dict) -> str:
@@ -297,7 +298,7 @@ def table2_latex(t2: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------ figures
-def report_figures(run_dir: str | Path, scalars: pd.DataFrame | None = None) -> dict[str, "F.go.Figure"]:
+def report_figures(run_dir: str | Path, scalars: pd.DataFrame | None = None) -> dict[str, F.go.Figure]:
     """The report's figures by file stem, built with :mod:`cometa.results.figures` from the run's files."""
     scalars = read_scalars(run_dir) if scalars is None else scalars
     run_dir = files_dir(run_dir)  # a study's per-round files (projections, DET scores): its first seed
@@ -329,7 +330,7 @@ def report_figures(run_dir: str | Path, scalars: pd.DataFrame | None = None) -> 
 
 
 def _require_browser() -> None:
-    try:
+    try:  # kaleido's browser finder: loaded only when static figures are exported
         from choreographer.browsers.chromium import Chromium
 
         found = Chromium.find_browser(skip_local=False)
@@ -342,7 +343,7 @@ def _require_browser() -> None:
 
 def export_figures(figs: dict, out_dir: Path, *, formats=FIGURE_FORMATS, scale: float = 2.0) -> list[Path]:
     """Write every figure in every format with one Chromium session; returns the paths written."""
-    import kaleido
+    import kaleido  # only a static export needs it (it starts Chromium): the dashboard and notebooks never do
 
     _require_browser()
     jobs, paths = [], []
@@ -385,8 +386,6 @@ def _html_table(md: str) -> str:
 
 def write_html(path: Path, title: str, tables_md: list[str], figs: dict) -> None:
     """One self-contained page: tables, then every figure (plotly.js inlined once, in the head)."""
-    from plotly.offline import get_plotlyjs
-
     parts = []
     for stem, fig in figs.items():
         div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{stem}",
