@@ -94,17 +94,25 @@ class RunView(Viewer):
     state = param.ClassSelector(class_=AppState)
 
     @property
+    def app(self) -> AppState:
+        """The shared state (set at construction)."""
+        assert self.state is not None, f"{type(self).__name__} needs state=AppState(...)"
+        return self.state
+
+    @property
     def data(self) -> RunData:
-        return self.state.data
+        data = self.app.data
+        assert data is not None  # (AppState's constructor sets it)
+        return data
 
     def _round_bounds(self, strategy: str | None = None) -> None:
-        rounds = self.data.rounds(self.state.run, strategy) or [1]
+        rounds = self.data.rounds(self.app.run, strategy) or [1]
         self.param.round.bounds = (1, max(rounds[-1], 2))  # a slider needs start < end
         if not 1 <= self.round <= rounds[-1]:
             self.round = rounds[-1]
 
     def _strategy_choices(self) -> None:
         """Fill a ``strategy`` selector with the run's strategies (Co-Meta first when present)."""
-        names = self.data.strategies(self.state.run)
+        names = self.data.strategies(self.app.run)
         self.param.strategy.objects = names
         self.strategy = "cometa" if "cometa" in names else (names[0] if names else None)

@@ -23,7 +23,7 @@ import yaml
 from cometa.results import figures as F
 from cometa.results.label_noise import merged_and_split  # noqa: F401 re-exported: it lived here before cometa.results.label_noise
 from cometa.results.report import read_scalars, strategies_of
-from cometa.runs import study_runs
+from cometa.runs import recorded_corpus_root, study_runs
 
 __all__ = ["RunData", "merged_and_split"]
 
@@ -81,7 +81,9 @@ def _history(files: str) -> pd.DataFrame:
     """``files``: JSON list of (labels.parquet path, mtime), one per round, in round order."""
     by_round = {}
     for path, mtime in json.loads(files):
-        by_round[int(_ROUND.search(str(Path(path).parent)).group(1))] = _load_parquet(path, mtime)
+        found = _ROUND.search(str(Path(path).parent))
+        assert found is not None  # (the paths are <strategy>/round_<r>/labels.parquet)
+        by_round[int(found.group(1))] = _load_parquet(path, mtime)
     return F.label_history(by_round)
 
 
@@ -256,19 +258,9 @@ class RunData(param.Parameterized):
 
     # ------------------------------------------------------------------------------- media
     def corpus_root(self, run_id: str) -> Path | None:
-        """``corpus.root`` of the config; for the embedded corpus with no root, its cache folder."""
-        corpus = self.config(run_id).get("corpus") or {}
-        if corpus.get("root"):
-            return Path(corpus["root"]).expanduser()
-        if corpus.get("kind") == "synthetic":
-            try:
-                from cometa.config import load_run_config
-                from cometa.data.synthetic import default_root
-
-                return default_root(load_run_config(self.path(run_id) / "config.yaml").corpus.synthetic)
-            except Exception:  # noqa: BLE001 the media are a convenience: no root, no media
-                return None
-        return None
+        """The corpus the run read, as its corpus step recorded it in ``corpus/counts.json``
+        (:func:`cometa.runs.recorded_corpus_root`); None before that step has run."""
+        return recorded_corpus_root(self.path(run_id))
 
     def media(self, run_id: str, key: str, *, max_frames: int = 8) -> tuple[Path | None, list[Path]]:
         """The utterance's wav (``train/wav/<key>``) and face frames (``train/faces/<key - .wav>/*.jpg``)."""

@@ -13,8 +13,8 @@ import panel as pn
 import param
 
 from cometa.results import figures as F
-from dashboards.components import FigureCard, RunView, table
 from cometa.results.label_noise import merged_and_split
+from dashboards.components import FigureCard, RunView, table
 
 __all__ = ["NoiseDiagnosis"]
 

@@ -1,4 +1,7 @@
-"""A deterministic, plausible run directory in the pipeline's exact format, for report/dashboard tests.
+"""A deterministic, plausible run directory in the pipeline's format, of any size: the dashboard
+benchmark's (``bench/bench_dashboard.py``: 8,000 utterances x 5 rounds, which a real run on a laptop
+would take hours to make). The tests use a real tiny run instead (``tests/conftest.py``), which
+cannot drift from what the pipeline writes.
 
 ``build_sample_run(run_dir)`` writes config.yaml, store.sqlite (table ``scalars``), the executed
 notebooks (with papermill metadata) and done markers (as ``RunStore.mark_done`` writes them) of every
@@ -15,7 +18,7 @@ import io
 import json
 import sqlite3
 import wave
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +34,7 @@ _MODALITY = {"audio": 1.0, "visual": 1.15, "fused": 0.8}
 STAGE1_EER = 0.0716
 EPOCHS_PER_ROUND = 4
 TAU, E_K = 0.2, 10
-_T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc)
+_T0 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC)
 
 
 def build_sample_run(run_dir: str | Path, *, strategies: tuple[str, ...] = STRATEGIES, rounds: int = 3,
@@ -54,7 +57,7 @@ def build_sample_run(run_dir: str | Path, *, strategies: tuple[str, ...] = STRAT
     rows: list[tuple] = []
     clock = [_T0]
 
-    _step(run, "corpus", "corpus.ipynb", clock, 12.0, {"preset": "tiny"}, "corpus: %d utterances" % n)
+    _step(run, "corpus", "corpus.ipynb", clock, 12.0, {"preset": "tiny"}, f"corpus: {n} utterances")
     for e in range(1, 6):
         rows.append(_row(None, "stage1", 0, e, None, None, "loss_csl", 5.0 * 0.8 ** e))
     for lst, f in _LISTS.items():
