@@ -1,0 +1,5 @@
+"""Public API, kept where it has always been: ``cometa.metrics`` re-exports :mod:`cometa.evaluation.metrics`
+(EER, minDCF, DET curves, cosine scoring, score fusion). New code may import either."""
+from cometa.evaluation.metrics import cosine_scores, det_curve, eer, error_rates, fuse_scores, min_dcf, score_trials
+
+__all__ = ["eer", "min_dcf", "det_curve", "error_rates", "cosine_scores", "score_trials", "fuse_scores"]

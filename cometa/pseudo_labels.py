@@ -1,0 +1,16 @@
+"""Public API, kept where it has always been: ``cometa.pseudo_labels`` re-exports
+:mod:`cometa.core.pseudo_labels` (k-means and agglomerative pseudo labels, Sec. 2.2). New code may import either."""
+from cometa.core.pseudo_labels import (
+                                       ClusteringConfig,
+                                       agglomerative,
+                                       centroids,
+                                       cluster,
+                                       clustering_backend,
+                                       kmeans,
+                                       kmeans_plus_plus,
+                                       l2_normalise,
+                                       random_init,
+)
+
+__all__ = ["ClusteringConfig", "l2_normalise", "kmeans_plus_plus", "random_init", "kmeans", "agglomerative",
+           "clustering_backend", "cluster", "centroids"]
