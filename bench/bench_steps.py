@@ -30,8 +30,8 @@ import torch
 
 from bench.common import summarise, text_table
 from cometa.config import load_config
-from cometa.models.build import build_audio_model, build_visual_model
 from cometa.core.strategies import Batch, SpeakerClassifier, build_strategy
+from cometa.models.build import build_audio_model, build_visual_model
 
 # (label, strategy name, second_order); `baseline` first: the ratios are to it
 VARIANTS = (
@@ -166,7 +166,7 @@ def _measure(preset: str, *, repeats: int, seed: int) -> dict:
                                       for k in strat if k != "baseline")
                           + f"; baseline {strat['baseline']['median_s']:.2f} s ({strat['baseline']['min_s']:.2f} s)"
                           + f" at {preset}, B={len(batch)}"
-                          + ("; LOAD-DISTURBED (median/min up to x%.1f)" % spread if result["load_disturbed"] else ""))
+                          + (f"; LOAD-DISTURBED (median/min up to x{spread:.1f})" if result["load_disturbed"] else ""))
 
     rows = [[label, v["median_s"], v["min_s"], v["max_s"], v["ratio_median"], v["ratio_min"], v["ratio_paired_median"],
              *(["-", "-"] if label == "baseline" else  # the baseline computes no disagreement

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from cometa.core import blas
-from cometa.core.blas import CpuInfo, choose_kmeans_backend, cpu_info, faiss_is_generic, openblas_coretype_for, simd_level
+from cometa.core.blas import (
+    CpuInfo,
+    choose_kmeans_backend,
+    cpu_info,
+    faiss_is_generic,
+    openblas_coretype_for,
+    simd_level,
+)
 
 AVX512 = frozenset({"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"})
 AVX2 = frozenset({"sse4_2", "avx", "avx2", "fma"})
@@ -45,7 +52,8 @@ def _auto(cpu, faiss_core, scipy_core="SkylakeX", torch_blas="MKL", **kw):
 
 def test_intel_avx512_with_prescott_runs_torch_and_children_get_skylakex():
     choice = _auto(XEON, "Prescott")
-    assert (choice.backend, choice.device) == ("torch", "cpu") and "Prescott" in choice.reason and "MKL" in choice.reason
+    assert (choice.backend, choice.device) == ("torch", "cpu")
+    assert "Prescott" in choice.reason and "MKL" in choice.reason
     assert _auto(XEON, "Prescott", torch_blas=None).backend == "sklearn"  # torch without MKL: scipy's OpenBLAS
     decision = openblas_coretype_for(cpu=XEON, faiss_core="Prescott", env={})
     assert (decision.value, decision.source) == ("SkylakeX", "cometa")
@@ -169,7 +177,8 @@ def test_the_pipeline_sets_and_records_the_variable_for_its_kernels(monkeypatch,
     monkeypatch.setattr(blas, "_applied", [])
     run_pipeline("tiny", run_dir=tmp_path / "c", progress=False, only=["no-such-step"])
     assert os.environ["OPENBLAS_CORETYPE"] == "Haswell"
-    assert yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())["runtime"]["openblas_coretype"]["source"] == "user"
+    runtime = yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())["runtime"]
+    assert runtime["openblas_coretype"]["source"] == "user"
 
 
 def test_a_core_that_kills_its_probe_is_not_handed_on(monkeypatch):

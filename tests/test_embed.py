@@ -3,8 +3,8 @@ import numpy as np
 import torch
 
 from cometa.models.augment import build_eval_transform
-from cometa.train.embed import visual_embeddings
 from cometa.models.encoders.resnet import FaceResNet
+from cometa.train.embed import visual_embeddings
 
 
 class _Bank:

@@ -7,8 +7,17 @@ import torch
 import torchvision
 from torch.func import functional_call
 
-from cometa.models.encoders import (ENCODERS, EcapaConfig, EcapaTDNN, FaceResNet, ResNetConfig, build_audio_encoder,
-                             build_visual_encoder, count_parameters, embed_frames)
+from cometa.models.encoders import (
+    ENCODERS,
+    EcapaConfig,
+    EcapaTDNN,
+    FaceResNet,
+    ResNetConfig,
+    build_audio_encoder,
+    build_visual_encoder,
+    count_parameters,
+    embed_frames,
+)
 from cometa.models.encoders.resnet import ResNetTrunk
 from cometa.models.features import FeatureConfig
 from cometa.models.losses import AAMSoftmax

@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cometa.core.projections import (ProjectionConfig, procrustes_fit, project_round, project_rounds,
-                                subsample_keys)
+from cometa.core.projections import ProjectionConfig, procrustes_fit, project_round, project_rounds, subsample_keys
 
 
 def _rotation(theta: float) -> np.ndarray:

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from cometa.config import load_config
-from cometa.runs import RunStore
 from cometa.pipeline import steps
+from cometa.runs import RunStore
 
 
 @pytest.fixture(scope="module")
