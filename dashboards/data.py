@@ -51,16 +51,31 @@ def _load_json(path: str, mtime: str) -> dict:
     return json.loads(Path(path).read_text()) if mtime else {}
 
 
+def notebook_status(nb: dict) -> str:
+    """What papermill's record says of an executed notebook: ``failed`` (an exception, or a failed
+    cell), ``completed`` (it wrote the end time), ``running`` (started, not finished) or ``pending``.
+    papermill keeps a status per cell (``cells[i].metadata.papermill.status``) and, for the whole
+    notebook, the start and end times and whether an exception ended it."""
+    meta = nb.get("metadata", {}).get("papermill", {})
+    cells = {c.get("metadata", {}).get("papermill", {}).get("status") for c in nb.get("cells", [])}
+    if meta.get("exception") or "failed" in cells:
+        return "failed"
+    if meta.get("end_time"):
+        return "completed"
+    return "running" if meta.get("start_time") or "running" in cells else "pending"
+
+
 @pn.cache(max_items=256)
 def _notebook_meta(path: str, mtime: str) -> dict:
-    """papermill's metadata of an executed notebook (start_time, end_time, duration, status)."""
+    """papermill's metadata of an executed notebook (start_time, end_time, duration) and its
+    :func:`notebook_status`."""
     if not mtime:
         return {}
     try:
         nb = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {"status": "unreadable"}
-    return nb.get("metadata", {}).get("papermill", {})
+    return {**nb.get("metadata", {}).get("papermill", {}), "status": notebook_status(nb)}
 
 
 @pn.cache(max_items=64)

@@ -100,10 +100,32 @@ def test_steps_show_a_round_in_progress(run_copy):
     copy = run_copy("partial", ignore=("*.pt", "corpus"))
     (copy / "cometa" / "round_2" / "done.json").unlink()
     shutil.rmtree(copy / "coteaching_plus" / "round_2")
+    # baseline round 2 as papermill leaves it while its kernel runs: no end time, a cell running
+    nb_path = copy / "baseline" / "round_2" / "round.ipynb"
+    nb = json.loads(nb_path.read_text())
+    nb["metadata"]["papermill"]["end_time"] = None
+    nb["cells"][-1]["metadata"]["papermill"]["status"] = "running"
+    nb_path.write_text(json.dumps(nb))
+    (copy / "baseline" / "round_2" / "done.json").unlink()
     steps = RunData([str(copy)]).steps("partial").set_index("step")
-    assert steps.loc["cometa/round_2", "status"] == "completed"  # papermill's own status, no done marker
+    assert steps.loc["cometa/round_2", "status"] == "completed"  # papermill's own record, no done marker
+    assert steps.loc["baseline/round_2", "status"] == "running"
     assert steps.loc["cometa/round_1", "status"] == "done"
     assert steps.loc["coteaching_plus/round_2", "status"] == "pending"  # planned by the config, not started
+
+
+def test_notebook_status_from_papermills_record():
+    from dashboards.data import notebook_status
+
+    def nb(*cells, **meta):
+        return {"metadata": {"papermill": meta}, "cells": [{"metadata": {"papermill": {"status": c}}} for c in cells]}
+
+    assert notebook_status(nb("completed", "completed", start_time="t0", end_time="t1", exception=None)) == "completed"
+    assert notebook_status(nb("completed", "failed", start_time="t0", end_time="t1", exception=True)) == "failed"
+    assert notebook_status(nb("completed", "failed", start_time="t0")) == "failed"
+    assert notebook_status(nb("completed", "running", "pending", start_time="t0", end_time=None)) == "running"
+    assert notebook_status(nb("pending", "pending")) == "pending"
+    assert notebook_status({}) == "pending"
 
 
 def test_merged_and_split_on_known_labels():

@@ -44,11 +44,13 @@ def _eer(df: pd.DataFrame, lst: str, strategy: str | None, rnd: int, modality: s
 def test_table1_matches_store(run_dir, report_dir, sqlite_scalars):
     df = sqlite_scalars(run_dir)
     head, rows = _md_rows(report_dir / "table1.md")
-    assert head[0] == "Stage" and [r[0] for r in rows] == ["Stage I", "Round 1", "Round 2"]
+    assert head[0] == "Stage" and [r[0] for r in rows] == ["Untrained", "Stage I", "Round 1", "Round 2"]
     assert head[1:] == [f"{s} {m}" for s in NAMES for m in ("Audio", "Visual")]
-    # Stage I only in the first strategy's Audio column, as in the paper
-    assert rows[0][1] == f"{100 * _eer(df, 'O', None, 0, 'audio'):.2f}" and set(rows[0][2:]) == {"-"}
-    for row in rows[1:]:
+    # the encoder before Stage I, and Stage I, only in the first strategy's Audio column, as in the paper
+    assert rows[0][1] == f"{100 * _eer(df, 'O', None, 0, 'audio', 'eer_untrained'):.2f}"
+    assert rows[1][1] == f"{100 * _eer(df, 'O', None, 0, 'audio'):.2f}"
+    assert set(rows[0][2:]) == set(rows[1][2:]) == {"-"}
+    for row in rows[2:]:
         rnd = int(row[0].split()[1])
         for col, cell in zip(head[1:], row[1:]):
             name, mod = col.rsplit(" ", 1)
