@@ -6,6 +6,11 @@ a run never imports torch::
     import cometa
     run = cometa.open_run("runs/demo")      # cometa.results.explore.open_run
     cometa.open_runs(["runs/a", "runs/b"])  # several runs side by side (cometa.results.compare.open_runs)
+
+The package is laid out in layers (README, "Architecture"): config and the run store, data, models,
+the noisy-label core, evaluation, training, the pipeline, results. ``cometa.metrics``,
+``cometa.selection``, ``cometa.schedules``, ``cometa.ensemble`` and ``cometa.pseudo_labels`` re-export
+their layer's modules where they have always been.
 """
 
 import importlib

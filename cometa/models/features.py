@@ -1,6 +1,8 @@
-"""Audio features: 80-dim log-mel spectrogram, 25 ms window, 10 ms hop, 16 kHz (paper Sec. 4.4.1),
-and the crops of Sec. 2.1 / 4.4.1: random training crops, two non-overlapping segments per
-utterance for the contrastive views, fixed evenly spaced crops for embedding extraction."""
+"""Audio features: 80-dim log-mel spectrogram, 25 ms window, 10 ms hop, 16 kHz (paper Sec. 4.4.1).
+
+The crops of Sec. 2.1 / 4.4.1 (random training crops, two non-overlapping segments per utterance
+for the contrastive views, fixed evenly spaced crops for embedding extraction) are plain array
+functions of the data layer, :mod:`cometa.data.crops`, re-exported here."""
 from __future__ import annotations
 
 import torch
