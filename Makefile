@@ -1,6 +1,6 @@
 # cometa: two commands do everything on a fresh machine.
 #   make demo   set-up, then the whole study on the embedded demo corpus, then the report
-#   make test   set-up, then the test suite
+#   make test   set-up, then the linters (make lint), then the test suite
 #   make lab    set-up, then JupyterLab on the exploration notebooks (127.0.0.1, token printed)
 # The venv lives in a cache dir keyed by the hash of requirements.txt (override with COMETA_VENV=...).
 SHELL := /bin/bash
@@ -15,11 +15,12 @@ PYTEST_ARGS ?=
 LAB_PORT ?= 8888
 LAB_TOKEN ?=
 
-.PHONY: setup demo test lab bench dashboard report corpus clean-runs help
+.PHONY: setup demo test lint lab bench dashboard report corpus clean-runs help
 
 help:
 	@echo "make demo       set-up + the whole study (3 strategies) on the demo corpus + report"
-	@echo "make test       set-up + pytest"
+	@echo "make test       set-up + make lint + pytest"
+	@echo "make lint       ruff over the whole repository, mypy over cometa/ and dashboards/ (pyproject.toml)"
 	@echo "make lab        JupyterLab on notebooks/explore, 127.0.0.1:$(LAB_PORT) (LAB_PORT=..., LAB_TOKEN=...)"
 	@echo "make dashboard  serve the dashboard over runs/ (RUNS=dir1,dir2 PORT=$(PORT) ADDRESS=$(ADDRESS))"
 	@echo "make bench      the benchmark suite (prints ratios, writes bench/results.json)"
@@ -34,8 +35,13 @@ demo: setup
 corpus: setup
 	$(PY) -m cometa corpus --preset demo
 
-test: setup
+# the linters first: a lint or type error fails `make test` before the (minutes-long) suite starts
+test: lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 # JupyterLab from the venv, on loopback only, with a token (LAB_TOKEN, else a fresh random one) that is
 # printed; the server and its kernels run in this checkout with it on PYTHONPATH (exported above).

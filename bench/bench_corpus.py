@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from cometa.data.baselines import baseline_eers
 from cometa.data.synthetic import TRIAL_FILES, SyntheticConfig, build_corpus, preset_config
+from cometa.evaluation.baselines import baseline_eers
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -114,7 +114,7 @@ def main(run_dir: str | Path | None = None) -> dict:
         built = None
         if run_dir is None:
             sys.path.insert(0, str(ROOT))
-            from tests.sample_run import build_sample_run
+            from bench.sample_run import build_sample_run  # (run as a script: the checkout onto sys.path first)
 
             t0 = time.perf_counter()
             run_dir = build_sample_run(Path(tmp) / "bench", media=False, **SAMPLE)

@@ -1,10 +1,10 @@
 """Benchmark: the pseudo-label k-means on each backend (faiss, scikit-learn, torch) against matmul.
 
-The pseudo-label step (paper Sec. 2.2, :func:`cometa.pseudo_labels.kmeans`) at a tenth of the
+The pseudo-label step (paper Sec. 2.2, :func:`cometa.core.pseudo_labels.kmeans`) at a tenth of the
 paper's scale: 200 000 L2-normalised 192-D embeddings drawn from a Gaussian mixture, k = 2000,
-20 Lloyd iterations. Every backend of :mod:`cometa.lloyd` starts from the same k-means++ centroids
+20 Lloyd iterations. Every backend of :mod:`cometa.core.lloyd` starts from the same k-means++ centroids
 (cometa's seeding, timed on its own) and runs all 20 iterations, so only the iterations are
-compared; the backend ``kmeans(backend="auto")`` picks on this machine (:mod:`cometa.blas`) is
+compared; the backend ``kmeans(backend="auto")`` picks on this machine (:mod:`cometa.core.blas`) is
 marked ``chosen``, and the seeding is set against its fit.
 
 The machine comes first in the output: the CPU model and SIMD level, the BLAS core each library
@@ -28,9 +28,9 @@ import time
 
 import numpy as np
 
-from cometa.blas import SIMD, blas_cores, cpu_info, kmeans_backend, simd_level
-from cometa.lloyd import lloyd
-from cometa.pseudo_labels import kmeans_plus_plus, l2_normalise
+from cometa.core.blas import SIMD, blas_cores, cpu_info, kmeans_backend, simd_level
+from cometa.core.lloyd import lloyd
+from cometa.core.pseudo_labels import kmeans_plus_plus, l2_normalise
 
 BACKENDS = ("faiss", "sklearn", "torch")
 
@@ -132,7 +132,7 @@ def main(*, n: int = 200_000, dim: int = 192, k: int = 2000, niter: int = 20, se
         # per-iteration time x niter: scikit-learn stops early only when the labels stop changing
         runs[b] = {"seconds": s / r.iterations * niter, "iterations": r.iterations, "objective": r.objective / n,
                    "how": f"measured on all {n} points ({r.iterations} iterations)"}
-    for b, fig in runs.items():
+    for fig in runs.values():
         fig["gflops"] = flops_per_iter * niter / fig["seconds"] / 1e9
         fig["fraction_of_numpy_matmul"] = fig["gflops"] / matmul["numpy"]
     chosen = runs[info["chosen"]]
@@ -156,7 +156,8 @@ def main(*, n: int = 200_000, dim: int = 192, k: int = 2000, niter: int = 20, se
         result["ratio_faiss_over_chosen"] = round(runs["faiss"]["seconds"] / chosen["seconds"], 2)
     others = ", ".join(f"{b} {fig['seconds']:.1f} s" for b, fig in runs.items() if b != info["chosen"])
     result["headline"] = (f"k-means {n}x{dim} k={k} {niter} it on {info['cpu']} ({info['simd']}; faiss's OpenBLAS "
-                          f"{info['blas_cores'].get('faiss')}): kmeans() -> {info['chosen']} {chosen['seconds']:.1f} s, "
+                          f"{info['blas_cores'].get('faiss')}): kmeans() -> {info['chosen']} "
+                          f"{chosen['seconds']:.1f} s, "
                           f"{chosen['gflops']:.0f} GFLOP/s = {100 * chosen['fraction_of_numpy_matmul']:.0f} % of numpy "
                           f"matmul ({matmul['numpy']:.0f}); {others}; seeding {seeding_s:.1f} s = "
                           f"{100 * result['seeding_fraction_of_chosen_fit']:.0f} % of the fit")
@@ -172,7 +173,8 @@ def _print(result: dict, runs: dict) -> None:
     print(f"kmeans(backend='auto') on the CPU: {result['chosen']} ({result['chosen_reason']})")
     print(f"k-means {result['n']} x {result['dim']}, k = {result['k']}, {result['niter']} iterations, threads "
           f"{result['threads']}, OMP_WAIT_POLICY {result['omp_wait_policy']}")
-    print(f"  matmul: numpy {result['matmul_gflops']['numpy']:.1f} GFLOP/s, torch {result['matmul_gflops']['torch']:.1f}")
+    gflops = result["matmul_gflops"]
+    print(f"  matmul: numpy {gflops['numpy']:.1f} GFLOP/s, torch {gflops['torch']:.1f}")
     for b, fig in runs.items():
         mark = "  <- chosen" if b == result["chosen"] else ""
         obj = "" if fig["objective"] is None else f", mean sq. distance {fig['objective']:.5f}"

@@ -1,6 +1,6 @@
-"""Benchmark: cometa.metrics against the usual alternatives, side by side in one process.
+"""Benchmark: cometa.evaluation.metrics against the usual alternatives, side by side in one process.
 
-1. EER + minDCF (P_target 0.01) on 1M random trials: ``cometa.metrics`` versus the scikit-learn
+1. EER + minDCF (P_target 0.01) on 1M random trials: ``cometa.evaluation.metrics`` versus the scikit-learn
    path (``roc_curve(drop_intermediate=False)``, interpolated crossing, cost minimum over its points).
 2. ``score_trials`` on 580k trials (Vox1-E size) over 5k embeddings of 192 dims (float32) versus a
    naive per-trial loop (dict look-ups, two norms and a dot per trial), timed on a 20k-trial subset
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from cometa.metrics import eer, min_dcf, score_trials
+from cometa.evaluation.metrics import eer, min_dcf, score_trials
 
 N_TRIALS_EER = 1_000_000
 N_TRIALS_SCORE = 580_000

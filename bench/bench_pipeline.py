@@ -119,7 +119,8 @@ def run_sampled(command: list[str], *, log_path: Path, interval: float = 1.0, ti
         rc = popen.wait()
         wall = time.perf_counter() - t0
     return {"rc": rc, "timed_out": timed_out, "wall_s": round(wall, 2), "peak_rss_mb": round(peak / 2 ** 20, 1),
-            "peak_pss_mb": round(peak_pss / 2 ** 20, 1), "peak_rss_root_mb": round(peak_root / 2 ** 20, 1), "max_processes": max_procs, "samples": samples,
+            "peak_pss_mb": round(peak_pss / 2 ** 20, 1), "peak_rss_root_mb": round(peak_root / 2 ** 20, 1),
+            "max_processes": max_procs, "samples": samples,
             "interval_s": interval,
             # the sampler's own CPU (reading smaps of a few GB-sized processes is not free): it is
             # taken from the cores the pipeline runs on, so it is reported beside the wall time

@@ -1,6 +1,6 @@
 """Benchmark: the time of ONE Stage II training step per strategy, on the same batch, as a ratio to `baseline`.
 
-Strategies timed (cometa.strategies, the real models of cometa.models at the chosen preset):
+Strategies timed (cometa.core.strategies, the real models of cometa.models.build at the chosen preset):
 ``baseline``, ``coteaching_plus``, ``cometa`` first order and ``cometa`` second order (Algorithm 1).
 
 The batch is random: ``stage2.batch_size`` white-noise waveform crops of ``features.crop_seconds``
@@ -30,8 +30,8 @@ import torch
 
 from bench.common import summarise, text_table
 from cometa.config import load_config
-from cometa.models import build_audio_model, build_visual_model
-from cometa.strategies import Batch, SpeakerClassifier, build_strategy
+from cometa.core.strategies import Batch, SpeakerClassifier, build_strategy
+from cometa.models.build import build_audio_model, build_visual_model
 
 # (label, strategy name, second_order); `baseline` first: the ratios are to it
 VARIANTS = (
@@ -105,7 +105,7 @@ def main(preset: str = "demo", *, quick: bool = False, repeats: int | None = Non
 def _measure(preset: str, *, repeats: int, seed: int) -> dict:
     """The measurement itself, under the current torch thread setting (see :func:`main`)."""
     cfg = load_config(preset)
-    keep = 1.0 - cfg.stage2.tau  # λ(e) after the ramp (cometa.schedules)
+    keep = 1.0 - cfg.stage2.tau  # λ(e) after the ramp (cometa.core.schedules)
     batch = random_batch(cfg, seed=seed)
     strategies, snaps, stats = {}, {}, {}
     for label, name, order in VARIANTS:
@@ -166,7 +166,7 @@ def _measure(preset: str, *, repeats: int, seed: int) -> dict:
                                       for k in strat if k != "baseline")
                           + f"; baseline {strat['baseline']['median_s']:.2f} s ({strat['baseline']['min_s']:.2f} s)"
                           + f" at {preset}, B={len(batch)}"
-                          + ("; LOAD-DISTURBED (median/min up to x%.1f)" % spread if result["load_disturbed"] else ""))
+                          + (f"; LOAD-DISTURBED (median/min up to x{spread:.1f})" if result["load_disturbed"] else ""))
 
     rows = [[label, v["median_s"], v["min_s"], v["max_s"], v["ratio_median"], v["ratio_min"], v["ratio_paired_median"],
              *(["-", "-"] if label == "baseline" else  # the baseline computes no disagreement

@@ -1,19 +1,26 @@
-"""Command line: ``cometa run | corpus | report | dashboard`` (also ``python -m cometa``)."""
+"""Command line: ``cometa run | corpus | report | dashboard`` (also ``python -m cometa``).
+
+The entry point sits above every layer. Each command imports the heavy part it needs when it runs:
+torch (the dry run), panel (the dashboard), plotly and kaleido (the report), the corpus generator.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
+
+from cometa.config import ConfigError, load_config
+from cometa.pipeline.run import PipelineError, run_pipeline, run_study
+from cometa.runs import list_runs
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cometa.pipeline import PipelineError, run_pipeline
-
     overrides = list(args.set or [])
     if args.data_root:
         overrides.append(f"corpus.root={args.data_root}")
     if args.dry_run:
-        from cometa.dryrun import dry_run
+        from cometa.pipeline.dryrun import dry_run  # loads torch (to count FLOPs): only for --dry-run
 
         return dry_run(args.preset, config_path=args.config, overrides=overrides)
     strategies = args.strategies.split(",") if args.strategies else None
@@ -45,12 +52,11 @@ def _parse_seeds(text: str) -> list[int]:
             return list(range(lo, hi + 1))
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds expects a list like 0,1,2 or a range like 0-2, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--seeds expects a list like 0,1,2 or a range like 0-2, got {text!r}") from None
 
 
 def _run_seeds(args: argparse.Namespace, overrides: list[str], common: dict) -> int:
-    from cometa.pipeline import PipelineError, run_study
-
     if any(o.split("=", 1)[0].strip() == "seed" for o in overrides):
         print("cometa: --seeds sets each run's seed; drop --set seed=...", file=sys.stderr)
         return 2
@@ -67,10 +73,7 @@ def _run_seeds(args: argparse.Namespace, overrides: list[str], common: dict) -> 
 
 
 def _corpus(args: argparse.Namespace) -> int:
-    import time
-
-    from cometa.config import load_config
-    from cometa.data.synthetic import build_corpus
+    from cometa.data.synthetic import build_corpus  # the generator (scipy, soundfile, PIL): only this command
 
     cfg = load_config(args.preset, overrides=args.set or [])
     t0 = time.time()
@@ -80,7 +83,7 @@ def _corpus(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from cometa.report import write_report
+    from cometa.results.report import write_report  # plotly (and kaleido when exporting): only this command
 
     out = write_report(args.run_dir)
     print(f"cometa: report written to {out}")
@@ -88,8 +91,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from cometa.runs import list_runs
-    from dashboards.app import serve
+    from dashboards.app import serve  # panel and bokeh take seconds to import: only this command
 
     runs = [str(run) for r in args.runs for part in r.split(",") for run in list_runs(part)]
     if not runs:
@@ -135,8 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from cometa.config import ConfigError
-
     try:
         return args.fn(args)
     except ConfigError as e:

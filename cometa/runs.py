@@ -19,6 +19,7 @@ sees half a file; a step is complete only when its ``done.json`` exists (``mark_
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import subprocess
@@ -33,7 +34,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-__all__ = ["RunStore", "COLUMNS", "git_sha", "list_runs", "study_runs", "atomic_write"]
+__all__ = ["RunStore", "COLUMNS", "git_sha", "list_runs", "study_runs", "atomic_write", "recorded_corpus_root"]
 
 COLUMNS = ("run", "strategy", "stage", "round", "epoch", "step", "modality", "name", "value", "time")
 _SCHEMA = """
@@ -93,7 +94,7 @@ class RunStore:
             con.executescript(_SCHEMA)
 
     # ------------------------------------------------------------------------------ scalars
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> _Closing:
         con = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None)
         con.execute("PRAGMA busy_timeout = 60000")
         con.execute("PRAGMA journal_mode = WAL")
@@ -139,7 +140,7 @@ class RunStore:
             df[col] = df[col].astype(object).where(df[col].notna(), None)
         return df
 
-    def copy_scalars(self, source: "RunStore", *, strategy_as: str | None = None, **filters: Any) -> int:
+    def copy_scalars(self, source: RunStore, *, strategy_as: str | None = None, **filters: Any) -> int:
         """Copy the scalars of ``source`` that match ``filters`` (as in :meth:`scalars`) into this store,
         keeping their times; ``run`` becomes this run's id and, with ``strategy_as``, ``strategy``
         becomes that name. Returns how many rows were copied."""
@@ -147,7 +148,7 @@ class RunStore:
         if strategy_as is not None:
             df["strategy"] = strategy_as
         records = [(self.run_id, r.strategy, r.stage, int(r.round), _int_or_none(r.epoch), _int_or_none(r.step),
-                    r.modality, r.name, None if r.value is None or r.value != r.value else float(r.value),
+                    r.modality, r.name, None if r.value is None or math.isnan(r.value) else float(r.value),
                     float(r.time)) for r in df.itertuples(index=False)]
         if not records:
             return 0
@@ -190,7 +191,7 @@ class RunStore:
         target = self.path(relpath)
         with atomic_write(target) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, **{k: _plain(v) for k, v in arrays.items()})
+                np.savez(f, **{k: _plain(v) for k, v in arrays.items()})  # type: ignore[arg-type]  # (numpy's stub)
         return target
 
     def load_arrays(self, relpath: str | Path) -> dict[str, np.ndarray]:
@@ -297,7 +298,7 @@ def _plain(v: Any) -> np.ndarray:
 
 
 def _int_or_none(x: Any) -> int | None:
-    return None if x is None or (isinstance(x, float) and x != x) else int(x)
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else int(x)
 
 
 def _json_default(o: Any) -> Any:
@@ -333,3 +334,21 @@ def list_runs(root: str | Path) -> list[Path]:
     for p in sorted(root.iterdir()):
         out += [p] if (p / "store.sqlite").exists() else ([p, *study_runs(p)] if study_runs(p) else [])
     return out
+
+
+def recorded_corpus_root(run_dir: str | Path) -> Path | None:
+    """The corpus a run read: the ``root`` of its ``corpus/counts.json`` (written by the corpus step),
+    else ``corpus.root`` of its ``config.yaml``; None while neither is known (the corpus step has not
+    run yet and the config leaves the root to the embedded corpus's cache). A counts file that is not
+    valid JSON, or has no root, raises ValueError naming it."""
+    run_dir = Path(run_dir)
+    counts = run_dir / "corpus" / "counts.json"
+    if counts.exists():
+        try:
+            return Path(json.loads(counts.read_text())["root"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{counts}: no corpus root in it ({type(e).__name__}: {e})") from None
+    config = run_dir / "config.yaml"
+    root = ((yaml.safe_load(config.read_text()) or {}).get("corpus") or {}).get("root") if config.exists() else None
+    return Path(root).expanduser() if root else None
+

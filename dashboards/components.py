@@ -1,7 +1,7 @@
 """What every dashboard view shares: the app state, the figure card with its exports, small helpers.
 
 :class:`AppState` holds the one :class:`~dashboards.data.RunData` store and the chosen run; each view
-is a :class:`RunView` over it. :class:`FigureCard` shows a figure from :mod:`cometa.figures` and
+is a :class:`RunView` over it. :class:`FigureCard` shows a figure from :mod:`cometa.results.figures` and
 exports exactly what is on screen (zoom, hidden traces and all) as PNG or SVG in the browser with
 ``Plotly.downloadImage``: no server-side renderer is needed. The modebar's camera gives a PNG too.
 """
@@ -12,7 +12,7 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
-from cometa.report import strategies_of
+from cometa.results.report import strategies_of
 from dashboards.data import RunData
 
 __all__ = ["AppState", "FigureCard", "RunView", "plotly_config", "table", "pivot", "VIEWS", "LABEL_METRICS",
@@ -94,17 +94,25 @@ class RunView(Viewer):
     state = param.ClassSelector(class_=AppState)
 
     @property
+    def app(self) -> AppState:
+        """The shared state (set at construction)."""
+        assert self.state is not None, f"{type(self).__name__} needs state=AppState(...)"
+        return self.state
+
+    @property
     def data(self) -> RunData:
-        return self.state.data
+        data = self.app.data
+        assert data is not None  # (AppState's constructor sets it)
+        return data
 
     def _round_bounds(self, strategy: str | None = None) -> None:
-        rounds = self.data.rounds(self.state.run, strategy) or [1]
+        rounds = self.data.rounds(self.app.run, strategy) or [1]
         self.param.round.bounds = (1, max(rounds[-1], 2))  # a slider needs start < end
         if not 1 <= self.round <= rounds[-1]:
             self.round = rounds[-1]
 
     def _strategy_choices(self) -> None:
         """Fill a ``strategy`` selector with the run's strategies (Co-Meta first when present)."""
-        names = self.data.strategies(self.state.run)
+        names = self.data.strategies(self.app.run)
         self.param.strategy.objects = names
         self.strategy = "cometa" if "cometa" in names else (names[0] if names else None)

@@ -20,10 +20,10 @@ import panel as pn
 import param
 import yaml
 
-from cometa import figures as F
-from cometa.label_noise import merged_and_split  # noqa: F401 re-exported: it lived here before cometa.label_noise
-from cometa.report import read_scalars, strategies_of
-from cometa.runs import study_runs
+from cometa.results import figures as F
+from cometa.results.label_noise import merged_and_split  # noqa: F401 re-exported: it lived here before cometa.results.label_noise
+from cometa.results.report import read_scalars, strategies_of
+from cometa.runs import recorded_corpus_root, study_runs
 
 __all__ = ["RunData", "merged_and_split"]
 
@@ -51,16 +51,31 @@ def _load_json(path: str, mtime: str) -> dict:
     return json.loads(Path(path).read_text()) if mtime else {}
 
 
+def notebook_status(nb: dict) -> str:
+    """What papermill's record says of an executed notebook: ``failed`` (an exception, or a failed
+    cell), ``completed`` (it wrote the end time), ``running`` (started, not finished) or ``pending``.
+    papermill keeps a status per cell (``cells[i].metadata.papermill.status``) and, for the whole
+    notebook, the start and end times and whether an exception ended it."""
+    meta = nb.get("metadata", {}).get("papermill", {})
+    cells = {c.get("metadata", {}).get("papermill", {}).get("status") for c in nb.get("cells", [])}
+    if meta.get("exception") or "failed" in cells:
+        return "failed"
+    if meta.get("end_time"):
+        return "completed"
+    return "running" if meta.get("start_time") or "running" in cells else "pending"
+
+
 @pn.cache(max_items=256)
 def _notebook_meta(path: str, mtime: str) -> dict:
-    """papermill's metadata of an executed notebook (start_time, end_time, duration, status)."""
+    """papermill's metadata of an executed notebook (start_time, end_time, duration) and its
+    :func:`notebook_status`."""
     if not mtime:
         return {}
     try:
         nb = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {"status": "unreadable"}
-    return nb.get("metadata", {}).get("papermill", {})
+    return {**nb.get("metadata", {}).get("papermill", {}), "status": notebook_status(nb)}
 
 
 @pn.cache(max_items=64)
@@ -81,14 +96,16 @@ def _history(files: str) -> pd.DataFrame:
     """``files``: JSON list of (labels.parquet path, mtime), one per round, in round order."""
     by_round = {}
     for path, mtime in json.loads(files):
-        by_round[int(_ROUND.search(str(Path(path).parent)).group(1))] = _load_parquet(path, mtime)
+        found = _ROUND.search(str(Path(path).parent))
+        assert found is not None  # (the paths are <strategy>/round_<r>/labels.parquet)
+        by_round[int(found.group(1))] = _load_parquet(path, mtime)
     return F.label_history(by_round)
 
 
 @pn.cache(max_items=64)
 def _points(projection: str, projection_mtime: str, labels: str, labels_mtime: str, view: str,
             label_column: str) -> pd.DataFrame:
-    """:func:`cometa.figures.projection_frame` of one round and view (empty when a file is missing)."""
+    """:func:`cometa.results.figures.projection_frame` of one round and view (empty when a file is missing)."""
     proj, lab = _load_parquet(projection, projection_mtime), _load_parquet(labels, labels_mtime)
     if proj.empty or lab.empty:
         return pd.DataFrame()
@@ -217,7 +234,7 @@ class RunData(param.Parameterized):
         return {r: self.labels(run_id, strategy, r) for r in self.rounds(run_id, strategy)}
 
     def history(self, run_id: str, strategy: str) -> pd.DataFrame:
-        """:func:`cometa.figures.label_history` of every round of one strategy (cached)."""
+        """:func:`cometa.results.figures.label_history` of every round of one strategy (cached)."""
         files = [self._file(run_id, strategy, r, "labels.parquet") for r in self.rounds(run_id, strategy)]
         return _history(json.dumps(files))
 
@@ -256,19 +273,9 @@ class RunData(param.Parameterized):
 
     # ------------------------------------------------------------------------------- media
     def corpus_root(self, run_id: str) -> Path | None:
-        """``corpus.root`` of the config; for the embedded corpus with no root, its cache folder."""
-        corpus = self.config(run_id).get("corpus") or {}
-        if corpus.get("root"):
-            return Path(corpus["root"]).expanduser()
-        if corpus.get("kind") == "synthetic":
-            try:
-                from cometa.config import load_run_config
-                from cometa.data.synthetic import default_root
-
-                return default_root(load_run_config(self.path(run_id) / "config.yaml").corpus.synthetic)
-            except Exception:  # noqa: BLE001 the media are a convenience: no root, no media
-                return None
-        return None
+        """The corpus the run read, as its corpus step recorded it in ``corpus/counts.json``
+        (:func:`cometa.runs.recorded_corpus_root`); None before that step has run."""
+        return recorded_corpus_root(self.path(run_id))
 
     def media(self, run_id: str, key: str, *, max_frames: int = 8) -> tuple[Path | None, list[Path]]:
         """The utterance's wav (``train/wav/<key>``) and face frames (``train/faces/<key - .wav>/*.jpg``)."""

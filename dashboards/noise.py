@@ -12,9 +12,9 @@ import pandas as pd
 import panel as pn
 import param
 
-from cometa import figures as F
+from cometa.results import figures as F
+from cometa.results.label_noise import merged_and_split
 from dashboards.components import FigureCard, RunView, table
-from cometa.label_noise import merged_and_split
 
 __all__ = ["NoiseDiagnosis"]
 

@@ -29,6 +29,7 @@ def notebook_url(run_id: str, relpath: str, *, raw: bool = False) -> str:
 @functools.lru_cache(maxsize=32)
 def render_notebook(path: str, mtime_ns: int) -> str:
     """The notebook as a standalone HTML page (cached per file version)."""
+    # nbconvert takes a second or two to import: loaded when a notebook is first opened, not with the dashboard
     import nbformat
     from nbconvert import HTMLExporter
 

@@ -2,7 +2,7 @@
 embeddings. (The label-noise diagnosis is in :mod:`dashboards.noise`.)
 
 Each view is a :class:`~dashboards.components.RunView`: widgets come from its ``param`` parameters,
-figures from :mod:`cometa.figures` (the report's own functions), redrawn with ``pn.bind``.
+figures from :mod:`cometa.results.figures` (the report's own functions), redrawn with ``pn.bind``.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import panel as pn
 import param
 import yaml
 
-from cometa import figures as F
+from cometa.results import figures as F
 from dashboards.components import LABEL_METRICS, TABLE_CSS, VIEWS, FigureCard, RunView, pivot, table
 from dashboards.notebooks import notebook_url
 

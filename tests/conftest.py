@@ -2,13 +2,19 @@
 
 ``tiny_run``: one finished run of the ``tiny`` preset (corpus, Stage I, three strategies x two
 rounds, projections; the report's tables without its static figures), made once per test session
-through the real pipeline (papermill notebooks and all), for the tests that explore a finished run. Tests must not change it: copy it
-first. While developing, ``COMETA_TEST_TINY_RUN=/path/to/a/finished/tiny/run`` reuses one instead of
-making it (about 1.5-3 min on 2 cores).
+through the real pipeline (papermill notebooks and all), for the tests that explore a finished run,
+the dashboard's and the report's. Tests must not change it: ``run_copy`` gives a copy to change.
+While developing, ``COMETA_TEST_TINY_RUN=/path/to/a/finished/tiny/run`` reuses one instead of making
+it (about 1.5-3 min on 2 cores).
 
 ``tiny_study``: a two-seed study directory built from ``tiny_run`` without training: ``seed_0`` is a
-copy of it, ``seed_1`` a copy whose config says seed 1 and whose EERs (``eer``, ``eer_untrained``) are halved, so that means and
-standard deviations over the seeds are known exactly.
+copy of it, ``seed_1`` a copy whose config says seed 1 and whose EERs (``eer``, ``eer_untrained``) are
+halved, so that means and standard deviations over the seeds are known exactly.
+
+``run_copy``: ``run_copy(name)`` copies ``tiny_run`` (without its checkpoints) into a fresh directory.
+
+``sqlite_scalars``: ``sqlite_scalars(run_dir)`` reads a run's scalars straight from SQLite, independent
+of the run store's own reader, to check what the readers show against.
 """
 from __future__ import annotations
 
@@ -16,8 +22,10 @@ import json
 import os
 import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -32,8 +40,8 @@ def tiny_run(tmp_path_factory) -> Path:
         assert (run_dir / "report" / "table1.md").exists(), f"COMETA_TEST_TINY_RUN={reuse} is not a finished run"
         return run_dir
     from cometa.config import load_config
-    from cometa.pipeline import plan_steps, run_pipeline
-    from cometa.report import write_report
+    from cometa.pipeline.run import plan_steps, run_pipeline
+    from cometa.results.report import write_report
 
     run_dir = tmp_path_factory.mktemp("tiny_run") / "tiny"
     steps = [s.name for s in plan_steps(load_config("tiny"), run_dir) if s.name != "report"]
@@ -57,5 +65,28 @@ def tiny_study(tiny_run, tmp_path_factory) -> Path:
             con.execute("UPDATE scalars SET run = ?", (run.name,))
         con.close()
     (study / "study.json").write_text(json.dumps({"preset": "tiny", "seeds": list(TINY_STUDY_EER_FACTOR),
-                                                  "overrides": [], "runs": [f"seed_{s}" for s in TINY_STUDY_EER_FACTOR]}))
+                                                  "overrides": [],
+                                                  "runs": [f"seed_{s}" for s in TINY_STUDY_EER_FACTOR]}))
     return study
+
+
+@pytest.fixture(scope="session")
+def run_copy(tiny_run, tmp_path_factory) -> Callable[..., Path]:
+    def copy(name: str = "run", *, ignore: tuple[str, ...] = ("*.pt",)) -> Path:
+        dest = tmp_path_factory.mktemp("run_copy") / name
+        shutil.copytree(tiny_run, dest, ignore=shutil.ignore_patterns(*ignore))
+        return dest
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def sqlite_scalars() -> Callable[[Path], pd.DataFrame]:
+    def read(run_dir: Path) -> pd.DataFrame:
+        con = sqlite3.connect(Path(run_dir) / "store.sqlite")
+        try:
+            return pd.read_sql_query("SELECT * FROM scalars", con)
+        finally:
+            con.close()
+
+    return read

@@ -6,8 +6,17 @@ import pytest
 import soundfile as sf
 import torch
 
-from cometa.augment import (CATEGORIES, AugmentConfig, AudioAugmenter, apply_rir, aug_code, build_eval_transform,
-                            build_visual_transform, describe_aug, generate_bank)
+from cometa.models.augment import (
+    CATEGORIES,
+    AudioAugmenter,
+    AugmentConfig,
+    apply_rir,
+    aug_code,
+    build_eval_transform,
+    build_visual_transform,
+    describe_aug,
+    generate_bank,
+)
 
 SR = 16000
 

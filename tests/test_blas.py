@@ -10,8 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from cometa import blas
-from cometa.blas import CpuInfo, choose_kmeans_backend, cpu_info, faiss_is_generic, openblas_coretype_for, simd_level
+from cometa.core import blas
+from cometa.core.blas import (
+    CpuInfo,
+    choose_kmeans_backend,
+    cpu_info,
+    faiss_is_generic,
+    openblas_coretype_for,
+    simd_level,
+)
 
 AVX512 = frozenset({"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"})
 AVX2 = frozenset({"sse4_2", "avx", "avx2", "fma"})
@@ -45,7 +52,8 @@ def _auto(cpu, faiss_core, scipy_core="SkylakeX", torch_blas="MKL", **kw):
 
 def test_intel_avx512_with_prescott_runs_torch_and_children_get_skylakex():
     choice = _auto(XEON, "Prescott")
-    assert (choice.backend, choice.device) == ("torch", "cpu") and "Prescott" in choice.reason and "MKL" in choice.reason
+    assert (choice.backend, choice.device) == ("torch", "cpu")
+    assert "Prescott" in choice.reason and "MKL" in choice.reason
     assert _auto(XEON, "Prescott", torch_blas=None).backend == "sklearn"  # torch without MKL: scipy's OpenBLAS
     decision = openblas_coretype_for(cpu=XEON, faiss_core="Prescott", env={})
     assert (decision.value, decision.source) == ("SkylakeX", "cometa")
@@ -136,7 +144,7 @@ def test_apply_sets_the_variable_once_and_keeps_the_users(monkeypatch, capsys):
 
 def test_the_variable_reaches_faiss_openblas_in_a_child():
     """What the pipeline relies on: faiss-cpu's bundled OpenBLAS obeys OPENBLAS_CORETYPE at load."""
-    code = "import json; from cometa.blas import blas_cores; print(json.dumps(blas_cores()))"
+    code = "import json; from cometa.core.blas import blas_cores; print(json.dumps(blas_cores()))"
     env = dict(os.environ, OPENBLAS_CORETYPE="Nehalem", PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
     cores = json.loads(out.stdout.strip().splitlines()[-1])
@@ -148,7 +156,7 @@ def test_the_variable_reaches_faiss_openblas_in_a_child():
 def test_the_pipeline_sets_and_records_the_variable_for_its_kernels(monkeypatch, tmp_path, capsys):
     import yaml
 
-    from cometa.pipeline import run_pipeline
+    from cometa.pipeline.run import run_pipeline
 
     # setenv first, so that teardown removes what the pipeline sets: a SkylakeX left in this
     # process's environment would reach every later test's kernels (SIGILL on a CPU without AVX-512)
@@ -169,7 +177,8 @@ def test_the_pipeline_sets_and_records_the_variable_for_its_kernels(monkeypatch,
     monkeypatch.setattr(blas, "_applied", [])
     run_pipeline("tiny", run_dir=tmp_path / "c", progress=False, only=["no-such-step"])
     assert os.environ["OPENBLAS_CORETYPE"] == "Haswell"
-    assert yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())["runtime"]["openblas_coretype"]["source"] == "user"
+    runtime = yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())["runtime"]
+    assert runtime["openblas_coretype"]["source"] == "user"
 
 
 def test_a_core_that_kills_its_probe_is_not_handed_on(monkeypatch):

@@ -4,11 +4,12 @@ The browser test serves ``python -m dashboards.app`` on a free port of 127.0.0.1
 Debian's Chromium through Playwright, moves the Embeddings round slider, checks that plots rendered
 and show the chosen round (title and point count), exports a figure as SVG, and that the console
 stayed free of errors. Screenshots go to a temporary directory (printed), and to
-``reports/screenshots/<view>.png`` when ``COMETA_SCREENSHOTS=1``. The run directory comes from the
-``run_dir`` fixture (:func:`tests.sample_run.build_sample_run`).
+``reports/screenshots/<view>.png`` when ``COMETA_SCREENSHOTS=1``. The run directory is the session's
+real tiny run (``tests/conftest.py``: three strategies, two rounds, written by the pipeline itself).
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -17,18 +18,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.sample_run import build_sample_run
-
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-N = 240  # utterances in the sample run
 TABS = {  # tab -> text a plot title shows once the tab rendered
     "Label quality": "purity per round",
     "Training dynamics": "training dynamics",
@@ -41,41 +40,92 @@ needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return build_sample_run(tmp_path_factory.mktemp("dash") / "sample", rounds=3, n=N)
+def run_dir(tiny_run) -> Path:
+    return tiny_run
+
+
+@pytest.fixture(scope="module")
+def n_train(run_dir) -> int:
+    """Training utterances of the run: the labels of every round have one row each."""
+    return json.loads((run_dir / "corpus" / "counts.json").read_text())["train"]["utterances"]
 
 
 # ------------------------------------------------------------------------------------ data store
-def test_run_data_reads_the_run(run_dir):
+def test_run_data_reads_the_run(run_dir, n_train):
     from dashboards.data import RunData
 
     data = RunData([str(run_dir)])
     rid = data.run_ids[0]
     assert data.strategies(rid) == ["baseline", "coteaching_plus", "cometa"]
-    assert data.rounds(rid) == [1, 2, 3] and data.planned_rounds(rid) == 3
+    assert data.rounds(rid) == [1, 2] and data.planned_rounds(rid) == 2
     steps = data.steps(rid)
     assert set(steps["status"]) == {"done"} and steps["seconds"].notna().all()
     assert steps["step"].tolist()[:3] == ["corpus", "stage1", "baseline/round_1"]
     assert steps["step"].tolist()[-1] == "projections"
     assert "cometa/round_2/round.ipynb" in set(steps["notebook"])
-    assert steps.set_index("step").loc["stage1", "started"] == "2024-05-01 10:00:13"  # epoch seconds, as UTC
-    assert len(data.labels(rid, "cometa", 2)) == N
+    done = json.loads((run_dir / "stage1" / "done.json").read_text())
+    started = datetime.fromtimestamp(done["started_at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+    assert steps.set_index("step").loc["stage1", "started"] == started  # epoch seconds, as UTC
+    assert len(data.labels(rid, "cometa", 2)) == n_train
     assert data.labels(rid, "cometa", 2) is data.labels(rid, "cometa", 2)  # cached
-    wav, frames = data.media(rid, data.labels(rid, "cometa", 1)["key"].iloc[0])
-    assert wav is not None and wav.exists() and len(frames) == 2
 
 
-def test_steps_show_a_round_in_progress(run_dir, tmp_path):
+def test_media_come_from_the_corpus_the_run_recorded(run_dir):
     from dashboards.data import RunData
 
-    copy = tmp_path / "partial"
-    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("corpus"))
-    (copy / "cometa" / "round_3" / "done.json").unlink()
-    shutil.rmtree(copy / "coteaching_plus" / "round_3")
+    data = RunData([str(run_dir)])
+    rid = data.run_ids[0]
+    root = Path(json.loads((run_dir / "corpus" / "counts.json").read_text())["root"])
+    assert data.corpus_root(rid) == root
+    key = data.labels(rid, "cometa", 1)["key"].iloc[0]
+    wav, frames = data.media(rid, key)
+    assert wav == root / "train" / "wav" / key and wav.exists()
+    assert frames and all(f.parent == root / "train" / "faces" / key[:-4] and f.suffix == ".jpg" for f in frames)
+
+
+def test_corpus_root_before_the_corpus_step_and_a_broken_record(run_copy):
+    from dashboards.data import RunData
+
+    run = run_copy("no_corpus_yet", ignore=("*.pt", "corpus"))
+    assert RunData([str(run)]).corpus_root("no_corpus_yet") is None  # no media yet: nothing to show
+    (run / "corpus").mkdir()
+    (run / "corpus" / "counts.json").write_text("{not json")
+    with pytest.raises(ValueError, match="counts.json"):  # said, not swallowed
+        RunData([str(run)]).media("no_corpus_yet", "id00001/v/u.wav")
+
+
+def test_steps_show_a_round_in_progress(run_copy):
+    from dashboards.data import RunData
+
+    copy = run_copy("partial", ignore=("*.pt", "corpus"))
+    (copy / "cometa" / "round_2" / "done.json").unlink()
+    shutil.rmtree(copy / "coteaching_plus" / "round_2")
+    # baseline round 2 as papermill leaves it while its kernel runs: no end time, a cell running
+    nb_path = copy / "baseline" / "round_2" / "round.ipynb"
+    nb = json.loads(nb_path.read_text())
+    nb["metadata"]["papermill"]["end_time"] = None
+    nb["cells"][-1]["metadata"]["papermill"]["status"] = "running"
+    nb_path.write_text(json.dumps(nb))
+    (copy / "baseline" / "round_2" / "done.json").unlink()
     steps = RunData([str(copy)]).steps("partial").set_index("step")
-    assert steps.loc["cometa/round_3", "status"] == "completed"  # papermill's own status, no done marker
-    assert steps.loc["cometa/round_2", "status"] == "done"
-    assert steps.loc["coteaching_plus/round_3", "status"] == "pending"  # planned by the config, not started
+    assert steps.loc["cometa/round_2", "status"] == "completed"  # papermill's own record, no done marker
+    assert steps.loc["baseline/round_2", "status"] == "running"
+    assert steps.loc["cometa/round_1", "status"] == "done"
+    assert steps.loc["coteaching_plus/round_2", "status"] == "pending"  # planned by the config, not started
+
+
+def test_notebook_status_from_papermills_record():
+    from dashboards.data import notebook_status
+
+    def nb(*cells, **meta):
+        return {"metadata": {"papermill": meta}, "cells": [{"metadata": {"papermill": {"status": c}}} for c in cells]}
+
+    assert notebook_status(nb("completed", "completed", start_time="t0", end_time="t1", exception=None)) == "completed"
+    assert notebook_status(nb("completed", "failed", start_time="t0", end_time="t1", exception=True)) == "failed"
+    assert notebook_status(nb("completed", "failed", start_time="t0")) == "failed"
+    assert notebook_status(nb("completed", "running", "pending", start_time="t0", end_time=None)) == "running"
+    assert notebook_status(nb("pending", "pending")) == "pending"
+    assert notebook_status({}) == "pending"
 
 
 def test_merged_and_split_on_known_labels():
@@ -88,7 +138,7 @@ def test_merged_and_split_on_known_labels():
     assert split["speaker"].tolist() == ["c"]
 
 
-def test_views_build_without_a_server(run_dir):
+def test_views_build_without_a_server(run_dir, n_train):
     import panel as pn
 
     from dashboards.app import VIEW_CLASSES, AppState
@@ -100,7 +150,7 @@ def test_views_build_without_a_server(run_dir):
     emb = VIEW_CLASSES["Embeddings"](state=state)
     emb.round = 2
     fig = emb.card.pane.object
-    assert "round 2" in fig.layout.title.text and sum(len(t.x) for t in fig.data) == N
+    assert "round 2" in fig.layout.title.text and sum(len(t.x) for t in fig.data) == n_train
 
 
 # ------------------------------------------------------------------------------------------ browser
@@ -178,19 +228,22 @@ def _shoot(page, out: Path, view: str) -> None:
         shutil.copy(path, ROOT / "reports" / "screenshots" / path.name)
 
 
-def test_notebooks_are_served_rendered_and_raw(server):
-    page = urllib.request.urlopen(f"{server}/notebooks/sample/cometa/round_3/round.ipynb", timeout=30).read()
-    assert b"<html" in page and b"cometa round 3" in page  # the executed cell's output
-    raw = urllib.request.urlopen(f"{server}/notebooks/sample/cometa/round_3/round.ipynb?raw=1", timeout=10).read()
+def test_notebooks_are_served_rendered_and_raw(server, run_dir):
+    from dashboards.notebooks import run_key
+
+    key = run_key(run_dir.name)
+    page = urllib.request.urlopen(f"{server}/notebooks/{key}/cometa/round_2/round.ipynb", timeout=30).read()
+    assert b"<html" in page and b"cometa, round 2" in page  # the executed cell's output (its figure's title)
+    raw = urllib.request.urlopen(f"{server}/notebooks/{key}/cometa/round_2/round.ipynb?raw=1", timeout=10).read()
     assert b'"papermill"' in raw
-    for bad in ("sample/../sample/config.yaml", "sample/store.sqlite", "other/cometa/round_3/round.ipynb"):
+    for bad in (f"{key}/../{key}/config.yaml", f"{key}/store.sqlite", "other/cometa/round_2/round.ipynb"):
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(f"{server}/notebooks/{bad}", timeout=10)
 
 
 @pytest.mark.browser
 @needs_chromium
-def test_every_view_renders_in_chromium(server, screenshots):
+def test_every_view_renders_in_chromium(server, screenshots, n_train):
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright python package")
     errors: list[str] = []
     with sync_api.sync_playwright() as p:
@@ -202,7 +255,7 @@ def test_every_view_renders_in_chromium(server, screenshots):
             page.goto(server)
             wait_title(page, "EER (%) per round")  # the overview's headline figure
             assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 6
-            assert page.get_by_text("cometa/round_3/round.ipynb").count() == 1  # the notebook link
+            assert page.get_by_text("cometa/round_2/round.ipynb").count() == 1  # the notebook link
             with page.expect_download() as download:
                 page.locator(".export-svg button").first.click()
             assert download.value.suggested_filename == "eer_per_round.svg"
@@ -218,8 +271,8 @@ def test_every_view_renders_in_chromium(server, screenshots):
                     handle.focus()
                     handle.press("ArrowRight")
                     wait_title(page, "round 2")
-                    assert page.locator(".js-plotly-plot .gtitle", has_text=f"{N} utterances").count() == 1
-                    assert scatter_points(page) == N
+                    assert page.locator(".js-plotly-plot .gtitle", has_text=f"{n_train} utterances").count() == 1
+                    assert scatter_points(page) == n_train
                 if tab == "Noise diagnosis":  # select the worst utterance: its faces and its audio
                     page.locator(".tabulator-row").first.click()
                     page.locator("audio").first.wait_for(state="attached", timeout=10_000)

@@ -3,8 +3,8 @@ ranks' parameters stay identical (the meta step's explicit gradients are all-red
 import pytest
 
 from cometa.config import load_config
+from cometa.pipeline import steps
 from cometa.runs import RunStore
-from cometa import steps
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ import shutil
 from cometa.cli import main
 from cometa.config import load_config
 from cometa.data.synthetic import build_corpus
-from cometa.dryrun import dry_run
+from cometa.pipeline.dryrun import dry_run
 
 
 def _tiny_root():

@@ -2,9 +2,9 @@
 import numpy as np
 import torch
 
-from cometa.augment import build_eval_transform
-from cometa.embed import visual_embeddings
-from cometa.encoders.resnet import FaceResNet
+from cometa.models.augment import build_eval_transform
+from cometa.models.encoders.resnet import FaceResNet
+from cometa.train.embed import visual_embeddings
 
 
 class _Bank:

@@ -7,11 +7,20 @@ import torch
 import torchvision
 from torch.func import functional_call
 
-from cometa.encoders import (ENCODERS, EcapaConfig, EcapaTDNN, FaceResNet, ResNetConfig, build_audio_encoder,
-                             build_visual_encoder, count_parameters, embed_frames)
-from cometa.encoders.resnet import ResNetTrunk
-from cometa.features import FeatureConfig
-from cometa.losses import AAMSoftmax
+from cometa.models.encoders import (
+    ENCODERS,
+    EcapaConfig,
+    EcapaTDNN,
+    FaceResNet,
+    ResNetConfig,
+    build_audio_encoder,
+    build_visual_encoder,
+    count_parameters,
+    embed_frames,
+)
+from cometa.models.encoders.resnet import ResNetTrunk
+from cometa.models.features import FeatureConfig
+from cometa.models.losses import AAMSoftmax
 
 TINY_ECAPA = EcapaConfig(channels=16, embed_dim=32, scale=4, se_bottleneck=8, attention_channels=8)
 TINY_RESNET = ResNetConfig(depth=10, base_width=8, image_size=32, embed_dim=32)

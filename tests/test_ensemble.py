@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from cometa.ensemble import align, consensus, joint_embeddings, vote, vote_counts
+from cometa.config.sections import ClusteringConfig
+from cometa.core.ensemble import align, consensus, joint_embeddings, make_round_labels, vote, vote_counts
 
 
 def test_align_recovers_a_permutation():
@@ -107,3 +108,56 @@ def test_joint_embeddings_halves_are_unit_norm():
     assert np.allclose(np.linalg.norm(out[:, :3], axis=1), 1) and np.allclose(np.linalg.norm(out[:, 3:], axis=1), 1)
     with pytest.raises(ValueError, match="visual"):
         joint_embeddings(np.ones((4, 3)), np.ones((3, 2)))
+
+
+# ------------------------------------------------------------------------ a round's labels
+def _views(n_per: int = 3):
+    """Three speakers of ``n_per`` utterances on orthogonal audio and visual directions; the
+    visual row of utterance 2 (speaker a) leans towards speaker b (cos 0.55 to a, 0.83 to b)."""
+    eye = np.eye(3, dtype=np.float32)
+    audio = np.repeat(eye, n_per, axis=0)  # (9, 3)
+    visual = np.repeat(eye, n_per, axis=0)
+    visual[2] = 0.4 * eye[0] + 0.6 * eye[1]
+    speakers = np.repeat(["a", "b", "c"], n_per).tolist()
+    return [f"u{i}" for i in range(3 * n_per)], speakers, audio, visual
+
+
+def _groups(labels) -> list[list[int]]:
+    """The partition a labelling makes, as sorted lists of sample indices (ids themselves arbitrary)."""
+    labels = np.asarray(labels)
+    return sorted(np.flatnonzero(labels == c).tolist() for c in np.unique(labels[labels >= 0]))
+
+
+def test_round_labels_vote_two_views_against_the_third():
+    """Utterance 2 looks like speaker b: the visual clustering puts it there, the joint view (its
+    voice is a's; squared distance 0.9 to a's joint centroid, 2.34 to b's) and the audio keep it
+    with a, so the vote of two against one keeps it with a."""
+    keys, speakers, audio, visual = _views()
+    cfg = ClusteringConfig(k=3, backend="sklearn")
+    table, counts = make_round_labels(keys, speakers, audio, visual, clustering=cfg, seed=0)
+    assert table.columns.tolist() == ["key", "speaker", "audio", "visual", "joint", "consensus", "kept"]
+    assert table["key"].tolist() == keys and table["speaker"].tolist() == speakers
+    assert _groups(table["joint"]) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    assert table["audio"].tolist() == table["joint"].tolist()  # aligned onto the joint ids
+    visual_ids = table["visual"].to_numpy()
+    assert visual_ids[2] == table["joint"][3]  # with speaker b ...
+    assert np.array_equal(np.delete(visual_ids, 2), np.delete(table["joint"].to_numpy(), 2))  # ... the rest agree
+    assert table["consensus"].tolist() == table["joint"].tolist() and table["kept"].all()
+    assert counts == {"all_agree": 8, "two_agree": 1, "all_differ": 0}
+
+
+def test_round_one_labels_are_the_audio_clustering():
+    keys, speakers, audio, _ = _views()
+    table, counts = make_round_labels(keys, speakers, audio, None, clustering=ClusteringConfig(k=3), seed=0)
+    assert _groups(table["audio"]) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    assert table["joint"].tolist() == table["consensus"].tolist() == table["audio"].tolist()
+    assert (table["visual"] == -1).all() and table["kept"].all()
+    assert counts == {"all_agree": 9, "two_agree": 0, "all_differ": 0}
+
+
+def test_round_labels_without_a_face_get_visual_minus_one():
+    keys, speakers, audio, visual = _views()
+    visual[7] = np.nan  # no face frames (corpus.missing_faces: audio_only)
+    table, _ = make_round_labels(keys, speakers, audio, visual, clustering=ClusteringConfig(k=3), seed=0)
+    assert table["visual"][7] == -1 and table["visual"].drop(index=7).ge(0).all()
+    assert _groups(table["joint"]) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]  # its voice alone places it

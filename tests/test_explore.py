@@ -1,4 +1,4 @@
-"""The run API (cometa.explore) on the tiny run, against independent computations.
+"""The run API (cometa.results.explore) on the tiny run, against independent computations.
 
 Numbers are checked against the run store read with sqlite3, the label and array files read with
 pandas and numpy, and label correctness recomputed here with a Counter.
@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 import cometa
-from cometa import explore
+from cometa.results import explore
 from tests.conftest import TINY_STUDY_EER_FACTOR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def test_readme_example_runs_and_imports_no_torch(tiny_run, tiny_study):
                                                                     repr(str(tiny_study / "seed_1")))
     check = """
 import sys
-for name in cometa.explore.FIGURES:
+for name in cometa.results.explore.FIGURES:
     fig = getattr(run, name)()
     assert fig.data or fig.layout.annotations, name
 assert "torch" not in sys.modules, "exploring a run imported torch"

@@ -12,7 +12,6 @@ import os
 import sqlite3
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -77,7 +76,7 @@ def test_explore_run_on_a_study(tiny_study, tmp_path):
 
 
 def test_diagnose_label_noise(tiny_run, tmp_path):
-    nb = run_notebook("diagnose_label_noise", tmp_path, run_dir=str(tiny_run), strategy="baseline", round=2)
+    nb = run_notebook("diagnose_label_noise", tmp_path, run_dir=str(tiny_run), strategy="baseline", round_no=2)
     run = cometa.open_run(tiny_run)
     both = run.wrong_in_both("baseline", 2)
     assert f"round 2: {len(both)} of 96 utterances wrong in both modalities" in text(outputs(nb, "both = run."))
@@ -112,7 +111,7 @@ def test_paper_figures(tiny_run, tmp_path):
 
 def test_what_if_reruns_one_round_and_reuses_the_rest(tiny_run, tmp_path):
     new_dir = tmp_path / "tiny-tau0.45"
-    nb = run_notebook("what_if", tmp_path, run_dir=str(tiny_run), round=2, strategy="cometa", tau=0.45,
+    nb = run_notebook("what_if", tmp_path, run_dir=str(tiny_run), round_no=2, strategy="cometa", tau=0.45,
                       out_dir=str(new_dir), threads=1)
     src_cfg = yaml.safe_load((tiny_run / "config.yaml").read_text())
     cfg = yaml.safe_load((new_dir / "config.yaml").read_text())
@@ -153,7 +152,7 @@ def test_what_if_reruns_one_round_and_reuses_the_rest(tiny_run, tmp_path):
     assert len(plotly(outputs(nb, "both.compare('eer_per_round')"))) == 1
 
     # again with the same arguments: nothing to do; with others into the same place: refused
-    from cometa.rerun import what_if
+    from cometa.pipeline.rerun import what_if
 
     mtime = (new_dir / "cometa" / "round_2" / "done.json").stat().st_mtime_ns
     what_if(tiny_run, round_=2, out_dir=new_dir, overrides=["stage2.tau=0.45"], strategy="cometa")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from cometa.features import FeatureConfig, LogMel, eval_crops, random_crop, two_segment_starts, two_segments
+from cometa.models.features import FeatureConfig, LogMel, eval_crops, random_crop, two_segment_starts, two_segments
 
 
 def test_logmel_shape_frames_and_cmn():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from cometa import steps
 from cometa.config import load_config
+from cometa.pipeline import steps
 from cometa.runs import RunStore
 
 STRATEGIES = ("baseline", "coteaching_plus", "cometa")

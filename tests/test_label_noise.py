@@ -1,10 +1,10 @@
-"""Label-noise tables (cometa.label_noise) on hand-built labellings with known merges, splits and
+"""Label-noise tables (cometa.results.label_noise) on hand-built labellings with known merges, splits and
 mistakes in both modalities."""
 from __future__ import annotations
 
 import pandas as pd
 
-from cometa import label_noise
+from cometa.results import label_noise
 
 
 def _labels(rows) -> pd.DataFrame:

@@ -1,11 +1,23 @@
 """Label-quality measures against hand-worked cases and scikit-learn (which the module does not use)."""
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
-from cometa.label_quality import (ari, cluster_sizes, contingency, flip_rate, inverse_purity, label_quality,
-                                  n_clusters, nmi, purity)
+from cometa.core.label_quality import (
+    ari,
+    cluster_sizes,
+    contingency,
+    flip_rate,
+    inverse_purity,
+    label_metrics,
+    label_quality,
+    n_clusters,
+    nmi,
+    purity,
+    wrong_label_mask,
+)
 
 KEYS = {"purity", "inverse_purity", "nmi", "ari", "n_clusters", "cluster_size_min", "cluster_size_median",
         "cluster_size_max"}
@@ -105,3 +117,48 @@ def test_flip_rate_excludes_dropped_samples():
     assert np.isnan(flip_rate([-1, 0], [0, -1]))
     with pytest.raises(ValueError, match="length"):
         flip_rate([0, 1], [0])
+
+
+# ------------------------------------------------------------------------ a round's labelling
+def test_wrong_label_mask_marks_the_minority_of_each_cluster():
+    speakers = np.array(["a", "a", "b", "b", "b", "c"])
+    labels = np.array([0, 0, 0, 1, 1, 1])  # cluster 0: a a b (majority a); cluster 1: b b c (majority b)
+    assert wrong_label_mask(speakers, labels).tolist() == [False, False, True, False, False, True]
+
+
+def test_wrong_label_mask_gives_a_tie_to_the_speaker_seen_first():
+    assert wrong_label_mask(np.array(["x", "y"]), np.array([7, 7])).tolist() == [False, True]
+    assert wrong_label_mask(np.array(["y", "x"]), np.array([7, 7])).tolist() == [False, True]
+
+
+def _round_table(**views):
+    n = len(views["consensus"])
+    base = {"key": [f"u{i}" for i in range(n)], "speaker": ["a", "a", "b", "b"][:n]}
+    return pd.DataFrame({**base, **{v: np.asarray(x) for v, x in views.items()}})
+
+
+def test_label_metrics_per_view_and_a_view_without_labels_is_left_out():
+    table = _round_table(audio=[0, 0, 1, 1], visual=[-1, -1, -1, -1], joint=[0, 0, 0, 1], consensus=[0, 0, 0, 1])
+    rows = label_metrics(table, None)
+    got = {(r["modality"], r["name"]): r["value"] for r in rows}
+    assert {m for m, _ in got} == {"audio", "joint", "consensus"}  # round 1: no visual labels
+    assert got[("audio", "purity")] == 1.0 and got[("audio", "ari")] == 1.0
+    assert got[("audio", "nmi")] == pytest.approx(1.0)
+    # joint: cluster 0 = a a b, cluster 1 = b: purity (2 + 1) / 4, inverse purity (2 + 1) / 4
+    assert got[("joint", "purity")] == 0.75 and got[("joint", "inverse_purity")] == 0.75
+    assert got[("joint", "n_clusters")] == 2.0
+    assert (got[("joint", "cluster_size_min")], got[("joint", "cluster_size_max")]) == (1.0, 3.0)
+    assert len(rows) == 3 * 8 and all(isinstance(r["value"], float) for r in rows)
+    assert not any(r["name"] == "flip_rate" for r in rows)
+
+
+def test_label_metrics_flip_rate_against_the_previous_round_by_key():
+    table = _round_table(audio=[0, 0, 1, 1], visual=[0, 0, 1, 1], joint=[0, 0, 1, 1], consensus=[5, 6, 6, 6])
+    # the previous round, keyed and in another order, with other ids: u0 u1 | u2 u3 -> one of four moved
+    previous = pd.DataFrame({"key": ["u3", "u2", "u1", "u0"], "consensus": [1, 1, 0, 0]})
+    (flip,) = [r for r in label_metrics(table, previous) if r["name"] == "flip_rate"]
+    assert flip == {"name": "flip_rate", "value": 0.25, "modality": "consensus"}
+    # a key the previous round did not label (or dropped, -1) takes no part
+    previous = pd.DataFrame({"key": ["u3", "u2", "u1"], "consensus": [1, 1, -1]})
+    (flip,) = [r for r in label_metrics(table, previous) if r["name"] == "flip_rate"]
+    assert flip["value"] == 0.0  # u2, u3 stay together

@@ -6,7 +6,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cometa.losses import AAMSoftmax, AugmentationDiscriminator, contrastive_loss, discriminator_loss, grad_reverse
+from cometa.models.losses import (
+    AAMSoftmax,
+    AugmentationDiscriminator,
+    contrastive_loss,
+    discriminator_loss,
+    grad_reverse,
+)
 
 
 def _cos(a, b):
@@ -20,7 +26,7 @@ def csl_loop(e1, e2):
     for i in range(n):
         for j in (1, 2):
             num = math.exp(_cos(e[i, j], e[i, 3 - j]))
-            den = sum(math.exp(_cos(e[i, j], e[k, l])) for k in range(n) for l in (1, 2) if (k, l) != (i, j))
+            den = sum(math.exp(_cos(e[i, j], e[k, v])) for k in range(n) for v in (1, 2) if (k, v) != (i, j))
             total += -math.log(num / den)
     return total / (2 * n)
 

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from cometa.meta import call_with, inner_update, meta_gradients
+from cometa.core.meta import call_with, inner_update, meta_gradients
 
 ALPHA, BETA = 0.01, 0.001
 

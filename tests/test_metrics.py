@@ -9,7 +9,7 @@ from scipy.interpolate import interp1d
 from scipy.optimize import brentq
 from sklearn.metrics import roc_curve
 
-from cometa.metrics import cosine_scores, det_curve, eer, fuse_scores, min_dcf, score_trials
+from cometa.evaluation.metrics import cosine_scores, det_curve, eer, fuse_scores, min_dcf, score_trials
 
 
 def _ref_eer(scores, labels):
@@ -169,7 +169,8 @@ def test_score_trials_matches_a_plain_loop(dtype):
     assert got.dtype == np.float64 and got.shape == (len(trials),)
     for t, (a, b) in enumerate(zip(trials["enroll"], trials["test"])):
         u, v = emb[index[a]].astype(np.float64), emb[index[b]].astype(np.float64)
-        assert got[t] == pytest.approx(u @ v / np.linalg.norm(u) / np.linalg.norm(v), abs=1e-6 if dtype == np.float32 else 1e-12)
+        tol = 1e-6 if dtype == np.float32 else 1e-12
+        assert got[t] == pytest.approx(u @ v / np.linalg.norm(u) / np.linalg.norm(v), abs=tol)
     np.testing.assert_array_equal(got, score_trials(emb, index, trials))  # chunking changes nothing
     e_rows = [index[k] for k in trials["enroll"]]
     t_rows = [index[k] for k in trials["test"]]

@@ -5,9 +5,9 @@ import shutil
 import numpy as np
 import pytest
 
-from cometa import steps
 from cometa.config import load_config
 from cometa.data.synthetic import build_corpus
+from cometa.pipeline import steps
 from cometa.runs import RunStore
 
 

@@ -1,10 +1,10 @@
-"""Figures for a paper (cometa.paper): sizes, fonts, colours and titles of the restyled figures."""
+"""Figures for a paper (cometa.results.paper): sizes, fonts, colours and titles of the restyled figures."""
 from __future__ import annotations
 
 import pytest
 
 import cometa
-from cometa import paper
+from cometa.results import paper
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cometa.pipeline import PipelineError, run_pipeline
+from cometa.pipeline.run import PipelineError, run_pipeline
 from cometa.runs import RunStore
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,8 @@ RESUME_ARGS = dict(strategies=["cometa"], rounds=2, overrides=["stage2.epochs_pe
 def _final_metrics(run_dir):
     df = RunStore(run_dir).scalars(stage="eval/O")
     df = df[df["round"] == df["round"].max()]
-    return df.sort_values(["strategy", "modality", "name"])[["strategy", "modality", "name", "value"]].reset_index(drop=True)
+    columns = ["strategy", "modality", "name", "value"]
+    return df.sort_values(["strategy", "modality", "name"])[columns].reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,8 @@ def test_rerun_skips_complete_steps(uninterrupted):
     assert {k: v for k, v in outcome.items() if k != "report"} == {
         "corpus": "skipped", "stage1": "skipped", "cometa/round_1": "skipped", "cometa/round_2": "skipped"}
     # every step kept its executed notebook
-    for nb in ("corpus/corpus.ipynb", "stage1/stage1.ipynb", "cometa/round_1/round.ipynb", "cometa/round_2/round.ipynb"):
+    for nb in ("corpus/corpus.ipynb", "stage1/stage1.ipynb", "cometa/round_1/round.ipynb",
+               "cometa/round_2/round.ipynb"):
         assert (uninterrupted / nb).exists(), nb
 
 

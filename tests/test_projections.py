@@ -1,11 +1,10 @@
-"""cometa.projections: Procrustes recovers a known rigid motion; the subsample cap; determinism."""
+"""cometa.core.projections: Procrustes recovers a known rigid motion; the subsample cap; determinism."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cometa.projections import (ProjectionConfig, procrustes_fit, project_round, project_rounds,
-                                subsample_keys)
+from cometa.core.projections import ProjectionConfig, procrustes_fit, project_round, project_rounds, subsample_keys
 
 
 def _rotation(theta: float) -> np.ndarray:

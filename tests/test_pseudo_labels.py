@@ -5,9 +5,17 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
-from cometa.lloyd import lloyd
-from cometa.pseudo_labels import (ClusteringConfig, agglomerative, cluster, clustering_backend, kmeans,
-                                  kmeans_plus_plus, l2_normalise)
+from cometa.core.lloyd import lloyd
+from cometa.core.pseudo_labels import (
+    ClusteringConfig,
+    agglomerative,
+    centroids,
+    cluster,
+    clustering_backend,
+    kmeans,
+    kmeans_plus_plus,
+    l2_normalise,
+)
 
 BACKENDS = ("faiss", "sklearn", "torch")
 
@@ -153,4 +161,22 @@ def test_agglomerative_and_dispatch_with_clamp():
     assert sorted(labels.tolist()) == list(range(7))
     assert cluster(x[:1], ClusteringConfig(method="agglomerative", k=50), seed=0).tolist() == [0]
     assert normalized_mutual_info_score(truth, cluster(x, ClusteringConfig(k=5), seed=0)) >= 0.99
-    assert normalized_mutual_info_score(truth, cluster(x, ClusteringConfig(method="agglomerative", k=5), seed=0)) >= 0.99
+    labels = cluster(x, ClusteringConfig(method="agglomerative", k=5), seed=0)
+    assert normalized_mutual_info_score(truth, labels) >= 0.99
+
+
+# ------------------------------------------------------------------------------- cluster means
+def test_centroids_are_normalised_means_of_normalised_rows():
+    """Rows [3, 0], [0, 2] (cluster 0) and [1, 1] (cluster 1) normalise to e1, e2 and (e1 + e2)/√2:
+    both clusters' means point along (1, 1)/√2; cluster 2 has no member and stays zero."""
+    emb = np.array([[3.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    c = centroids(emb, np.array([0, 0, 1]), 3)
+    half = np.sqrt(0.5)
+    np.testing.assert_allclose(c, [[half, half], [half, half], [0.0, 0.0]], atol=1e-7)
+    assert c.dtype == np.float32 and c.shape == (3, 2)
+
+
+def test_centroids_weigh_each_member_once_whatever_its_norm():
+    emb = np.array([[100.0, 0.0], [0.0, 0.01], [0.0, 0.01]])  # one long row, two short ones
+    (c,) = centroids(emb, np.array([0, 0, 0]), 1)
+    np.testing.assert_allclose(c, np.array([1.0, 2.0]) / np.sqrt(5.0), atol=1e-7)  # (e1 + 2 e2) / √5

@@ -1,41 +1,30 @@
-"""cometa.report: the tables carry the run store's numbers exactly; every file is written and well formed.
+"""cometa.results.report: the tables carry the run store's numbers exactly; every file is written and well formed.
 
-The run directory comes from the ``run_dir`` fixture (a sample run in the pipeline's format; switch it
-to a real tiny pipeline run by changing that fixture only).
+The run directory is a copy of the session's real tiny run (``tests/conftest.py``): three strategies,
+two rounds, written by the pipeline itself.
 """
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from cometa import report
-from tests.sample_run import build_sample_run
+from cometa.results import report
 
 FIGURES = ("eer_per_round", "purity_per_round", "disagreement_lambda", "umap_grid", "det_curves")
 NAMES = {"Baseline": "baseline", "Co-teaching+": "coteaching_plus", "Co-Meta": "cometa"}
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return build_sample_run(tmp_path_factory.mktemp("report") / "sample", rounds=3, n=240)
+def run_dir(run_copy) -> Path:
+    return run_copy("report_run", ignore=("*.pt", "report"))
 
 
 @pytest.fixture(scope="module")
 def report_dir(run_dir) -> Path:
     return report.write_report(run_dir)
-
-
-def _store(run_dir: Path) -> pd.DataFrame:
-    """The scalars straight from SQLite, independent of the report's own reader."""
-    con = sqlite3.connect(run_dir / "store.sqlite")
-    try:
-        return pd.read_sql_query("SELECT * FROM scalars", con)
-    finally:
-        con.close()
 
 
 def _md_rows(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -52,14 +41,16 @@ def _eer(df: pd.DataFrame, lst: str, strategy: str | None, rnd: int, modality: s
     return float(sel["value"].iloc[0])
 
 
-def test_table1_matches_store(run_dir, report_dir):
-    df = _store(run_dir)
+def test_table1_matches_store(run_dir, report_dir, sqlite_scalars):
+    df = sqlite_scalars(run_dir)
     head, rows = _md_rows(report_dir / "table1.md")
-    assert head[0] == "Stage" and [r[0] for r in rows] == ["Stage I", "Round 1", "Round 2", "Round 3"]
+    assert head[0] == "Stage" and [r[0] for r in rows] == ["Untrained", "Stage I", "Round 1", "Round 2"]
     assert head[1:] == [f"{s} {m}" for s in NAMES for m in ("Audio", "Visual")]
-    # Stage I only in the first strategy's Audio column, as in the paper
-    assert rows[0][1] == f"{100 * _eer(df, 'O', None, 0, 'audio'):.2f}" and set(rows[0][2:]) == {"-"}
-    for row in rows[1:]:
+    # the encoder before Stage I, and Stage I, only in the first strategy's Audio column, as in the paper
+    assert rows[0][1] == f"{100 * _eer(df, 'O', None, 0, 'audio', 'eer_untrained'):.2f}"
+    assert rows[1][1] == f"{100 * _eer(df, 'O', None, 0, 'audio'):.2f}"
+    assert set(rows[0][2:]) == set(rows[1][2:]) == {"-"}
+    for row in rows[2:]:
         rnd = int(row[0].split()[1])
         for col, cell in zip(head[1:], row[1:]):
             name, mod = col.rsplit(" ", 1)
@@ -68,8 +59,8 @@ def test_table1_matches_store(run_dir, report_dir):
     assert "**" in (report_dir / "table1.md").read_text().splitlines()[-1]
 
 
-def test_table2_matches_store(run_dir, report_dir):
-    df = _store(run_dir)
+def test_table2_matches_store(run_dir, report_dir, sqlite_scalars):
+    df = sqlite_scalars(run_dir)
     head, rows = _md_rows(report_dir / "table2.md")
     assert head[:3] == ["Strategy", "Modality", "Round"] and len(rows) == 9
     for row in rows:
@@ -82,13 +73,13 @@ def test_table2_matches_store(run_dir, report_dir):
             assert float(cell) == (round(100 * v, 2) if metric == "eer" else round(v, 4)), (row[:2], col)
 
 
-def test_tables_json_has_exact_numbers(run_dir, report_dir):
-    df = _store(run_dir)
+def test_tables_json_has_exact_numbers(run_dir, report_dir, sqlite_scalars):
+    df = sqlite_scalars(run_dir)
     t = json.loads((report_dir / "tables.json").read_text())
     assert t["table1"]["values"]["Round 2"]["cometa/visual"] == _eer(df, "O", "cometa", 2, "visual")
     assert t["table1"]["values"]["Stage I"] == {"baseline/audio": _eer(df, "O", None, 0, "audio")}
     last = next(r for r in t["table2"]["rows"] if r["strategy"] == "coteaching_plus" and r["modality"] == "fused")
-    assert last["H/min_dcf_0.05"] == _eer(df, "H", "coteaching_plus", 3, "fused", "min_dcf_0.05")
+    assert last["H/min_dcf_0.05"] == _eer(df, "H", "coteaching_plus", 2, "fused", "min_dcf_0.05")
 
 
 def test_latex_uses_booktabs(report_dir):

@@ -34,7 +34,8 @@ def test_unknown_columns_are_errors(tmp_path):
 
 def test_delete_scalars_keeps_completed_epochs(tmp_path):
     store = RunStore(tmp_path / "r", create=True)
-    store.log_many([dict(name="lambda", value=1.0, stage="train", strategy="cometa", round=1, epoch=e) for e in (1, 2, 3)]
+    store.log_many([dict(name="lambda", value=1.0, stage="train", strategy="cometa", round=1, epoch=e)
+                    for e in (1, 2, 3)]
                    + [dict(name="lambda", value=1.0, stage="train", strategy="baseline", round=1, epoch=3),
                       dict(name="loss_csl", value=1.0, stage="stage1", epoch=3)])
     n = store.delete_scalars(strategy="cometa", stage="train", round=1, min_epoch=2)

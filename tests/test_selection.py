@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from cometa.schedules import keep_ratio, keep_ratio_in_epoch, keep_ratio_schedule, lr_schedule
-from cometa.selection import disagreement, n_selected, selection_overlap, small_loss
+from cometa.core.schedules import keep_ratio, keep_ratio_in_epoch, keep_ratio_schedule, lr_schedule
+from cometa.core.selection import disagreement, n_selected, selection_overlap, small_loss
 
 
 @pytest.mark.parametrize("kind", ["numpy", "torch"])

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cometa import figures as F
-from cometa import report
 from cometa.cli import _parse_seeds
+from cometa.results import figures as F
+from cometa.results import report
 from cometa.runs import list_runs, study_runs
 
 EER = {  # seed -> (Stage I audio, round-1 baseline audio, round-2 baseline audio, round-2 baseline visual)
@@ -69,14 +69,15 @@ def test_a_seed_that_logged_twice_counts_once():
     agg = F.seed_mean_std(scalars[(scalars["name"] == "eer") & (scalars["stage"] == "eval/O")],
                           ["strategy", "round", "modality"])
     r2 = agg[(agg["round"] == 2) & (agg["modality"] == "audio")].iloc[0]
-    assert r2["n"] == 2 and r2["mean"] == pytest.approx(0.32) and r2["std"] == pytest.approx(np.std([0.14, 0.5], ddof=1))
+    assert r2["n"] == 2 and r2["mean"] == pytest.approx(0.32)
+    assert r2["std"] == pytest.approx(np.std([0.14, 0.5], ddof=1))
 
 
 def test_figures_show_mean_with_std_error_bars():
     scalars = pd.concat([_scalars(s) for s in EER], ignore_index=True)
     fig = F.eer_per_round(scalars, modalities=("audio",))
     (trace,) = [t for t in fig.data if t.name.startswith("Baseline")]
-    np.testing.assert_allclose(trace.y, [100 * np.mean([EER[s][1] for s in EER]), 100 * np.mean([EER[s][2] for s in EER])])
+    np.testing.assert_allclose(trace.y, [100 * np.mean([EER[s][r] for s in EER]) for r in (1, 2)])
     np.testing.assert_allclose(trace.error_y.array, [100 * np.std([EER[s][i] for s in EER], ddof=1) for i in (1, 2)])
     assert "3 seeds" in fig.layout.title.text
 

@@ -1,4 +1,4 @@
-"""The embedded corpus (cometa.data.synthetic) and the handcrafted baselines (cometa.data.baselines)."""
+"""The embedded corpus (cometa.data.synthetic) and the handcrafted baselines (cometa.evaluation.baselines)."""
 from __future__ import annotations
 
 import csv
@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cometa.data import baselines, synthetic
+from cometa.data import synthetic
 from cometa.data.synthetic import SyntheticConfig, build_corpus, corpus_hash, default_root
+from cometa.evaluation import baselines
 
 CFG = SyntheticConfig(
     seed=3, n_train_speakers=6, n_test_speakers=6, videos_per_speaker=2, utterances_per_video=2,
@@ -70,7 +71,8 @@ def test_layout_and_counts(corpus):
         for w in wavs:  # every utterance has its frame folder at the mirrored path
             assert (corpus / split / "faces" / w.relative_to(corpus / split / "wav").with_suffix("")).is_dir()
     rows = _speakers(corpus)
-    assert [r["speaker"] for r in rows] == [f"id{i:05d}" for i in range(1, 7)] + [f"id{i:05d}" for i in range(10001, 10007)]
+    expected = [f"id{i:05d}" for i in range(1, 7)] + [f"id{i:05d}" for i in range(10001, 10007)]
+    assert [r["speaker"] for r in rows] == expected
     assert {r["split"] for r in rows} == {"train", "test"} and {r["gender"] for r in rows} <= {"m", "f"}
     for name in synthetic.TRIAL_FILES.values():
         assert (corpus / "trials" / name).is_file()
@@ -178,7 +180,8 @@ def test_audio_is_16k_in_range_not_silent(corpus):
 
 def test_face_frames_count_and_size(corpus):
     for w in sorted((corpus / "train" / "wav").rglob("*.wav")):
-        frames = sorted((corpus / "train" / "faces" / w.relative_to(corpus / "train" / "wav").with_suffix("")).glob("*.jpg"))
+        face_dir = corpus / "train" / "faces" / w.relative_to(corpus / "train" / "wav").with_suffix("")
+        frames = sorted(face_dir.glob("*.jpg"))
         assert len(frames) == max(1, round(sf.info(str(w)).frames / 16000))
         assert [f.name for f in frames] == [f"{i:04d}.jpg" for i in range(1, len(frames) + 1)]
         im = Image.open(frames[0])
@@ -247,7 +250,7 @@ def test_make_trials_properties(shape, n, seed):
 
 
 def test_baseline_embeddings(corpus):
-    utts = [l for _, a, b in _trials(corpus, "O") for l in (a, b)][:10]
+    utts = [u for _, a, b in _trials(corpus, "O") for u in (a, b)][:10]
     audio = baselines.audio_baseline_embeddings([corpus / "test" / "wav" / u for u in utts])
     face = baselines.face_baseline_embeddings([corpus / "test" / "faces" / u[:-4] for u in utts], size=8)
     assert audio.shape == (10, 80) and face.shape == (10, 8 * 8 * 3)
@@ -258,7 +261,7 @@ def test_baseline_embeddings(corpus):
 
 
 def test_baseline_eers_on_tiny_corpus(corpus):
-    pytest.importorskip("cometa.metrics")
+    pytest.importorskip("cometa.evaluation.metrics")
     eers = baselines.baseline_eers(corpus)
     assert set(eers) == {"audio", "face"} and all(0.0 <= v <= 1.0 for v in eers.values())
 

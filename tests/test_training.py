@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from cometa.config import load_config
+from cometa.pipeline import steps
 from cometa.runs import RunStore
-from cometa import steps
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_round_resumed_equals_uninterrupted(run_dir, tmp_path):
 def test_heads_start_at_cluster_means_except_round_1_visual():
     from torch import nn
 
-    from cometa.strategies import SpeakerClassifier
+    from cometa.core.strategies import SpeakerClassifier
     from cometa.train.stage2 import start_heads
 
     rng = np.random.default_rng(0)

@@ -19,8 +19,15 @@ from PIL import Image
 from cometa.data import voxceleb
 from cometa.data.corpus import describe_corpus, open_corpus, scan_corpus
 from cometa.data.synthetic import TRIAL_FILES, SyntheticConfig, build_corpus
-from cometa.data.voxceleb import (MANIFEST_COLUMNS, DataError, build_manifest, check_trials, load_audio,
-                                  load_frames, read_trials)
+from cometa.data.voxceleb import (
+    MANIFEST_COLUMNS,
+    DataError,
+    build_manifest,
+    check_trials,
+    load_audio,
+    load_frames,
+    read_trials,
+)
 
 CFG = SyntheticConfig(seed=5, n_train_speakers=2, n_test_speakers=3, videos_per_speaker=2, utterances_per_video=2,
                       min_seconds=1.0, max_seconds=1.6, image_size=16, n_trials_o=12, n_trials_e=16, n_trials_h=8)

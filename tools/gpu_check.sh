@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from bench.bench_kmeans import mixture
-from cometa.blas import blas_report, kmeans_backend
-from cometa.lloyd import lloyd
-from cometa.pseudo_labels import kmeans, kmeans_plus_plus
+from cometa.core.blas import blas_report, kmeans_backend
+from cometa.core.lloyd import lloyd
+from cometa.core.pseudo_labels import kmeans, kmeans_plus_plus
 
 print(json.dumps(blas_report(), indent=2))
 if not torch.cuda.is_available():

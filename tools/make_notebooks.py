@@ -13,43 +13,56 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 OUT = Path(__file__).resolve().parent.parent / "notebooks"
 
+_THREADS = "threads = 0  # torch/faiss threads (0: their default; set by the orchestrator)"
+
+
+def _step_imports(store: bool = True) -> str:
+    """The first code cell's imports of a step notebook (RunStore where the notebook reads scalars)."""
+    return ("from IPython.display import display\n\nfrom cometa.pipeline import steps\n"
+            "from cometa.results import figures as F\n" + ("from cometa.runs import RunStore\n" if store else "")
+            + "\nsteps.set_threads(threads)\n")
+
+
+# The pipeline's steps. Each notebook's parameters are exactly what cometa.pipeline.plan passes to it
+# (tests/test_notebooks.py checks papermill's reading of them); figures come from cometa.results.figures.
 NOTEBOOKS = {
     "00_corpus.ipynb": [
         ("md", "# Corpus check\nBuilds (or finds in the cache) the run's corpus, opens it with the same readers "
                "used for VoxCeleb, and records its counts."),
-        ("params", 'run_dir = ""\npreset = "tiny"\nthreads = 0  # torch/faiss threads (0: their default; set by the orchestrator)'),
-        ("code", "from IPython.display import display\nfrom cometa import steps, views\n\nsteps.set_threads(threads)\n"
-                 "counts = steps.corpus_step(run_dir)\ndisplay(views.counts_table(counts))"),
-        ("code", "views.show(views.corpus_sample(run_dir))"),
+        ("params", f'run_dir = ""\n{_THREADS}'),
+        ("code", _step_imports(store=False) + "counts = steps.corpus_step(run_dir)\ndisplay(F.counts_table(counts))"),
+        ("code", "F.show(F.corpus_sample(**steps.corpus_example(run_dir)))"),
     ],
     "10_stage1.ipynb": [
         ("md", "# Stage I: contrastive pretraining of the audio encoder\nEq. (1)-(2); resumes from the last "
                "epoch checkpoint. Ends with the embeddings of every utterance and the audio EER."),
-        ("params", 'run_dir = ""\npreset = "tiny"\nthreads = 0  # torch/faiss threads (0: their default; set by the orchestrator)'),
-        ("code", "from IPython.display import display\nfrom cometa import steps, views\n\nsteps.set_threads(threads)\n"
-                 "metrics = steps.stage1_step(run_dir)\ndisplay(views.metrics_table(metrics))"),
-        ("code", "views.show(views.stage1_loss(run_dir))"),
+        ("params", f'run_dir = ""\n{_THREADS}'),
+        ("code", _step_imports() + "metrics = steps.stage1_step(run_dir)\ndisplay(F.metrics_table(metrics))"),
+        ("code", 'F.show(F.stage1_loss(RunStore(run_dir).scalars(stage="stage1")))'),
     ],
     "20_round.ipynb": [
         ("md", "# Stage II round\nEmbeddings → k-means per view → ensemble → train both encoders with the "
                "strategy (Algorithm 1) → EER per modality."),
-        ("params", 'run_dir = ""\npreset = "tiny"\nstrategy = "cometa"\nround = 1\nthreads = 0  # torch/faiss threads (0: their default; set by the orchestrator)'),
-        ("code", "from IPython.display import display\nfrom cometa import steps, views\n\nsteps.set_threads(threads)\n"
-                 "out = steps.round_step(run_dir, strategy, round)\n"
-                 "display(views.label_table(out['labels']))\ndisplay(views.metrics_table(out['metrics']))"),
-        ("code", "views.show(views.round_dynamics(run_dir, strategy, round))"),
+        ("params", f'run_dir = ""\nstrategy = "cometa"\nround_no = 1  # the round, 1..stage2.rounds\n{_THREADS}'),
+        ("code", _step_imports() + "out = steps.round_step(run_dir, strategy, round_no)\n"
+                 "display(F.label_table(out['labels']))\ndisplay(F.metrics_table(out['metrics']))"),
+        ("code", 'scalars = RunStore(run_dir).scalars(strategy=strategy, stage="train", round=round_no)\n'
+                 'F.show(F.training_dynamics(scalars, panels=["|D̄\'|", "λ", "selected", "loss"],\n'
+                 '                           title=f"{strategy}, round {round_no}"))'),
     ],
     "30_projections.ipynb": [
         ("md", "# Projections\nUMAP of each round's clustered embeddings, aligned across rounds (never computed "
                "on dashboard load)."),
-        ("params", 'run_dir = ""\nstrategies = "baseline,coteaching_plus,cometa"\nrounds = 2\nthreads = 0'),
-        ("code", "from cometa import steps, views\n\nsteps.set_threads(threads)\nsteps.projections_step(run_dir, strategies, rounds)"),
-        ("code", "for strategy in strategies.split(','):\n    views.show(views.projection(run_dir, strategy, rounds))"),
+        ("params", f'run_dir = ""\nstrategies = "baseline,coteaching_plus,cometa"\nrounds = 2\n{_THREADS}'),
+        ("code", "import cometa\nfrom cometa.pipeline import steps\nfrom cometa.results import figures as F\n\n"
+                 "steps.set_threads(threads)\nsteps.projections_step(run_dir, strategies, rounds)"),
+        ("code", "run = cometa.open_run(run_dir)\nfor strategy in strategies.split(','):\n"
+                 '    F.show(run.projection_scatter(strategy, rounds, color_by="true identity"))'),
     ],
     "90_report.ipynb": [
         ("md", "# Report\nTable 1 and Table 2 of the paper, and the figures, from the run store."),
-        ("params", 'run_dir = ""\nthreads = 0'),
-        ("code", "from IPython.display import Markdown, display\nfrom cometa.report import write_report\n\n"
+        ("params", 'run_dir = ""'),
+        ("code", "from IPython.display import Markdown, display\n\nfrom cometa.results.report import write_report\n\n"
                  "report_dir = write_report(run_dir)\n"
                  "display(Markdown((report_dir / 'table1.md').read_text()))\n"
                  "display(Markdown((report_dir / 'table2.md').read_text()))"),
@@ -57,18 +70,20 @@ NOTEBOOKS = {
 }
 
 
-# Exploration notebooks (notebooks/explore/): open a finished run with the run API (cometa.explore).
+# Exploration notebooks (notebooks/explore/): open a finished run with the run API (cometa.results.explore).
 # Each takes a run_dir parameter; "" opens $COMETA_RUN_DIR, else runs/demo, else the newest run.
 # (no "=" in a parameter's comment: papermill reads one "=" per line)
 _RUN_DIR = 'run_dir = ""  # a run or study directory ("": $COMETA_RUN_DIR, else runs/demo, else the newest under runs/)'
-_OPEN = "import cometa\nfrom cometa.explore import find_run\n\nrun = cometa.open_run(find_run(run_dir))\nrun"
+_OPEN = "import cometa\nfrom cometa.results.explore import find_run\n\nrun = cometa.open_run(find_run(run_dir))\nrun"
 
 EXPLORE = {
     "explore_run.ipynb": [
         ("md", "# Explore a run\nA finished run (or a study of several seeds) through the run API, `cometa.open_run`: "
                "its scalars, Table 1 and Table 2, pseudo-label purity and EER over rounds, and two runs or the seeds "
-               "of a study side by side. Every figure is one of `cometa/figures.py`, the dashboard's and the report's."),
-        ("params", f"{_RUN_DIR}\nother_run_dir = \"\"  # a second run to compare with (\"\": the seeds, when run_dir is a study)\n"
+               "of a study side by side. Every figure is one of `cometa/results/figures.py`, the dashboard's and "
+               "the report's."),
+        ("params", f"{_RUN_DIR}\nother_run_dir = \"\"  # a second run to compare with "
+                   "(\"\": the seeds, when run_dir is a study)\n"
                    'trial_list = "O"  # O | E | H'),
         ("code", _OPEN),
         ("md", "## The scalars\nOne row per logged number (`run, strategy, stage, round, epoch, step, modality, name, "
@@ -97,24 +112,27 @@ EXPLORE = {
         ("md", "# Diagnose label noise\nWhich utterances carry wrong pseudo labels, for how long, in which modality; "
                "which true identities the clustering merges or splits, and in which round; and what a chosen "
                "utterance looks and sounds like."),
-        ("params", f'{_RUN_DIR}\nstrategy = "cometa"\nround = 0  # the round looked at (0: the last)\n'
+        ("params", f'{_RUN_DIR}\nstrategy = "cometa"\nround_no = 0  # the round looked at (0: the last)\n'
                    'utterance = ""  # the utterance to see and hear ("": the one wrong in most rounds)\n'
                    "share = 0.2  # least share of a cluster (merge) or of a speaker's utterances (split) that counts"),
         ("code", _OPEN),
-        ("code", "r = round or run.rounds(strategy)[-1]\nlabels = run.labels(strategy, r)\n"
-                 'print(f"{strategy}, round {r}: {len(labels)} utterances, {labels[\'speaker\'].nunique()} speakers, "\n'
+        ("code", "r = round_no or run.rounds(strategy)[-1]\nlabels = run.labels(strategy, r)\n"
+                 'print(f"{strategy}, round {r}: {len(labels)} utterances, "\n'
+                 '      f"{labels[\'speaker\'].nunique()} speakers, "\n'
                  '      f"{labels[\'consensus\'].nunique()} consensus clusters")'),
         ("md", "## Each sample's label history\n`r<round>_<view>`: 1 right, 0 wrong, NaN dropped (a cluster's "
                "speaker is its majority speaker); worst first."),
         ("code", 'history = run.label_history(strategy)\n'
-                 'worst = history.sort_values(["rounds_wrong", "wrong_both", "flips"], ascending=False)\nworst.head(15)'),
+                 'worst = history.sort_values(["rounds_wrong", "wrong_both", "flips"], ascending=False)\n'
+                 'worst.head(15)'),
         ("code", "run.sample_history(strategy, max_samples=60)"),
         ("code", 'run.label_transitions(strategy, mode="correct")'),
         ("md", "## Which identities merge or split, and in which round\nA speaker is *merged* in a round when it "
                "holds at least `share` of a cluster that another speaker does too, *split* when at least `share` of "
                "its utterances fall in each of two clusters or more."),
         ("code", 'events = run.identity_events(strategy, share=share)\n'
-                 'events.pivot_table(index="speaker", columns="round", values="event", aggfunc=" + ".join, fill_value="")'),
+                 'events.pivot_table(index="speaker", columns="round", values="event", aggfunc=" + ".join,\n'
+                 '                   fill_value="")'),
         ("code", '# the round each speaker was first merged (with whom) or split\nevents[events["first"]].head(20)'),
         ("code", "merged, split = run.merged_and_split(strategy, r, share=share)\n"
                  'display(merged.head(10))\ndisplay(split.head(10))'),
@@ -123,7 +141,8 @@ EXPLORE = {
         ("code", "run.noise_breakdown(strategy)"),
         ("code", "both = run.wrong_in_both(strategy, r)\n"
                  'print(f"round {r}: {len(both)} of {len(labels)} utterances wrong in both modalities, "\n'
-                 '      f"{int(both[\'same_mistake\'].sum())} of them taken for the same speaker by both")\nboth.head(20)'),
+                 '      f"{int(both[\'same_mistake\'].sum())} of them taken for the same speaker by both")\n'
+                 'both.head(20)'),
         ("md", "## One utterance, seen and heard"),
         ("code", "key = utterance or worst.index[0]\ndisplay(history.loc[[key]])\n"
                  "display(run.label_ids(strategy).loc[[key]])  # its consensus cluster per round\nrun.utterance(key)"),
@@ -131,15 +150,21 @@ EXPLORE = {
     "paper_figures.ipynb": [
         ("md", "# Figures for a paper\nThe report's figures at a paper's column width, font and colours, "
                "without titles (the caption says it), saved as PDF (vector), SVG and PNG into `out_dir`."),
-        ("params", f'{_RUN_DIR}\nout_dir = ""  # where the files go ("": reports/paper_figures/<run name>/ in this checkout)\n'
-                   'figures = "eer_per_round,purity_per_round,disagreement_lambda,det_curves,umap_grid"  # of the report\n'
+        ("params", f'{_RUN_DIR}\n'
+                   'out_dir = ""  # where the files go ("": reports/paper_figures/<run name>/ in this checkout)\n'
+                   'figures = "eer_per_round,purity_per_round,disagreement_lambda,det_curves,umap_grid"'
+                   '  # of the report\n'
                    "width = 600  # pixels at scale 1\nheight = 0  # pixels (0: keep each figure's aspect ratio)\n"
                    'font_size = 10\nfont_family = "Times New Roman, Times, serif"\n'
-                   'colors = ""  # strategy colours as name:colour pairs, e.g. "baseline:#000000, cometa:#d62728" ("": the report\'s)\n'
-                   'titles = False  # keep the figures\' titles\nformats = "pdf,svg,png"\nscale = 3  # PNG resolution multiplier'),
+                   'colors = ""  # strategy colours as name:colour pairs, e.g. "baseline:#000000, cometa:#d62728"'
+                   ' ("": the report\'s)\n'
+                   'titles = False  # keep the figures\' titles\nformats = "pdf,svg,png"\n'
+                   'scale = 3  # PNG resolution multiplier'),
         ("code", _OPEN),
-        ("code", "from pathlib import Path\n\nfrom cometa.paper import parse_colors, save_figures, style_figure\n\n"
-                 "out = Path(out_dir) if out_dir else cometa.explore.REPO / 'reports' / 'paper_figures' / run.name\n"
+        ("code", "from pathlib import Path\n\n"
+                 "from cometa.results.paper import parse_colors, save_figures, style_figure\n\n"
+                 "out = Path(out_dir) if out_dir else (cometa.results.explore.REPO / 'reports' / 'paper_figures'\n"
+                 "                                     / run.name)\n"
                  "report_figs = run.report_figures()\n"
                  "names = [f.strip() for f in figures.split(',') if f.strip()]\n"
                  "missing = [n for n in names if n not in report_figs]\n"
@@ -156,7 +181,7 @@ EXPLORE = {
                "new run directory that reuses the run's finished upstream steps (corpus, Stage I, the rounds before), "
                "then compare the two. A round's labels come from the encoders of the round before, so a change in "
                "training shows in the round's EER and training dynamics (and in the next round's labels)."),
-        ("params", f'{_RUN_DIR}\nround = 0  # the round to rerun (0: the last)\n'
+        ("params", f'{_RUN_DIR}\nround_no = 0  # the round to rerun (0: the last)\n'
                    'strategy = "cometa"  # the strategy whose earlier rounds are reused\n'
                    "tau = 0.4  # the new τ, the estimated noise rate (negative: keep the run's)\n"
                    "alpha = -1.0  # the new α, Co-Meta's inner step size (negative: keep the run's)\n"
@@ -165,16 +190,19 @@ EXPLORE = {
                    'out_dir = ""  # the new run ("": beside the source, named after the changes)\n'
                    "threads = 0  # torch threads of the rerun (0: all cores)"),
         ("code", _OPEN),
-        ("code", "from cometa.rerun import default_out_dir\n\n"
+        ("code", "from cometa.pipeline.rerun import default_out_dir\n\n"
                  "source = run.seeds[0] if run.is_study else run  # a study: rerun its first seed\n"
-                 "r = round or source.rounds(strategy)[-1]\nchanges = [o.strip() for o in overrides.split(';') if o.strip()]\n"
+                 "r = round_no or source.rounds(strategy)[-1]\n"
+                 "changes = [o.strip() for o in overrides.split(';') if o.strip()]\n"
                  "changes += [f'stage2.tau={tau}'] * (tau >= 0) + [f'stage2.alpha={alpha}'] * (alpha > 0)\n"
-                 "target = out_dir or default_out_dir(source.path, round_=r, overrides=changes, new_strategy=new_strategy)\n"
+                 "target = out_dir or default_out_dir(source.path, round_=r, overrides=changes,\n"
+                 "                                    new_strategy=new_strategy)\n"
                  "new = source.what_if(r, out_dir=target, overrides=changes, strategy=strategy,\n"
                  "                  new_strategy=new_strategy or None, threads=threads)\nnew"),
         ("md", "## Round by round"),
         ("code", "import pandas as pd\n\nafter = new_strategy or strategy\n"
-                 "summary = pd.DataFrame({'as run': source.round_summary(strategy, r), 'what if': new.round_summary(after, r)})\n"
+                 "summary = pd.DataFrame({'as run': source.round_summary(strategy, r),\n"
+                 "                        'what if': new.round_summary(after, r)})\n"
                  "summary['change'] = summary['what if'] - summary['as run']\nsummary.round(4)"),
         ("code", "both = cometa.open_runs([source, new], names=['as run', 'what if'])\nboth.table1().round(2)"),
         ("code", "both.compare('eer_per_round')"),
@@ -185,8 +213,10 @@ EXPLORE = {
         ("md", "# The dashboard's views, inline\nThe same Panel classes `make dashboard` serves (`dashboards.app."
                "VIEW_CLASSES`), one per cell, over one shared state: its widgets work while the kernel runs."),
         ("params", _RUN_DIR),
-        ("code", 'import panel as pn\n\nfrom cometa.explore import find_run\nfrom dashboards.app import notebook_views\n\n'
-                 'pn.extension("plotly", "tabulator", sizing_mode="stretch_width", inline=True)  # inline: works offline'),
+        ("code", 'import panel as pn\n\nfrom cometa.results.explore import find_run\n'
+                 'from dashboards.app import notebook_views\n\n'
+                 'pn.extension("plotly", "tabulator", sizing_mode="stretch_width", inline=True)'
+                 '  # inline: works offline'),
         ("code", "views = notebook_views([find_run(run_dir)])\nlist(views)"),
         ("code", 'views["Overview"]'),
         ("code", 'views["Label quality"]'),
@@ -214,13 +244,14 @@ def _write(path: Path, cells: list) -> None:
     nbformat.write(nb, path)
 
 
-def build() -> None:
-    OUT.mkdir(exist_ok=True)
+def build(out: Path = OUT) -> None:
+    """Write every notebook under ``out`` (the step notebooks, and the exploration ones in ``explore/``)."""
+    out.mkdir(exist_ok=True)
     for name, cells in NOTEBOOKS.items():
-        _write(OUT / name, cells)
-    (OUT / "explore").mkdir(exist_ok=True)
+        _write(out / name, cells)
+    (out / "explore").mkdir(exist_ok=True)
     for name, cells in EXPLORE.items():
-        _write(OUT / "explore" / name, cells)
+        _write(out / "explore" / name, cells)
 
 
 if __name__ == "__main__":

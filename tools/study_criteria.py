@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cometa.report import read_scalars
+from cometa.results.report import read_scalars
 from cometa.runs import RunStore, study_runs
 
 STRATEGIES = ("baseline", "coteaching_plus", "cometa")
@@ -68,13 +69,13 @@ def seed_figures(scalars: pd.DataFrame) -> dict:
             left = t[(t["name"] == "dropped_noisy_frac") & (t["modality"] == m)]["value"].mean()
             sel = t[(t["name"] == "selected_noisy_frac") & (t["modality"] == m)]["value"].mean()
             f[f"dropped_noisy_{m}"], f[f"selected_noisy_{m}"] = float(left), float(sel)
-            f[f"dropped_ratio_{m}"] = float(left / d) if d and d == d else float("nan")
+            f[f"dropped_ratio_{m}"] = float(left / d) if d and not math.isnan(d) else float("nan")
         out[s] = f
     return out
 
 
 def _baselines(run: Path) -> dict:
-    from cometa.data.baselines import baseline_eers
+    from cometa.evaluation.baselines import baseline_eers
 
     root = Path(json.loads((run / "corpus" / "counts.json").read_text())["root"])
     return {lst: baseline_eers(root, trials=f) for lst, f in
@@ -82,7 +83,7 @@ def _baselines(run: Path) -> dict:
 
 
 def _ms(values) -> str:
-    v = np.array([x for x in values if x == x], float)
+    v = np.array([x for x in values if not math.isnan(x)], float)
     if not len(v):
         return "-"
     return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
@@ -112,14 +113,18 @@ def main(argv=None) -> int:
         lines.append(f"{s:16s} audio O {_ms([100 * p['audio_eer']['O'] for p in per])} %  "
                      f"rel. below Stage I {_ms([100 * r for r in rel])} %  | visual O "
                      f"{_ms([100 * p['visual_eer']['O'] for p in per])} % (face baseline {pct(base['O']['face'])})")
+        gain = _ms([p["purity_last"] - p["purity_round1"] for p in per])
         lines.append(f"{'':16s} purity round 1 {_ms([p['purity_round1'] for p in per])} -> last "
-                     f"{_ms([p['purity_last'] for p in per])} (gain {_ms([p['purity_last'] - p['purity_round1'] for p in per])})")
+                     f"{_ms([p['purity_last'] for p in per])} (gain {gain})")
         lines.append(f"{'':16s} wrong labels: D' {_ms([p['disagreement_noisy'] for p in per])}; left out / D': audio "
-                     f"{_ms([p['dropped_ratio_audio'] for p in per])}, visual {_ms([p['dropped_ratio_visual'] for p in per])}")
-        hard = all(p[f"{m}_eer"]["H"] > max(p[f"{m}_eer"]["O"], p[f"{m}_eer"]["E"]) for p in per for m in ("audio", "visual"))
+                     f"{_ms([p['dropped_ratio_audio'] for p in per])}, "
+                     f"visual {_ms([p['dropped_ratio_visual'] for p in per])}")
+        hard = all(p[f"{m}_eer"]["H"] > max(p[f"{m}_eer"]["O"], p[f"{m}_eer"]["E"])
+                   for p in per for m in ("audio", "visual"))
         lines.append(f"{'':16s} H hardest for its audio and visual models in every seed: {hard}")
     s1 = [f["stage1_eer"] for f in figs.values()]
-    print(f"Stage I audio O {_ms([100 * x['O'] for x in s1])} %  (H hardest: {all(x['H'] > max(x['O'], x['E']) for x in s1)})")
+    s1_hard = all(x["H"] > max(x["O"], x["E"]) for x in s1)
+    print(f"Stage I audio O {_ms([100 * x['O'] for x in s1])} %  (H hardest: {s1_hard})")
     print("\n".join(lines))
     print(f"lambda in the first epoch: {sorted({f['lambda_first_epoch'] for f in figs.values()})}")
     if args.json:

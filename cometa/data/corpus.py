@@ -13,22 +13,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cometa.bounds import bounded
-from cometa.data.synthetic import SyntheticConfig
-from cometa.data.voxceleb import (DataError, build_manifest, check_trials, parse_trials, read_trials,
-                                  scan_split, unknown_trials)
+from cometa.config.sections import MISSING_FACES_POLICIES, CorpusConfig, SyntheticConfig  # noqa: F401 (re-exported)
+from cometa.data.voxceleb import (
+    DataError,
+    build_manifest,
+    check_trials,
+    parse_trials,
+    read_trials,
+    scan_split,
+    unknown_trials,
+)
 
 DEFAULT_TRIAL_LISTS = {"O": "veri_test2.txt", "E": "list_test_all2.txt", "H": "list_test_hard2.txt"}
 SPLITS = ("train", "test")
-MISSING_FACES_POLICIES = ("exclude", "audio_only", "error")
-
-
-@dataclass
-class CorpusConfig:
-    kind: str = bounded("voxceleb", choices=("synthetic", "voxceleb"))
-    root: str = ""  # data root; for synthetic "" = cache dir keyed by the generator config
-    missing_faces: str = bounded("exclude", choices=MISSING_FACES_POLICIES)
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
 @dataclass

@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from cometa.data.crops import random_crop, two_segments
 from cometa.data.voxceleb import load_audio, load_frames
-from cometa.features import two_segments, random_crop
 
 
 class AudioBank:
@@ -121,13 +121,14 @@ class PairedSamples(Dataset):
     noisy : (M,) bool, label wrong w.r.t. the true identity (instrumentation only).
     """
 
-    def __init__(self, audio: AudioBank, frames: FrameBank, rows: Sequence[int], labels: np.ndarray,
+    def __init__(self, audio: AudioBank, frames: FrameBank, rows: Sequence[int] | np.ndarray, labels: np.ndarray,
                  noisy: np.ndarray, *, n_samples: int, visual_transform, audio_augmenter=None, seed: int = 0):
         self.audio, self.frames = audio, frames
         self.rows = np.asarray(rows, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.noisy = np.asarray(noisy, dtype=bool)
-        self.n_samples, self.visual_transform, self.augmenter, self.seed = n_samples, visual_transform, audio_augmenter, seed
+        self.n_samples, self.visual_transform = n_samples, visual_transform
+        self.augmenter, self.seed = audio_augmenter, seed
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

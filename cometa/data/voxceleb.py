@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
+from PIL import Image
+from tqdm import tqdm
 
 __all__ = ["DataError", "read_trials", "parse_trials", "check_trials", "unknown_trials", "build_manifest",
            "scan_split", "load_audio", "load_frames", "m4a_decoder", "MANIFEST_COLUMNS", "AUDIO_SUFFIXES"]
@@ -163,8 +166,6 @@ def audio_header(path: str) -> tuple[float, int, str]:
 
     Compressed audio (.m4a) is not opened: only an empty file is a fault there.
     """
-    import soundfile as sf
-
     try:
         if os.path.getsize(path) == 0:
             return float("nan"), 0, "empty file (0 bytes)"
@@ -184,8 +185,6 @@ def audio_header(path: str) -> tuple[float, int, str]:
 
 def scan_split(split_root: str | Path, *, faces_root: str | Path | None = None, progress: bool = False) -> pd.DataFrame:
     """:data:`MANIFEST_COLUMNS` plus ``sample_rate`` and ``audio_fault`` (from headers), sorted by key."""
-    from tqdm import tqdm
-
     split_root = Path(split_root)
     faces_root = str(faces_root) if faces_root is not None else os.path.join(split_root, "faces")
     rows = []
@@ -219,7 +218,7 @@ def build_manifest(split_root: str | Path, *, faces_root: str | Path | None = No
 # ------------------------------------------------------------------------------------------ audio
 def m4a_decoder() -> str:
     """How .m4a is decoded here: "torchcodec", "ffmpeg" (a binary on PATH) or "none"."""
-    try:
+    try:  # torchcodec (and torch) only load when an .m4a file is read: the trial-list readers stay light
         import torchcodec.decoders  # noqa: F401
 
         return "torchcodec"
@@ -233,7 +232,7 @@ def _decode_m4a(path: Path, sample_rate: int) -> np.ndarray:
     if decoder == "none":
         raise DataError(f"{path}: cannot decode .m4a here (neither torchcodec nor an ffmpeg binary); {CONVERT_HINT}")
     if decoder == "torchcodec":
-        from torchcodec.decoders import AudioDecoder
+        from torchcodec.decoders import AudioDecoder  # loads torch: only when an .m4a file is decoded
 
         try:
             samples = AudioDecoder(str(path), sample_rate=sample_rate, num_channels=1).get_all_samples()
@@ -255,8 +254,6 @@ def load_audio(path: str | Path, *, sample_rate: int = 16000) -> np.ndarray:
     torchcodec or an ``ffmpeg`` binary (resampled to ``sample_rate``), else the error says how to
     convert it.
     """
-    import soundfile as sf
-
     path = Path(path)
     try:
         if path.stat().st_size == 0:
@@ -280,8 +277,6 @@ def load_audio(path: str | Path, *, sample_rate: int = 16000) -> np.ndarray:
 
 def load_frames(paths, *, size: int) -> np.ndarray:
     """(F, size, size, 3) uint8 RGB face frames, resized (bilinear) when needed."""
-    from PIL import Image
-
     paths = list(paths)
     if not paths:
         raise DataError("no face frames to load (an utterance without a face folder)")
@@ -290,8 +285,8 @@ def load_frames(paths, *, size: int) -> np.ndarray:
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     for i, p in enumerate(paths):
         try:
-            with Image.open(p) as im:
-                im = im.convert("RGB")  # forces a full decode: truncated files fail here
+            with Image.open(p) as src:
+                im = src.convert("RGB")  # forces a full decode: truncated files fail here
                 if im.size != (size, size):
                     im = im.resize((size, size), Image.Resampling.BILINEAR)
                 out[i] = np.asarray(im)

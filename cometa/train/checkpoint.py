@@ -1,6 +1,7 @@
 """Checkpoints: model/optimiser state and RNG states, written atomically, loaded with weights_only=True."""
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -31,7 +32,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -45,8 +46,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def write_progress(step_dir: str | Path, *, done: int, total: int, desc: str) -> None:
     """Record a step's progress (epochs done of total) for the orchestrator's nested progress bar."""
-    import json
-
     path = Path(step_dir) / "progress.json"
     tmp = path.with_name(f"progress.json.tmp-{os.getpid()}")
     tmp.write_text(json.dumps({"done": done, "total": total, "desc": desc}))

@@ -1,0 +1,245 @@
+"""The sections of the study's configuration: one typed dataclass per part of the study, plain data.
+
+Each section is re-exported by the module it configures (``Stage2Config`` by
+:mod:`cometa.train.stage2`, ``FeatureConfig`` by :mod:`cometa.models.features` ...), so it reads as
+living beside its code; it is defined here so that loading a config (:mod:`cometa.config`), and
+reading one in the dashboard, imports no torch. Ranges are declared with
+:func:`~cometa.config.bounds.bounded` and checked when a config loads.
+
+| section           | dataclass                      | configures                                              |
+|-------------------|--------------------------------|---------------------------------------------------------|
+| corpus            | CorpusConfig                   | :mod:`cometa.data.corpus`                               |
+| corpus.synthetic  | SyntheticConfig                | :mod:`cometa.data.synthetic`                            |
+| features          | FeatureConfig                  | :mod:`cometa.models.features`                           |
+| audio_encoder     | EcapaConfig                    | :mod:`cometa.models.encoders.ecapa`                     |
+| visual_encoder    | ResNetConfig                   | :mod:`cometa.models.encoders.resnet`                    |
+| augment           | AugmentConfig                  | :mod:`cometa.models.augment`                            |
+| clustering        | ClusteringConfig               | :mod:`cometa.core.pseudo_labels`                        |
+| projection        | ProjectionConfig               | :mod:`cometa.core.projections`                          |
+| eval              | EvalConfig                     | :mod:`cometa.evaluation.evaluate`                       |
+| stage1, stage2    | Stage1Config, Stage2Config     | :mod:`cometa.train.stage1`, :mod:`cometa.train.stage2`  |
+| *.lr_schedule     | LRScheduleConfig               | :mod:`cometa.core.schedules`                            |
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cometa.config.bounds import bounded
+
+__all__ = ["SyntheticConfig", "CorpusConfig", "FeatureConfig", "AugmentConfig", "EcapaConfig", "ResNetConfig",
+           "ClusteringConfig", "LRScheduleConfig", "ProjectionConfig", "EvalConfig", "Stage1Config", "Stage2Config",
+           "MISSING_FACES_POLICIES", "LR_KINDS", "STRATEGY_NAMES", "split_shape"]
+
+MISSING_FACES_POLICIES = ("exclude", "audio_only", "error")
+# the Stage II strategies (their classes: the registry of cometa.core.strategies, which needs torch)
+STRATEGY_NAMES = ("baseline", "coteaching_plus", "cometa")
+LR_KINDS = ("constant", "cosine", "exponential")
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class SyntheticConfig:
+    """Sizes and difficulty knobs of the generated corpus."""
+
+    seed: int = bounded(0, ge=0)
+    n_train_speakers: int = bounded(200, ge=1)
+    n_test_speakers: int = bounded(40, ge=2)
+    videos_per_speaker: int = bounded(3, ge=1)
+    utterances_per_video: int = bounded(3, ge=1)
+    test_videos_per_speaker: int = bounded(0, ge=0)  # the test split's, when it differs (0 = as train)
+    test_utterances_per_video: int = bounded(0, ge=0)  # ... (0 = as train)
+    min_seconds: float = bounded(2.0, ge=0.5)
+    max_seconds: float = bounded(6.0, ge=0.5)
+    image_size: int = bounded(64, ge=8)  # face frames are square, this many pixels
+    voice_twin_fraction: float = bounded(0.15, ge=0, le=1)  # fraction of identities with a near-identical-voice twin
+    face_twin_fraction: float = bounded(0.15, ge=0, le=1)  # ... a near-identical-face twin
+    snr_db_min: float = 5.0  # session noise level range
+    snr_db_max: float = 30.0
+    face_noise: float = bounded(0.05, ge=0)  # pixel noise std (0..1 scale)
+    n_trials_o: int = bounded(2000, ge=2)
+    n_trials_e: int = bounded(6000, ge=2)
+    n_trials_h: int = bounded(2000, ge=2)
+    # scales per-session audio nuisance: EQ depth, band limits, reverb, voice drift
+    channel_spread: float = bounded(1.0, ge=0)
+    scene_spread: float = bounded(1.0, ge=0)  # scales per-session face nuisance: pose, lighting, background contrast
+
+    def validate(self) -> None:
+        """Raise ValueError naming every field whose value the generator cannot use."""
+        checks = {
+            "n_train_speakers": self.n_train_speakers >= 1, "n_test_speakers": self.n_test_speakers >= 2,
+            "videos_per_speaker": self.videos_per_speaker >= 1,
+            "utterances_per_video": self.utterances_per_video >= 1,
+            "min_seconds": 0.5 <= self.min_seconds <= self.max_seconds,
+            "image_size": self.image_size >= 8, "snr_db_min": self.snr_db_min <= self.snr_db_max,
+            "voice_twin_fraction": 0.0 <= self.voice_twin_fraction <= 1.0,
+            "face_twin_fraction": 0.0 <= self.face_twin_fraction <= 1.0,
+            "n_trials_o": min(self.n_trials_o, self.n_trials_e, self.n_trials_h) >= 2,
+        }
+        if split_shape(self, "test")[0] * split_shape(self, "test")[1] < 2:
+            checks["utterances_per_video"] = False  # a target trial needs two utterances of one speaker
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid SyntheticConfig field(s) {bad}: {self}")
+
+
+def split_shape(cfg: SyntheticConfig, split: str) -> tuple[int, int]:
+    """(videos per speaker, utterances per video) of ``split`` of the generated corpus."""
+    if split == "test":
+        return (cfg.test_videos_per_speaker or cfg.videos_per_speaker,
+                cfg.test_utterances_per_video or cfg.utterances_per_video)
+    return cfg.videos_per_speaker, cfg.utterances_per_video
+
+
+@dataclass
+class CorpusConfig:
+    kind: str = bounded("voxceleb", choices=("synthetic", "voxceleb"))
+    root: str = ""  # data root; for synthetic "" = cache dir keyed by the generator config
+    missing_faces: str = bounded("exclude", choices=MISSING_FACES_POLICIES)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# models
+
+
+@dataclass
+class FeatureConfig:
+    """Log-mel front end and crop lengths."""
+
+    sample_rate: int = bounded(16000, gt=0)
+    n_mels: int = bounded(80, ge=1)
+    win_ms: float = bounded(25.0, gt=0)
+    hop_ms: float = bounded(10.0, gt=0)
+    n_fft: int = bounded(512, ge=16)
+    crop_seconds: float = bounded(1.8, gt=0)  # random training crop (paper: 1.8 s)
+    # 0 = whole utterance for embeddings; > 0 = mean of fixed crops of this length
+    eval_seconds: float = bounded(0.0, ge=0)
+
+
+@dataclass
+class AugmentConfig:
+    """Audio: noise / music / babble at an SNR drawn from each category's range, reverberation.
+    Visual: with probability ``visual_p``, random crop, flip, colour distortion, greyscale, blur."""
+
+    musan_dir: str = ""  # MUSAN root (noise/ music/ speech/); "" = the project's generated bank
+    rir_dir: str = ""  # RIRS_NOISES root; "" = generated impulse responses
+    p_noise: float = bounded(0.6, ge=0, le=1)
+    p_reverb: float = bounded(0.3, ge=0, le=1)
+    snr_noise: tuple[float, float] = (0.0, 15.0)
+    snr_music: tuple[float, float] = (5.0, 15.0)
+    snr_babble: tuple[float, float] = (13.0, 20.0)
+    visual_p: float = bounded(0.6, ge=0, le=1)
+    crop_scale: tuple[float, float] = (0.7, 1.0)
+    stage2_audio: bool = True  # augment audio crops in Stage II too
+    stage2_visual: bool = True
+
+
+@dataclass
+class EcapaConfig:
+    """ECAPA-TDNN; ``channels`` is C (512 in the paper), ``embed_dim`` the speaker embedding (192)."""
+
+    name: str = "ecapa_tdnn"
+    channels: int = bounded(512, ge=1)
+    embed_dim: int = bounded(192, ge=1)
+    scale: int = bounded(8, ge=1)  # Res2Net scale
+    se_bottleneck: int = bounded(128, ge=1)
+    attention_channels: int = bounded(128, ge=1)
+
+
+@dataclass
+class ResNetConfig:
+    """ResNet face encoder. ``depth`` 34 at 224 px in the paper; smaller nets/inputs for tiny/demo."""
+
+    name: str = "resnet"
+    depth: int = bounded(34, choices=(10, 18, 34))  # 10 = one BasicBlock per stage, for tiny/demo
+    base_width: int = bounded(64, ge=1)  # channels of the first stage (64 in torchvision)
+    image_size: int = bounded(224, ge=8)
+    embed_dim: int = bounded(192, ge=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# noisy-label core
+
+
+@dataclass
+class ClusteringConfig:
+    method: str = bounded("kmeans", choices=("kmeans", "agglomerative"))
+    k: int = bounded(6000, ge=2)
+    niter: int = bounded(20, ge=1)
+    nredo: int = bounded(1, ge=1)  # k-means restarts (the run with the lowest objective is kept)
+    # kmeans++ | random (faiss's default: k random points)
+    init: str = bounded("kmeans++", choices=("kmeans++", "random"))
+    # Lloyd backend: auto (faiss, or torch where faiss's OpenBLAS is generic on this CPU; a GPU when
+    # visible) | faiss | sklearn | torch  (cometa.core.blas.choose_kmeans_backend)
+    backend: str = bounded("auto", choices=("auto", "faiss", "sklearn", "torch"))
+    # reference | drop  (where audio, visual, joint all differ)
+    vote_policy: str = bounded("reference", choices=("reference", "drop"))
+
+
+@dataclass
+class LRScheduleConfig:
+    """Learning-rate schedule: ``warmup_epochs`` of linear warm-up, then ``kind`` decay to
+    ``final_ratio`` × the initial rate at the last step."""
+
+    kind: str = bounded("cosine", choices=LR_KINDS)  # constant | cosine | exponential
+    warmup_epochs: float = bounded(1.0, ge=0)  # may be fractional; 0 = no warm-up
+    final_ratio: float = bounded(0.05, gt=0, le=1)  # lr at the last step / initial lr (ignored by "constant")
+
+
+@dataclass
+class ProjectionConfig:
+    enabled: bool = True
+    max_points: int = bounded(50000, ge=1)  # subsample cap per round (stated in the dashboard)
+    n_neighbors: int = bounded(15, ge=2)
+    min_dist: float = bounded(0.1, ge=0)
+    n_epochs: int = bounded(0, ge=0)  # UMAP optimisation epochs (0 = umap's default: 500 below 10k points, else 200)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation and training
+
+
+@dataclass
+class EvalConfig:
+    """Trial lists (VoxCeleb1 file names) keyed by their short name, and minDCF operating points."""
+
+    trial_lists: dict = field(
+        default_factory=lambda: {"O": "veri_test2.txt", "E": "list_test_all2.txt", "H": "list_test_hard2.txt"}
+    )
+    p_targets: list[float] = field(default_factory=lambda: [0.01, 0.05])
+    batch_size: int = bounded(64, ge=1)
+
+
+@dataclass
+class Stage1Config:
+    epochs: int = bounded(50, ge=1)
+    batch_size: int = bounded(128, ge=2)  # N utterances per mini-batch (2N views)
+    lr: float = bounded(1e-3, gt=0)  # Adam, initial rate (paper Sec. 4.4.1)
+    lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)  # warm-up + decay, per step
+    # of the contrastive loss; the paper sets none ("we do not set the temperature")
+    temperature: float = bounded(1.0, gt=0)
+    discriminator: bool = False  # augmentation adversarial term of Huh et al. (ref. [6])
+    discriminator_weight: float = bounded(1.0, ge=0)
+
+
+@dataclass
+class Stage2Config:
+    """Algorithm 1's inputs: tau, E_k, alpha, beta; relabelling every ``epochs_per_round`` epochs."""
+
+    strategies: list[str] = field(default_factory=lambda: ["baseline", "coteaching_plus", "cometa"])
+    rounds: int = bounded(20, ge=1)  # relabellings; E_max = rounds * epochs_per_round (paper: 200)
+    epochs_per_round: int = bounded(10, ge=1)  # Algorithm 1 line 14: relabel when e mod 10 = 0
+    batch_size: int = bounded(128, ge=2)
+    tau: float = bounded(0.2, ge=0, lt=1)  # estimated noise rate
+    e_k: int = bounded(10, ge=1)  # epochs over which lambda(e) ramps from 1 to 1 - tau
+    alpha: float = bounded(0.01, gt=0)  # inner (support) step size, lines 5-6
+    beta: float = bounded(0.001, gt=0)  # outer step size (Adam), lines 10-11; also the baseline's Adam lr
+    second_order: bool = True  # differentiate through the inner step (False = first-order MAML)
+    margin: float = bounded(0.2, ge=0, lt=1.5707963)  # AAM-softmax, radians
+    scale: float = bounded(32.0, gt=0)
+    # schedule of the outer (Adam, β) rate within each round: the heads and Adam start afresh with
+    # each relabelling, so every round warms up and decays again
+    lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)

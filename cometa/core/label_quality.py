@@ -1,0 +1,220 @@
+"""Quality of a pseudo labelling against the true identities (when the corpus knows them).
+
+Every measure is computed from the contingency table n_ij = |{samples of true class i in cluster
+j}|, with a_i = Σ_j n_ij, b_j = Σ_i n_ij and N = Σ_ij n_ij:
+
+- purity          = Σ_j max_i n_ij / N             (how pure each cluster is)
+- inverse purity  = Σ_i max_j n_ij / N             (how whole each true speaker stays)
+- NMI             = I(T; C) / ((H(T) + H(C)) / 2)  (arithmetic normalisation, sklearn's default)
+  with I(T; C) = Σ_ij n_ij/N · log(N n_ij / (a_i b_j)), H(T) = −Σ_i a_i/N · log(a_i/N)
+- ARI             = (Σ_ij C(n_ij, 2) − E) / ((Σ_i C(a_i, 2) + Σ_j C(b_j, 2)) / 2 − E),
+  E = Σ_i C(a_i, 2) · Σ_j C(b_j, 2) / C(N, 2)  (Hubert & Arabie 1985)
+- flip rate       = the fraction of samples whose label changed between two labellings after
+                    aligning the ids one-to-one by maximum overlap (Hungarian)
+
+Cluster ids may be any integers. Samples with a negative cluster id (dropped by the ensemble vote)
+are excluded from every measure: from N, the table and the cluster counts; in ``flip_rate`` a
+sample negative in either labelling is excluded. A measure over no samples is NaN.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix, csr_matrix
+
+__all__ = ["contingency", "purity", "inverse_purity", "nmi", "ari", "n_clusters", "cluster_sizes", "flip_rate",
+           "label_quality", "label_metrics", "wrong_label_mask"]
+
+
+def _kept(true, pred) -> tuple[np.ndarray, np.ndarray]:
+    """(true, pred) restricted to the samples with pred >= 0; checks equal lengths."""
+    t, p = np.asarray(true).ravel(), np.asarray(pred).ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"{t.size} true labels but {p.size} predicted")
+    keep = p >= 0
+    return t[keep], p[keep]
+
+
+def contingency(true, pred, *, sparse: bool = True):
+    """Contingency table of true identities against clusters.
+
+    Parameters
+    ----------
+    true : (N,) true identity of each sample (any sortable ids).
+    pred : (N,) cluster id of each sample (any ints; negative = dropped, excluded).
+    sparse : return a ``scipy.sparse.csr_matrix`` (default) or a dense ndarray.
+
+    Returns
+    -------
+    (n_true, n_clusters) int64 counts; rows follow ``np.unique(true[kept])``, columns
+    ``np.unique(pred[kept])``.
+    """
+    t, p = _kept(true, pred)
+    ut, ti = np.unique(t, return_inverse=True)
+    up, pi = np.unique(p, return_inverse=True)
+    table = coo_matrix((np.ones(t.size, dtype=np.int64), (ti.ravel(), pi.ravel())),
+                       shape=(ut.size, up.size)).tocsr()  # duplicates summed
+    return table if sparse else table.toarray()
+
+
+def _margins(table: csr_matrix) -> tuple[np.ndarray, np.ndarray, float]:
+    """(a (n_true,), b (n_clusters,), N) as float64."""
+    a = np.asarray(table.sum(axis=1), dtype=np.float64).ravel()
+    b = np.asarray(table.sum(axis=0), dtype=np.float64).ravel()
+    return a, b, float(a.sum())
+
+
+def purity(true, pred) -> float:
+    """Σ_j max_i n_ij / N: the fraction of samples in their cluster's majority identity."""
+    c = contingency(true, pred)
+    return float(c.max(axis=0).sum() / c.sum()) if c.nnz else float("nan")
+
+
+def inverse_purity(true, pred) -> float:
+    """Σ_i max_j n_ij / N: the fraction of samples in their identity's largest cluster."""
+    c = contingency(true, pred)
+    return float(c.max(axis=1).sum() / c.sum()) if c.nnz else float("nan")
+
+
+def _entropy(counts: np.ndarray, n: float) -> float:
+    p = counts[counts > 0] / n
+    return float(-(p * np.log(p)).sum())
+
+
+def nmi(true, pred) -> float:
+    """Normalised mutual information, I(T; C) / ((H(T) + H(C)) / 2), natural logs.
+
+    Two single-class labellings give 1 (identical partitions); one single-class labelling against a
+    finer one gives 0, as in ``sklearn.metrics.normalized_mutual_info_score``.
+    """
+    c = contingency(true, pred).tocoo()
+    a, b, n = _margins(c)
+    if n == 0:
+        return float("nan")
+    h_t, h_c = _entropy(a, n), _entropy(b, n)
+    if h_t == 0 and h_c == 0:
+        return 1.0
+    v = c.data.astype(np.float64)  # (nnz,) non-zero n_ij
+    mi = float((v / n * (np.log(v * n) - np.log(a[c.row] * b[c.col]))).sum())
+    return float(min(1.0, max(0.0, mi / ((h_t + h_c) / 2))))
+
+
+def _pairs(x: np.ndarray | float) -> np.ndarray:
+    """C(x, 2) elementwise, in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    return x * (x - 1.0) / 2.0
+
+
+def ari(true, pred) -> float:
+    """Adjusted Rand index (Hubert & Arabie 1985): 1 for identical partitions, about 0 by chance.
+
+    Identical partitions whose index and expectation coincide (e.g. both single-class) give 1, as
+    in ``sklearn.metrics.adjusted_rand_score``; fewer than 2 samples give NaN.
+    """
+    c = contingency(true, pred)
+    a, b, n = _margins(c)
+    if n < 2:
+        return float("nan")
+    sum_ij = _pairs(c.data).sum()
+    sum_a, sum_b = _pairs(a).sum(), _pairs(b).sum()
+    expected = sum_a * sum_b / _pairs(n)
+    max_index = (sum_a + sum_b) / 2.0
+    if max_index == expected:
+        return 1.0
+    return float((sum_ij - expected) / (max_index - expected))
+
+
+def n_clusters(pred) -> int:
+    """Number of non-empty clusters (negative ids excluded)."""
+    p = np.asarray(pred).ravel()
+    return int(np.unique(p[p >= 0]).size)
+
+
+def cluster_sizes(pred) -> np.ndarray:
+    """(n_clusters,) int64 sizes of the non-empty clusters, largest first (negative ids excluded)."""
+    p = np.asarray(pred).ravel()
+    return np.sort(np.unique(p[p >= 0], return_counts=True)[1])[::-1].astype(np.int64)
+
+
+def flip_rate(prev, cur) -> float:
+    """Fraction of samples whose label changed between two labellings, ids aligned first.
+
+    ``cur``'s cluster ids are mapped onto ``prev``'s by a one-to-one matching of maximum total
+    overlap (``linear_sum_assignment`` on the (n_cur, n_prev) contingency table); a ``cur`` cluster
+    left unmatched (more clusters than before) flips all its samples. Renaming clusters alone thus
+    gives 0. Samples negative in either labelling are excluded.
+
+    Parameters
+    ----------
+    prev, cur : (N,) int cluster ids of the same samples in two rounds.
+
+    Returns
+    -------
+    float in [0, 1]; NaN when no sample is left.
+    """
+    a, b = np.asarray(prev).ravel(), np.asarray(cur).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"labellings differ in length: {a.size} vs {b.size}")
+    keep = (a >= 0) & (b >= 0)
+    a, b = a[keep], b[keep]
+    if a.size == 0:
+        return float("nan")
+    ua, ai = np.unique(a, return_inverse=True)
+    ub, bi = np.unique(b, return_inverse=True)
+    ai, bi = ai.ravel(), bi.ravel()
+    # (n_cur, n_prev) dense overlap counts: the assignment solver needs a dense matrix
+    table = np.bincount(bi * ua.size + ai, minlength=ub.size * ua.size).reshape(ub.size, ua.size)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    mapped = np.full(ub.size, -1, dtype=np.int64)  # cur id -> prev id, -1 when unmatched
+    mapped[rows] = cols
+    return float(np.mean(mapped[bi] != ai))
+
+
+def label_quality(true, pred) -> dict[str, float]:
+    """Every measure of one labelling.
+
+    Returns
+    -------
+    dict with keys exactly ``purity, inverse_purity, nmi, ari, n_clusters, cluster_size_min,
+    cluster_size_median, cluster_size_max`` (floats; sizes NaN when no cluster is left).
+    """
+    sizes = cluster_sizes(pred)
+    some = sizes.size > 0
+    return {"purity": purity(true, pred), "inverse_purity": inverse_purity(true, pred),
+            "nmi": nmi(true, pred), "ari": ari(true, pred), "n_clusters": float(n_clusters(pred)),
+            "cluster_size_min": float(sizes.min()) if some else float("nan"),
+            "cluster_size_median": float(np.median(sizes)) if some else float("nan"),
+            "cluster_size_max": float(sizes.max()) if some else float("nan")}
+
+
+def label_metrics(table: pd.DataFrame, previous: pd.DataFrame | None) -> list[dict]:
+    """A round's label quality as store rows ``{name, value, modality}``.
+
+    ``table`` is the round's labelling (columns key, speaker, audio, visual, joint, consensus; see
+    :func:`cometa.core.ensemble.make_round_labels`): :func:`label_quality` of each view against the
+    true speakers (a view that is -1 everywhere, round 1's visual, is left out), and, given the
+    previous round's table, the :func:`flip_rate` of the consensus over the keys labelled in both."""
+    rows = []
+    truth = pd.factorize(table["speaker"])[0]
+    for view in ("audio", "visual", "joint", "consensus"):
+        pred = table[view].to_numpy()
+        if (pred < 0).all():
+            continue
+        for name, value in label_quality(truth, pred).items():
+            rows.append(dict(name=name, value=float(value), modality=view))
+    if previous is not None:
+        prev = previous.set_index("key")["consensus"].reindex(table["key"]).to_numpy()
+        cur = table["consensus"].to_numpy()
+        ok = (prev >= 0) & (cur >= 0)
+        rows.append(dict(name="flip_rate", value=float(flip_rate(prev[ok], cur[ok])), modality="consensus"))
+    return rows
+
+
+def wrong_label_mask(speakers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(N,) bool, True where a sample's pseudo label is wrong: its cluster's majority true identity
+    differs from its own (the ground truth the embedded corpus knows). A tie for the majority goes
+    to the speaker seen first in the cluster."""
+    df = pd.DataFrame({"s": speakers, "c": labels})
+    majority = df.groupby("c")["s"].agg(lambda s: s.value_counts().index[0])
+    return (df["c"].map(majority) != df["s"]).to_numpy()

@@ -1,0 +1,46 @@
+"""`cometa`: Co-Meta learning, Algorithm 1 of the paper, one mini-batch at a time.
+
+- lines 5-6: θ'_A = θ_A − α∇ℓ(D̄; θ_A), θ'_V likewise (support set = the whole mini-batch);
+- line 7: disagreement D̄' under θ (Eq. 3);
+- lines 8-9: each model's ⌈λ(e)|D̄'|⌉ small-loss samples under θ;
+- lines 10-11: θ_A ← Adam(∇_{θ_A} ℓ(D̄'^(V); θ'_A)), θ_V ← Adam(∇_{θ_V} ℓ(D̄'^(A); θ'_V)) — the
+  query loss of the inner-updated model on the samples its PEER selected, differentiated through
+  the inner step (second order; ``second_order=False`` for first-order MAML). The query loss is
+  the mean per-sample loss over the peer's selection, taken from a forward pass of the whole
+  mini-batch under θ' (BatchNorm sees D̄'s statistics in the inner and the outer pass alike).
+
+An empty D̄' (the models agree on every sample) leaves both models unchanged for that batch; the
+training loop counts such batches (``empty_disagreement_batches``).
+"""
+from __future__ import annotations
+
+from cometa.core.meta import call_with, meta_gradients
+from cometa.core.strategies.base import Batch, StepStats, Strategy
+
+
+class CoMeta(Strategy):
+    name = "cometa"
+
+    def step(self, batch: Batch, *, keep_ratio: float) -> StepStats:
+        batch = self.prepare(batch)  # the audio's log-mel once, for the forwards under θ and θ'
+        # one forward under θ per model: support loss (lines 5-6), predictions (line 7), ranking (8-9)
+        stats, sel, loss_a, loss_v = self.forward_and_select(batch, keep_ratio)
+        if sel is None:
+            return stats
+        for model, opt, x, support, peer_sel, key in (
+            (self.audio, self.opt_audio, batch.audio, loss_a.mean(), sel.visual, "audio"),
+            (self.visual, self.opt_visual, batch.frames, loss_v.mean(), sel.audio, "visual"),
+        ):
+            # The query forward runs on the whole of D̄ under θ' and averages the selected samples'
+            # losses: BatchNorm then normalises with D̄'s statistics in both passes, and a query set
+            # of one sample is well defined.
+            def query_loss(fast, model=model, x=x, peer_sel=peer_sel):  # (defaults: this iteration's)
+                return call_with(model, fast, x, batch.labels, prepared=True)[1][peer_sel].mean()
+
+            grads, q = meta_gradients(model, support, query_loss, alpha=self.alpha, second_order=self.second_order)
+            self._apply(opt, [p for p in model.parameters()], grads)
+            if key == "audio":
+                stats.loss_query_audio = float(q)
+            else:
+                stats.loss_query_visual = float(q)
+        return stats

@@ -1,0 +1,67 @@
+"""Verification evaluation: embeddings -> cosine scores of trial lists -> EER / minDCF per modality."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from cometa.config.sections import EvalConfig  # noqa: F401 (re-exported)
+from cometa.evaluation.metrics import eer, fuse_scores, min_dcf, score_trials
+
+MODALITIES = ("audio", "visual", "fused")
+
+
+def evaluate_embeddings(
+    keys: list[str],
+    embeddings: dict[str, np.ndarray],
+    trials: dict[str, pd.DataFrame],
+    *,
+    p_targets: Sequence[float] = (0.01, 0.05),
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Cosine-score every trial list with every modality; EER and minDCF per (list, modality).
+
+    Parameters
+    ----------
+    keys : (N,) utterance keys of the test embeddings (``id10001/<video>/00001.wav``).
+    embeddings : ``{"audio": (N, D), "visual": (N, D')}``; a missing modality is skipped, and
+        "fused" (mean of the audio and visual cosine scores) needs both.
+    trials : short list name ("O", "E", "H") -> DataFrame(label, enroll, test).
+
+    Returns
+    -------
+    metrics : long table with columns list, modality, name, value (``eer`` as a fraction,
+        ``min_dcf_<p>``).
+    scores : ``{f"{list}_{modality}": scores, f"{list}_labels": labels}`` for DET curves.
+    """
+    index = {k: i for i, k in enumerate(keys)}
+    rows, scores = [], {}
+    for name, tr in trials.items():
+        labels = tr["label"].to_numpy()
+        scores[f"{name}_labels"] = labels.astype(np.int8)
+        per_mod = {m: score_trials(e, index, tr) for m, e in embeddings.items()}
+        if "audio" in per_mod and "visual" in per_mod:
+            per_mod["fused"] = fuse_scores(per_mod["audio"], per_mod["visual"])
+        for mod, s in per_mod.items():
+            scores[f"{name}_{mod}"] = s.astype(np.float32)
+            # a face score is NaN where an utterance has no face frames (missing_faces: audio_only):
+            # such trials are left out of that modality's metrics, and their number is logged
+            ok = np.isfinite(s)
+            if not ok.all():
+                rows.append((name, mod, "trials_unscored", float((~ok).sum())))
+                if ok.sum() < 2 or len(np.unique(labels[ok])) < 2:
+                    continue
+            e, _ = eer(s[ok], labels[ok])
+            rows.append((name, mod, "eer", e))
+            for p in p_targets:
+                rows.append((name, mod, f"min_dcf_{p:g}", min_dcf(s[ok], labels[ok], p_target=p)[0]))
+    return pd.DataFrame(rows, columns=["list", "modality", "name", "value"]), scores
+
+
+def log_metrics(store, metrics: pd.DataFrame, *, strategy: str | None, round: int) -> None:
+    """Write evaluation metrics into the run store (stage ``eval/<list>``)."""
+    store.log_many([
+        dict(name=r.name, value=float(r.value), strategy=strategy, stage=f"eval/{r.list}", round=round,
+             modality=r.modality)
+        for r in metrics.itertuples(index=False)
+    ])

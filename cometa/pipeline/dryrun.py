@@ -1,0 +1,110 @@
+"""``cometa run --dry-run``: check a data directory and print the plan with its estimated compute.
+
+Nothing is trained. Every data fault is collected and reported by name (missing face folders,
+trial entries naming unknown utterances, malformed trial lines, unreadable audio), instead of
+stopping at the first. The compute estimate counts the encoders' forward FLOPs with
+``torch.utils.flop_counter`` on one input of the configured size, and multiplies by the samples
+each step processes (backward ≈ 2× forward; the second-order meta step ≈ 3 passes more).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from cometa.config import Config, load_config
+from cometa.data.corpus import scan_corpus
+from cometa.data.synthetic import build_corpus
+from cometa.models.build import build_audio_model, build_visual_model
+from cometa.pipeline.plan import plan_steps
+from cometa.pipeline.steps import corpus_root
+
+# passes of (forward + backward) per sample and model, relative to one forward
+# cometa: support fwd+bwd(graph), query fwd, bwd through both
+PASSES = {"baseline": 3.0, "coteaching_plus": 3.0, "cometa": 9.0}
+
+
+def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """FLOPs of one forward pass of ``model`` on ``x`` (counted, not guessed)."""
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return float(counter.get_total_flops())
+
+
+def estimate_compute(cfg: Config, n_train: int, n_test: int) -> dict[str, float]:
+    """Total training + embedding FLOPs of the planned run, per part."""
+    crop = int(cfg.features.crop_seconds * cfg.features.sample_rate)
+    fa = forward_flops(build_audio_model(cfg), torch.zeros(1, crop))
+    s = cfg.visual_encoder.image_size
+    fv = forward_flops(build_visual_model(cfg), torch.zeros(2, 3, s, s)) / 2
+    e_max = cfg.stage2.rounds * cfg.stage2.epochs_per_round
+    out = {"audio_forward_gflops": fa / 1e9, "visual_forward_gflops": fv / 1e9,
+           "stage1": cfg.stage1.epochs * n_train * 2 * 3 * fa}
+    for strat in cfg.stage2.strategies:
+        out[strat] = e_max * n_train * PASSES.get(strat, 3.0) * (fa + fv)
+    # embeddings every round (train + test; ~4 s utterances, ~4 frames each)
+    out["embeddings"] = (1 + cfg.stage2.rounds * len(cfg.stage2.strategies)) * (n_train + n_test) * (
+        fa * 4.0 / cfg.features.crop_seconds + 4 * fv)
+    return out
+
+
+def dry_run(preset: str | None, *, config_path=None, overrides=None, file=None) -> int:
+    """Print the data check and the plan; return 1 when the data has faults, else 0."""
+    cfg = load_config(preset, path=config_path, overrides=overrides)
+    if cfg.corpus.kind == "synthetic" and not cfg.corpus.root:
+        build_corpus(cfg.corpus.synthetic, progress=False)
+    root = corpus_root(cfg)
+    file = file or sys.stdout
+    p = lambda *a: print(*a, file=file)  # noqa: E731
+    p(f"cometa dry run: preset {cfg.preset}, data root {root}")
+    scan = scan_corpus(root, trial_lists=cfg.eval.trial_lists)
+    counts, faults = scan["counts"], scan["faults"]
+    p("\n data")
+    for key, value in _flatten(counts):
+        p(f"   {key:<40} {value}")
+    if faults:
+        p(f"\n faults ({len(faults)})")
+        for f in faults[:50]:
+            p(f"   - {f}")
+        if len(faults) > 50:
+            p(f"   ... and {len(faults) - 50} more")
+    n_train = int(counts["train"]["utterances"])  # scan_corpus keeps both splits (zeros when missing)
+    n_test = int(counts["test"]["utterances"])
+    steps = plan_steps(cfg, Path("runs") / "dry-run")
+    p(f"\n plan: {len(steps)} steps")
+    p(f"   stage I: {cfg.stage1.epochs} epochs x {n_train} utterances, batch {cfg.stage1.batch_size}")
+    p(f"   stage II: strategies {', '.join(cfg.stage2.strategies)}; {cfg.stage2.rounds} rounds x "
+      f"{cfg.stage2.epochs_per_round} epochs (E_max {cfg.stage2.rounds * cfg.stage2.epochs_per_round}), "
+      f"k = {cfg.clustering.k}, tau {cfg.stage2.tau}, E_k {cfg.stage2.e_k}, alpha {cfg.stage2.alpha}, "
+      f"beta {cfg.stage2.beta}")
+    est = estimate_compute(cfg, n_train, n_test)
+    p(f"\n estimated compute (forward: audio {est['audio_forward_gflops']:.2f} GFLOP per "
+      f"{cfg.features.crop_seconds:g} s crop, visual {est['visual_forward_gflops']:.2f} GFLOP per face)")
+    total = 0.0
+    for key, value in est.items():
+        if key.endswith("_gflops"):
+            continue
+        total += value
+        p(f"   {key:<16} {_flops(value):>14}   ~{value / 200e12 / 3600:10.3f} GPU-hours at 200 TFLOP/s sustained")
+    p(f"   {'total':<16} {_flops(total):>14}   ~{total / 200e12 / 3600:10.3f} GPU-hours")
+    p("\n nothing was trained (dry run).")
+    return 1 if faults else 0
+
+
+def _flops(x: float) -> str:
+    for unit, scale in (("EFLOP", 1e18), ("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9)):
+        if x >= scale:
+            return f"{x / scale:.1f} {unit}"
+    return f"{x / 1e6:.1f} MFLOP"
+
+
+def _flatten(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+

@@ -1,0 +1,101 @@
+"""The steps of a run: which notebook each runs, with which parameters, after which steps, and the
+hash of its inputs that decides whether a finished step is still complete.
+
+A step's inputs hash covers its name, the config sections it reads and the input hashes of the
+steps it depends on, so a change reruns the step and everything downstream of it. The run
+directory is not part of it: a finished step copied into another run directory is complete there.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cometa.config import Config
+
+__all__ = ["NOTEBOOK_DIR", "STEP_WEIGHT", "Step", "plan_steps", "report_step", "inputs_hash", "notebook_parameters"]
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+STAGE2_FIELDS_NOT_AFFECTING_ROUNDS = ("strategies", "rounds")
+# relative cost of a round step per strategy (bench/bench_steps.py: cometa's second-order step is
+# ~4.7x baseline's, but embeddings, clustering and evaluation are shared: a round costs ~1.5x)
+STEP_WEIGHT = {"cometa": 1.5}
+
+
+@dataclass
+class Step:
+    name: str  # e.g. "stage1", "cometa/round_2"
+    notebook: str  # template in notebooks/
+    out_dir: Path
+    parameters: dict[str, Any]  # the notebook's parameters, but for its thread count (notebook_parameters)
+    sections: dict[str, Any]  # config content this step reads
+    depends: list[str] = field(default_factory=list)
+    always: bool = False  # rerun every time (the report)
+    threaded: bool = True  # the notebook takes a ``threads`` parameter (its share of the cores)
+    inputs_hash: str = ""
+
+    @property
+    def weight(self) -> float:
+        """The step's estimated cost relative to a baseline round (:data:`STEP_WEIGHT`), for scheduling."""
+        return STEP_WEIGHT.get(str(self.parameters.get("strategy")), 1.0)
+
+
+def notebook_parameters(step: Step, threads: int) -> dict[str, Any]:
+    """What papermill passes to the step's notebook: its parameters, and ``threads`` where it takes them."""
+    return dict(step.parameters, threads=int(threads)) if step.threaded else dict(step.parameters)
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def plan_steps(cfg: Config, run_dir: Path) -> list[Step]:
+    """The ordered (topologically) steps of a run and their input hashes."""
+    d = cfg.to_dict()
+    common = {k: d[k] for k in ("seed", "device", "num_workers")}
+    stage2 = {k: v for k, v in d["stage2"].items() if k not in STAGE2_FIELDS_NOT_AFFECTING_ROUNDS}
+    rd = str(run_dir)
+    steps = [
+        Step("corpus", "00_corpus.ipynb", run_dir / "corpus", {"run_dir": rd},
+             {"corpus": d["corpus"], "eval": d["eval"], "visual_size": d["visual_encoder"]["image_size"]}),
+        Step("stage1", "10_stage1.ipynb", run_dir / "stage1", {"run_dir": rd},
+             {**common, **{k: d[k] for k in ("features", "audio_encoder", "augment", "stage1", "eval")}},
+             depends=["corpus"]),
+    ]
+    for strategy in cfg.stage2.strategies:
+        for r in range(1, cfg.stage2.rounds + 1):
+            prev = "stage1" if r == 1 else f"{strategy}/round_{r - 1}"
+            steps.append(Step(
+                f"{strategy}/round_{r}", "20_round.ipynb", run_dir / strategy / f"round_{r}",
+                {"run_dir": rd, "strategy": strategy, "round_no": r},
+                {**common, "strategy": strategy, "round": r, "stage2": stage2,
+                 **{k: d[k] for k in ("visual_encoder", "clustering", "augment", "features", "eval")}},
+                depends=[prev]))
+    if cfg.projection.enabled:  # one step for every strategy: UMAP's JIT warm-up is paid once
+        strategies = list(cfg.stage2.strategies)
+        steps.append(Step(
+            "projections", "30_projections.ipynb", run_dir / "projections",
+            {"run_dir": rd, "strategies": ",".join(strategies), "rounds": cfg.stage2.rounds},
+            {"projection": d["projection"], "seed": cfg.seed},
+            depends=[f"{s}/round_{r}" for s in strategies for r in range(1, cfg.stage2.rounds + 1)]))
+    steps.append(report_step(run_dir, depends=[s.name for s in steps]))
+    by_name: dict[str, Step] = {}
+    for s in steps:
+        s.inputs_hash = inputs_hash(s, [by_name[n].inputs_hash for n in s.depends])
+        by_name[s.name] = s
+    return steps
+
+
+def report_step(run_dir: Path, *, depends: list[str] | None = None) -> Step:
+    """The report of a run (its last step, rerun every time) or of a study of several seeds."""
+    return Step("report", "90_report.ipynb", Path(run_dir) / "report", {"run_dir": str(run_dir)}, {},
+                depends=list(depends or []), always=True, threaded=False)
+
+
+def inputs_hash(step: Step, depends: list[str]) -> str:
+    """The hash that keys a step: its name, the config sections it reads and the input hashes of the
+    steps it depends on (``depends``, in the order of ``step.depends``). The run directory is not
+    part of it, so a finished step copied into another run directory is still complete there."""
+    return _hash({"step": step.name, "sections": step.sections, "depends": list(depends)})

@@ -1,0 +1,297 @@
+"""The orchestrator: runs each stage's notebook with papermill, resumes, reruns only what changed.
+
+A step is complete when its ``done.json`` holds the hash of its inputs (the config sections it
+reads plus the hashes of the steps it depends on). Running the same command again skips complete
+steps; a step whose inputs changed is wiped and rerun, and so is everything downstream of it (their
+input hashes include its hash). A step that was interrupted (``inputs.json`` present, no matching
+``done.json``) is rerun in place, and its training loop resumes from the last epoch checkpoint.
+The executed notebook of every step is kept in its directory as the record of that step.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from cometa.config import Config, load_config
+from cometa.config.sections import STRATEGY_NAMES
+from cometa.core.blas import apply_openblas_coretype
+from cometa.pipeline.plan import NOTEBOOK_DIR, Step, inputs_hash, notebook_parameters, plan_steps, report_step
+from cometa.pipeline.schedule import by_priority, chain_lengths, next_steps
+from cometa.runs import RunStore, atomic_write
+
+__all__ = ["PipelineError", "Step", "plan_steps", "inputs_hash", "execute_step", "run_pipeline", "run_study",
+           "seed_dir", "STUDY_FILE"]
+
+
+class PipelineError(RuntimeError):
+    """A step's notebook failed; the message names the step, the cell, the error and the notebook."""
+
+
+def _notebook_failure(path: Path, step: Step, exc: Exception) -> PipelineError:
+    """Find the failing cell in the executed notebook and say where to look."""
+    cell_no, source = "?", ""
+    try:
+        nb = json.loads(path.read_text())
+        code = [c for c in nb["cells"] if c.get("cell_type") == "code"]
+        for i, c in enumerate(code, 1):
+            if any(o.get("output_type") == "error" for o in c.get("outputs", [])):
+                cell_no, source = str(i), "".join(c.get("source", ""))
+                break
+    except Exception:  # the notebook may not have been written at all
+        pass
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    first = source.strip().splitlines()[0] if source.strip() else ""
+    return PipelineError(
+        f"step '{step.name}' failed in code cell {cell_no} ({first!r}): {ename}: {evalue}\n"
+        f"  open the executed notebook for the full traceback: {path}")
+
+
+def _watch_progress(step_dir: Path, bar: tqdm, stop: threading.Event) -> None:
+    """Mirror the step's ``progress.json`` (written by the training loops) into a nested bar."""
+    last = None
+    while not stop.wait(0.5):
+        p = step_dir / "progress.json"
+        try:
+            info = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if info != last:
+            bar.total = info.get("total", bar.total)
+            bar.n = info.get("done", 0)
+            bar.set_description_str(info.get("desc", ""))
+            bar.refresh()
+            last = info
+
+
+def execute_step(step: Step, *, progress: bool = True, log_output: bool = False, kernel: str = "python3",
+                 parameters: dict | None = None, position: int = 1) -> float:
+    """Run one step's notebook with papermill into its directory; returns seconds taken."""
+    # papermill brings nbclient and jupyter_client (a second to import): only running a step needs them,
+    # not reading this module (the run API's what_if and dry runs import it)
+    import papermill as pm
+
+    # the kernel is a child process: it must import this checkout of cometa, whatever the cwd
+    root = str(NOTEBOOK_DIR.parent)
+    # (relative entries are made absolute: the kernel runs in notebooks/)
+    paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([root, *paths]))
+    step.out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = step.out_dir / "inputs.json"
+    inputs.write_text(json.dumps({"inputs_hash": step.inputs_hash, "step": step.name}))
+    nb_out = step.out_dir / f"{Path(step.notebook).stem.split('_', 1)[1]}.ipynb"
+    t0 = time.time()
+    bar = tqdm(total=1, desc="", position=position, leave=False, disable=not progress,
+               bar_format="    {desc} {bar} {n}/{total}")
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_progress, args=(step.out_dir, bar, stop), daemon=True)
+    watcher.start()
+    try:
+        pm.execute_notebook(str(NOTEBOOK_DIR / step.notebook), str(nb_out),
+                            parameters=parameters if parameters is not None else notebook_parameters(step, 0),
+                            kernel_name=kernel, progress_bar=False, log_output=log_output,
+                            cwd=str(NOTEBOOK_DIR),
+                            # the kernel listens on 127.0.0.1 only; silence its plain-TCP warning
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    except Exception as exc:  # papermill raises PapermillExecutionError with ename/evalue
+        raise _notebook_failure(nb_out, step, exc) from None
+    finally:
+        stop.set()
+        watcher.join()
+        bar.close()
+    seconds = time.time() - t0
+    return seconds
+
+
+def resolve_config(preset: str | None, *, config_path: str | Path | None = None,
+                   overrides: list[str] | dict | None = None, strategies: list[str] | None = None,
+                   rounds: int | None = None) -> Config:
+    """The run's configuration: preset <- file <- overrides, then the ``strategies``/``rounds`` shorthands."""
+    ov: dict[str, Any] = {}
+    if isinstance(overrides, dict):
+        ov.update(overrides)
+    cfg = load_config(preset, path=config_path, overrides=[*(overrides or [])] if isinstance(overrides, list) else ov)
+    if strategies:
+        unknown = [s for s in strategies if s not in STRATEGY_NAMES]
+        if unknown:
+            raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGY_NAMES)}")
+        cfg.stage2.strategies = list(strategies)
+    if rounds is not None:
+        cfg.stage2.rounds = int(rounds)
+    return cfg
+
+
+def run_pipeline(
+    preset: str | None = "demo",
+    *,
+    run_dir: str | Path | None = None,
+    strategies: list[str] | None = None,
+    rounds: int | None = None,
+    overrides: list[str] | dict | None = None,
+    config_path: str | Path | None = None,
+    progress: bool = True,
+    log_output: bool = False,
+    only: list[str] | None = None,
+    jobs: int | None = None,
+) -> dict[str, str]:
+    """Run (or resume) the whole study. Returns each step's outcome: "ran", "skipped".
+
+    Parameters
+    ----------
+    preset, config_path, overrides : the configuration (see :func:`cometa.config.load_config`).
+    strategies, rounds : shorthands for ``stage2.strategies`` / ``stage2.rounds``.
+    run_dir : where the run lives (default ``runs/<preset>``).
+    only : run just these steps (by name) — their upstream steps must be complete.
+    jobs : steps run at once (default ``cfg.jobs``). Independent steps (the strategies' rounds)
+        then share the cores: each kernel gets ``cores // running`` threads, so two kernels keep
+        both cores of a laptop busy through each other's start-up, data loading and Python work.
+    """
+    cfg = resolve_config(preset, config_path=config_path, overrides=overrides, strategies=strategies, rounds=rounds)
+    jobs = max(1, int(jobs if jobs is not None else cfg.jobs))
+    run_dir = Path(run_dir or Path("runs") / cfg.preset).resolve()
+    store = RunStore(run_dir, create=True)
+    # faiss-cpu's bundled OpenBLAS runs generic kernels on CPUs newer than it (issue 18): the kernels
+    # started below (and their torchrun workers) inherit os.environ, so they get the matching core
+    blas = apply_openblas_coretype()
+    store.write_config(cfg.to_dict(), runtime={"openblas_coretype": asdict(blas)})
+    steps = plan_steps(cfg, run_dir)
+    if only:
+        steps = [s for s in steps if s.name in only]
+    return _run_steps(steps, store, jobs=jobs, progress=progress, log_output=log_output)
+
+
+def _run_steps(steps: list[Step], store: RunStore, *, jobs: int, progress: bool, log_output: bool) -> dict[str, str]:
+    """Run ``steps`` (:mod:`cometa.pipeline.schedule` decides the order), ``jobs`` at once; each
+    step's outcome. The first failure is raised once the steps already running have finished."""
+    by_name = {s.name: s for s in steps}
+    depends = {s.name: list(s.depends) for s in steps}
+    pending = by_priority(list(by_name), chain_lengths(depends, {s.name: s.weight for s in steps}))
+    complete = {s.name for s in steps if not s.always and store.is_done(s.out_dir, inputs_hash=s.inputs_hash)}
+    outcome: dict[str, str] = {}
+    running: dict[Future, tuple[Step, int]] = {}
+    free_slots = list(range(1, jobs + 1))
+    failure: PipelineError | None = None
+    bar = tqdm(total=len(steps), desc="cometa", unit="step", disable=not progress, position=0)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while pending or running:
+            decision = next_steps(pending, depends, done={n for n, o in outcome.items() if o != "failed"},
+                                  failed={n for n, o in outcome.items() if o == "failed"}, complete=complete,
+                                  running=len(running), free_slots=len(free_slots), jobs=jobs,
+                                  cores=os.cpu_count() or 1)
+            for name in decision.skip:
+                outcome[name] = "skipped"
+                pending.remove(name)
+                bar.update()
+            for launch in decision.start:
+                step, slot = by_name[launch.step], free_slots.pop(0)
+                _prepare_step_dir(step)
+                fut = pool.submit(execute_step, step, progress=progress, log_output=log_output,
+                                  parameters=notebook_parameters(step, launch.threads), position=slot)
+                running[fut] = (step, slot)
+                pending.remove(step.name)
+                bar.set_postfix_str(", ".join(s.name for s, _ in running.values()))
+            if not running:
+                if failure is not None or not pending:
+                    break
+                raise PipelineError(f"steps {', '.join(pending)} wait on steps that are neither complete nor planned")
+            failure = failure or _collect(running, free_slots, store, outcome, bar)
+            if failure is not None:
+                pending.clear()  # let the running steps finish, start nothing new
+    bar.close()
+    if failure is not None:
+        raise failure
+    return outcome
+
+
+def _collect(running: dict[Future, tuple[Step, int]], free_slots: list[int], store: RunStore,
+             outcome: dict[str, str], bar: tqdm) -> PipelineError | None:
+    """Wait for the next step(s) to finish; mark each done (or failed) and free its slot. Returns
+    the first failure among them."""
+    failure = None
+    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+    for fut in done:
+        step, slot = running.pop(fut)
+        free_slots.append(slot)
+        free_slots.sort()
+        try:
+            seconds = fut.result()
+        except PipelineError as e:
+            failure = failure or e
+            outcome[step.name] = "failed"
+            continue
+        store.mark_done(step.out_dir, inputs_hash=step.inputs_hash, seconds=round(seconds, 3), step=step.name,
+                        started_at=time.time() - seconds)
+        outcome[step.name] = "ran"
+        bar.update()
+    return failure
+
+
+def _prepare_step_dir(step: Step) -> None:
+    """Keep an interrupted step's checkpoints when its inputs are unchanged; wipe a stale step."""
+    inputs = step.out_dir / "inputs.json"
+    if not step.out_dir.exists():
+        return
+    try:
+        previous = json.loads(inputs.read_text())["inputs_hash"]
+    except (OSError, ValueError, KeyError):
+        previous = None
+    if previous != step.inputs_hash and step.name not in ("corpus", "report"):
+        shutil.rmtree(step.out_dir)
+    done = step.out_dir / "done.json"
+    if done.exists():
+        done.unlink()
+
+
+# ---------------------------------------------------------------------------------------------
+# several seeds: one ordinary run directory per seed, and a combined report
+
+
+STUDY_FILE = "study.json"
+
+
+def seed_dir(study_dir: str | Path, seed: int) -> Path:
+    """Where seed ``seed`` of a study lives: ``STUDY_DIR/seed_<seed>/``, an ordinary run directory."""
+    return Path(study_dir) / f"seed_{int(seed)}"
+
+
+def run_study(preset: str | None = "demo", *, study_dir: str | Path, seeds: list[int],
+              overrides: list[str] | None = None, report: bool = True, **kwargs) -> dict[int, dict[str, str]]:
+    """Run (or resume) the study once per training seed, then write the combined report.
+
+    Each seed is an ordinary run in ``study_dir/seed_<s>/`` (``--set seed=<s>``): the corpus is the
+    same for all (``corpus.synthetic.seed`` is not touched), the initialisations, batches and
+    augmentations differ. ``study_dir/study.json`` lists the seeds; ``study_dir/report/`` gets Table
+    1/2 and the figures as mean ± std over the seeds (:func:`cometa.results.report.write_report`,
+    run through the report step's notebook, as a run's own report). Other keyword arguments go to
+    :func:`run_pipeline` for every seed.
+    """
+    if not seeds:
+        raise ValueError("run_study needs at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds repeat: {seeds}")
+    study_dir = Path(study_dir).resolve()
+    if (study_dir / "store.sqlite").exists():
+        raise PipelineError(f"{study_dir} is a single run's directory; give the study its own --run-dir")
+    study_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(study_dir / STUDY_FILE) as tmp:
+        tmp.write_text(json.dumps({"preset": preset, "seeds": [int(x) for x in seeds],
+                                   "overrides": list(overrides or []),
+                                   "runs": [seed_dir(study_dir, x).name for x in seeds]}, indent=2))
+    outcomes = {}
+    for i, seed in enumerate(seeds, 1):
+        print(f"cometa: seed {seed} ({i} of {len(seeds)}) -> {seed_dir(study_dir, seed)}", flush=True)
+        outcomes[int(seed)] = run_pipeline(preset, run_dir=seed_dir(study_dir, seed),
+                                           overrides=[*(overrides or []), f"seed={int(seed)}"], **kwargs)
+    if report:
+        execute_step(report_step(study_dir), progress=kwargs.get("progress", True),
+                     log_output=kwargs.get("log_output", False))
+    return outcomes
