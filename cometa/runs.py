@@ -119,6 +119,10 @@ class RunStore:
             records.append((self.run_id, row.get("strategy"), row["stage"], int(row.get("round") or 0),
                             _int_or_none(row.get("epoch")), _int_or_none(row.get("step")), row.get("modality"),
                             row["name"], None if value is None else float(value), now))
+        return self._insert(records)
+
+    def _insert(self, records: list[tuple]) -> int:
+        """Append rows (tuples in :data:`COLUMNS` order) in one transaction; returns how many."""
         if not records:
             return 0
         with self._connect() as con:
@@ -150,13 +154,7 @@ class RunStore:
         records = [(self.run_id, r.strategy, r.stage, int(r.round), _int_or_none(r.epoch), _int_or_none(r.step),
                     r.modality, r.name, None if r.value is None or math.isnan(r.value) else float(r.value),
                     float(r.time)) for r in df.itertuples(index=False)]
-        if not records:
-            return 0
-        with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            con.executemany(f"INSERT INTO scalars ({', '.join(COLUMNS)}) VALUES (?,?,?,?,?,?,?,?,?,?)", records)
-            con.execute("COMMIT")
-        return len(records)
+        return self._insert(records)
 
     def delete_scalars(self, *, strategy: str | None, stage: str | list[str], round: int | None = None,
                        min_epoch: int | None = None, name: str | list[str] | None = None) -> int:

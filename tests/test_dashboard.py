@@ -12,10 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -24,10 +20,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tools.screenshot_dashboard import CHROMIUM, launch_chromium
+from tools.screenshot_dashboard import free_port as _free_port
+from tools.screenshot_dashboard import serve as start_server
+from tools.screenshot_dashboard import stop as stop_server
+
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 TABS = {  # tab -> text a plot title shows once the tab rendered
     "Label quality": "purity per round",
     "Training dynamics": "training dynamics",
@@ -154,46 +152,6 @@ def test_views_build_without_a_server(run_dir, n_train):
 
 
 # ------------------------------------------------------------------------------------------ browser
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(run_dirs: list[Path], port: int, *, timeout: float = 40) -> subprocess.Popen:
-    """``python -m dashboards.app`` in a subprocess on 127.0.0.1; returns once it answers HTTP."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "dashboards.app", *map(str, run_dirs), "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"dashboard exited: {proc.stdout.read().decode()[-2000:]}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness-probe-does-not-exist", timeout=2)
-        except urllib.error.HTTPError:  # the server answers (404): it is up
-            return proc
-        except OSError:
-            time.sleep(0.25)
-        else:
-            return proc
-    proc.kill()
-    raise RuntimeError(f"dashboard did not answer within {timeout} s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def launch_chromium(p):
-    """Debian's Chromium through Playwright (never a downloaded browser)."""
-    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-
-
 def wait_title(page, text: str, timeout: float = 20_000) -> None:
     """Wait until a plotly figure whose title contains ``text`` has been drawn."""
     page.locator(".js-plotly-plot .gtitle", has_text=text).first.wait_for(timeout=timeout)

@@ -23,9 +23,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+if str(ROOT) not in sys.path:  # run as a script: tools/ is on the path, the checkout is not
+    sys.path.insert(0, str(ROOT))
+from tools.screenshot_lab import CHROMIUM, launch_chromium  # noqa: E402  (the one Chromium set-up)
+
 TABS = {  # tab -> text that a plot title shows once the tab rendered
     "Label quality": "purity per round",
     "Training dynamics": "training dynamics",
@@ -41,24 +42,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(run_dirs: list[str], port: int, timeout: float = 60) -> subprocess.Popen:
-    """The dashboard in a subprocess; returns once it answers HTTP."""
+def serve(run_dirs: list, port: int, *, timeout: float = 60) -> subprocess.Popen:
+    """``python -m dashboards.app RUN_DIR ...`` in a subprocess on 127.0.0.1; returns once it answers
+    HTTP (a 404 for a page that does not exist is an answer). Raises RuntimeError otherwise."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    proc = subprocess.Popen([sys.executable, "-m", "dashboards.app", *run_dirs, "--port", str(port)], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "dashboards.app", *map(str, run_dirs), "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"the dashboard exited: {proc.stdout.read().decode()[-2000:]}")
+            raise RuntimeError(f"the dashboard exited: {proc.stdout.read().decode()[-2000:]}")
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-            return proc
-        except urllib.error.HTTPError:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness-probe-does-not-exist", timeout=2)
+        except urllib.error.HTTPError:  # the server answers (404): it is up
             return proc
         except OSError:
-            time.sleep(0.5)
+            time.sleep(0.25)
+        else:
+            return proc
     proc.kill()
-    raise SystemExit(f"the dashboard did not answer within {timeout:.0f} s")
+    raise RuntimeError(f"the dashboard did not answer within {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def shoot(page, out: Path, view: str) -> Path:
@@ -87,10 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    proc = serve(args.run_dirs, port)
+    try:
+        proc = serve(args.run_dirs, port)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = launch_chromium(p)
             try:
                 page = browser.new_page(viewport={"width": args.width, "height": args.height})
                 page.goto(f"http://127.0.0.1:{port}/")
@@ -109,11 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     return 0
 
 
