@@ -16,6 +16,8 @@ from PIL import Image
 
 from cometa.evaluation.metrics import eer
 
+__all__ = ["baseline_eers", "audio_baseline_embeddings", "face_baseline_embeddings", "log_mel"]
+
 SAMPLE_RATE = 16000
 _N_FFT, _WIN, _HOP, _N_MELS = 512, 400, 160, 40  # 25 ms windows, 10 ms hop
 _ACTIVE_QUANTILE = 0.7  # keep the 30 % loudest frames: silence and noise-only frames carry the channel
