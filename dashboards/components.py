@@ -19,7 +19,8 @@ __all__ = ["AppState", "FigureCard", "RunView", "plotly_config", "table", "pivot
            "TABLE_CSS"]
 
 VIEWS = ["audio", "visual", "joint", "consensus"]
-LABEL_METRICS = ["purity", "inverse_purity", "nmi", "ari", "n_clusters", "flip_rate", "kept_frac"]
+LABEL_METRICS = ["purity", "inverse_purity", "nmi", "ari", "n_clusters", "flip_rate", "kept_frac", "session_coherence",
+                 "wrong_whole_session_frac"]
 TABLE_CSS = """
 table {border-collapse: collapse; font-size: 0.9em; margin-bottom: 1em}
 th, td {padding: 3px 10px; border-bottom: 1px solid #e3e3e3; text-align: left; white-space: nowrap}

@@ -16,7 +16,10 @@ from cometa.core.label_quality import (
     n_clusters,
     nmi,
     purity,
+    session_coherence,
+    session_of,
     wrong_label_mask,
+    wrong_whole_session_frac,
 )
 
 KEYS = {"purity", "inverse_purity", "nmi", "ari", "n_clusters", "cluster_size_min", "cluster_size_median",
@@ -148,7 +151,7 @@ def test_label_metrics_per_view_and_a_view_without_labels_is_left_out():
     assert got[("joint", "purity")] == 0.75 and got[("joint", "inverse_purity")] == 0.75
     assert got[("joint", "n_clusters")] == 2.0
     assert (got[("joint", "cluster_size_min")], got[("joint", "cluster_size_max")]) == (1.0, 3.0)
-    assert len(rows) == 3 * 8 and all(isinstance(r["value"], float) for r in rows)
+    assert len(rows) == 3 * 10 and all(isinstance(r["value"], float) for r in rows)
     assert not any(r["name"] == "flip_rate" for r in rows)
 
 
@@ -162,3 +165,47 @@ def test_label_metrics_flip_rate_against_the_previous_round_by_key():
     previous = pd.DataFrame({"key": ["u3", "u2", "u1"], "consensus": [1, 1, -1]})
     (flip,) = [r for r in label_metrics(table, previous) if r["name"] == "flip_rate"]
     assert flip["value"] == 0.0  # u2, u3 stay together
+
+
+def test_session_of_is_the_key_directory():
+    assert session_of(["id1/vidA/00001.wav", "id1/vidA/00002.wav", "id2/x/y/3.wav", "flat"]).tolist() == [
+        "id1/vidA", "id1/vidA", "id2/x/y", "flat"]
+
+
+def test_session_coherence_by_hand_and_dropped_samples_take_no_part():
+    sessions = ["s1", "s1", "s1", "s2", "s2", "s3"]
+    labels = [0, 0, 1, 2, 2, -1]  # s1: 2 of 3 carry its majority 0; s2: 2 of 2; s3 only dropped
+    assert session_coherence(sessions, labels) == pytest.approx(4 / 5)
+    assert session_coherence(["a", "b"], [-1, -1]) != session_coherence(["a", "b"], [-1, -1])  # NaN
+
+
+def test_wrong_whole_session_frac_by_hand():
+    # speakers a (sessions a1, a2), b (session b1); clusters: 0 = a a a b b, 1 = b b
+    speakers = ["a", "a", "a", "b", "b", "b", "b"]
+    sessions = ["a1", "a1", "a2", "b1", "b1", "b1", "b1"]
+    labels = [0, 0, 0, 0, 0, 1, 1]
+    # cluster 0's majority is a, so b1's two samples in cluster 0 are wrong; b1 is not wrong as a whole
+    assert wrong_whole_session_frac(speakers, sessions, labels) == 0.0
+    # move b1 whole into cluster 0 beside a second b session (b2) labelled 1: b1 is wrong as a whole
+    speakers = ["a", "a", "a", "b", "b", "b", "b"]
+    sessions = ["a1", "a1", "a2", "b1", "b1", "b2", "b2"]
+    assert wrong_whole_session_frac(speakers, sessions, labels) == 1.0
+    # a session wrong in every sample but under two labels does not count as whole
+    speakers = ["a", "a", "a", "a", "b", "b", "b", "b"]
+    sessions = ["a1", "a1", "a1", "a1", "b1", "b1", "b2", "b2"]
+    labels = [0, 0, 1, 1, 0, 1, 2, 2]  # clusters 0 = a a b, 1 = a a b (majority a): b1's two are wrong
+    assert wrong_label_mask(np.array(speakers), np.array(labels)).tolist() == [False] * 4 + [True, True, False, False]
+    assert wrong_whole_session_frac(speakers, sessions, labels) == 0.0
+    assert np.isnan(wrong_whole_session_frac(["a", "b"], ["s", "t"], [0, 1]))  # nothing wrong
+
+
+def test_label_metrics_carry_the_session_measures():
+    table = pd.DataFrame({"key": ["a/v1/1", "a/v1/2", "a/v2/3", "b/v3/4", "b/v3/5"], "speaker": list("aaabb"),
+                          "audio": [0, 0, 0, 0, 0], "visual": [0, 0, 0, 1, 1], "joint": [0, 0, 1, 1, 1],
+                          "consensus": [0, 0, 0, 1, 1]})
+    got = {(r["modality"], r["name"]): r["value"] for r in label_metrics(table, None)}
+    assert got[("audio", "session_coherence")] == 1.0
+    assert got[("audio", "wrong_whole_session_frac")] == 1.0  # b/v3 wrong as a whole in cluster 0
+    assert got[("joint", "session_coherence")] == 1.0  # a/v2 alone in cluster 1 with b: still coherent
+    assert got[("joint", "wrong_whole_session_frac")] == 1.0
+    assert np.isnan(got[("consensus", "wrong_whole_session_frac")])

@@ -12,6 +12,15 @@ j}|, with a_i = Σ_j n_ij, b_j = Σ_i n_ij and N = Σ_ij n_ij:
 - flip rate       = the fraction of samples whose label changed between two labellings after
                     aligning the ids one-to-one by maximum overlap (Hungarian)
 
+Two measures of how the labelling sits on the recording sessions (a session is a video: the key's
+directory, ``speaker/video/utterance``); noise that follows sessions is noise a network can fit
+from session cues (background, channel), so small-loss selection cannot filter it:
+
+- session coherence       = the fraction of samples that carry their session's majority label
+                            (needs no ground truth: it can be read on VoxCeleb too)
+- wrong whole-session frac = of the samples with a wrong label (:func:`wrong_label_mask`), the
+                            fraction whose whole session is wrong under one single label
+
 Cluster ids may be any integers. Samples with a negative cluster id (dropped by the ensemble vote)
 are excluded from every measure: from N, the table and the cluster counts; in ``flip_rate`` a
 sample negative in either labelling is excluded. A measure over no samples is NaN.
@@ -24,7 +33,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix, csr_matrix
 
 __all__ = ["contingency", "purity", "inverse_purity", "nmi", "ari", "n_clusters", "cluster_sizes", "flip_rate",
-           "label_quality", "label_metrics", "wrong_label_mask"]
+           "label_quality", "label_metrics", "wrong_label_mask", "session_of", "session_coherence",
+           "wrong_whole_session_frac"]
 
 
 def _kept(true, pred) -> tuple[np.ndarray, np.ndarray]:
@@ -188,20 +198,56 @@ def label_quality(true, pred) -> dict[str, float]:
             "cluster_size_max": float(sizes.max()) if some else float("nan")}
 
 
+def session_of(keys) -> np.ndarray:
+    """(N,) str: each key's session, its directory (``id00012/21Uxsk56VDQ/00001.wav`` -> ``id00012/21Uxsk56VDQ``)."""
+    return np.asarray([str(k).rsplit("/", 1)[0] for k in keys], dtype=object)
+
+
+def session_coherence(sessions, labels) -> float:
+    """The fraction of samples (label >= 0) that carry the majority label of their session; NaN over none."""
+    df = pd.DataFrame({"g": np.asarray(sessions), "c": np.asarray(labels)})
+    df = df[df["c"] >= 0]
+    if df.empty:
+        return float("nan")
+    # each (session, label) pair's count; a sample agrees when its pair is its session's largest
+    counts = df.groupby(["g", "c"]).size()
+    return float(counts.groupby(level="g").max().sum() / len(df))
+
+
+def wrong_whole_session_frac(speakers, sessions, labels) -> float:
+    """Of the samples with a wrong label, the fraction in sessions that are wrong as a whole: every
+    labelled sample of the session is wrong and all carry the same label. NaN when no label is wrong."""
+    df = pd.DataFrame({"s": np.asarray(speakers), "g": np.asarray(sessions), "c": np.asarray(labels)})
+    df = df[df["c"] >= 0]
+    if df.empty:
+        return float("nan")
+    df["wrong"] = wrong_label_mask(df["s"].to_numpy(), df["c"].to_numpy())
+    if not df["wrong"].any():
+        return float("nan")
+    by = df.groupby("g")
+    whole = by["wrong"].transform("all") & (by["c"].transform("nunique") == 1)
+    return float(whole[df["wrong"]].mean())
+
+
 def label_metrics(table: pd.DataFrame, previous: pd.DataFrame | None) -> list[dict]:
     """A round's label quality as store rows ``{name, value, modality}``.
 
     ``table`` is the round's labelling (columns key, speaker, audio, visual, joint, consensus; see
     :func:`cometa.core.ensemble.make_round_labels`): :func:`label_quality` of each view against the
-    true speakers (a view that is -1 everywhere, round 1's visual, is left out), and, given the
-    previous round's table, the :func:`flip_rate` of the consensus over the keys labelled in both."""
+    true speakers (a view that is -1 everywhere, round 1's visual, is left out) with its
+    :func:`session_coherence` and :func:`wrong_whole_session_frac`, and, given the previous round's
+    table, the :func:`flip_rate` of the consensus over the keys labelled in both."""
     rows = []
     truth = pd.factorize(table["speaker"])[0]
+    sessions = session_of(table["key"])
     for view in ("audio", "visual", "joint", "consensus"):
         pred = table[view].to_numpy()
         if (pred < 0).all():
             continue
-        for name, value in label_quality(truth, pred).items():
+        quality = label_quality(truth, pred)
+        quality["session_coherence"] = session_coherence(sessions, pred)
+        quality["wrong_whole_session_frac"] = wrong_whole_session_frac(truth, sessions, pred)
+        for name, value in quality.items():
             rows.append(dict(name=name, value=float(value), modality=view))
     if previous is not None:
         prev = previous.set_index("key")["consensus"].reindex(table["key"]).to_numpy()

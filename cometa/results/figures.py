@@ -53,7 +53,9 @@ STAGE1_COLOR = "#222222"
 COLOR_MODES = ("pseudo label", "true identity", "label correct")
 METRIC_LABELS = {"eer": "EER (%)", "min_dcf_0.01": "minDCF (P_tar = 0.01)", "min_dcf_0.05": "minDCF (P_tar = 0.05)",
                  "purity": "purity", "inverse_purity": "inverse purity", "nmi": "NMI", "ari": "ARI",
-                 "n_clusters": "clusters", "flip_rate": "flip rate", "kept_frac": "kept fraction"}
+                 "n_clusters": "clusters", "flip_rate": "flip rate", "kept_frac": "kept fraction",
+                 "session_coherence": "session coherence",
+                 "wrong_whole_session_frac": "wrong labels in wholly wrong sessions"}
 _LAYOUT = dict(template="plotly_white", font=dict(family="Arial, sans-serif", size=12),
                margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h", y=-0.18))
 
