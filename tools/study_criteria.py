@@ -14,7 +14,10 @@ For every seed and as mean ± std over the seeds it prints, from the run stores 
   baselines (criterion >= 20 %);
 - whether the H-like list is the hardest list for every trained model (Stage I, and each strategy's
   last-round audio and visual model);
-- the lambda of the first Stage II epoch (criterion: 1).
+- the lambda of the first Stage II epoch (criterion: 1);
+- how the last round's labels sit on the recording sessions (no criterion; the reason the selection
+  filters little): the share of wrong consensus labels whose whole video is wrong under one label, and
+  the visual labels' session coherence, read from the label tables (so older runs have them too).
 
 Nothing is changed; the exit status is 0 whether or not the criteria hold (this is a report).
 """
@@ -29,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cometa.core.label_quality import session_coherence, session_of, wrong_whole_session_frac
 from cometa.results.report import read_scalars
 from cometa.runs import RunStore, study_runs
 
@@ -74,6 +78,18 @@ def seed_figures(scalars: pd.DataFrame) -> dict:
     return out
 
 
+def session_figures(run: Path, strategy: str) -> dict:
+    """The last round's session structure of the labels, from its labels.parquet."""
+    rounds = sorted((run / strategy).glob("round_*/labels.parquet"), key=lambda p: int(p.parent.name[6:]))
+    if not rounds:
+        return {}
+    t = pd.read_parquet(rounds[-1])
+    sessions = session_of(t["key"])
+    truth = pd.factorize(t["speaker"])[0]
+    return {"wrong_whole_session_consensus": wrong_whole_session_frac(truth, sessions, t["consensus"].to_numpy()),
+            "session_coherence_visual": session_coherence(sessions, t["visual"].to_numpy())}
+
+
 def _baselines(run: Path) -> dict:
     from cometa.evaluation.baselines import baseline_eers
 
@@ -100,6 +116,9 @@ def main(argv=None) -> int:
     for run in runs:
         seed = RunStore(run).config().get("seed")
         figs[seed] = seed_figures(read_scalars(run))
+        for s in STRATEGIES:
+            if s in figs[seed]:
+                figs[seed][s].update(session_figures(run, s))
     base = _baselines(runs[0])
     pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
     print(f"{root}: {len(runs)} seed(s) {list(figs)}")
@@ -122,6 +141,9 @@ def main(argv=None) -> int:
         hard = all(p[f"{m}_eer"]["H"] > max(p[f"{m}_eer"]["O"], p[f"{m}_eer"]["E"])
                    for p in per for m in ("audio", "visual"))
         lines.append(f"{'':16s} H hardest for its audio and visual models in every seed: {hard}")
+        lines.append(f"{'':16s} wrong consensus labels in wholly wrong videos "
+                     f"{_ms([p.get('wrong_whole_session_consensus', math.nan) for p in per])}; visual session "
+                     f"coherence {_ms([p.get('session_coherence_visual', math.nan) for p in per])}")
     s1 = [f["stage1_eer"] for f in figs.values()]
     s1_hard = all(x["H"] > max(x["O"], x["E"]) for x in s1)
     print(f"Stage I audio O {_ms([100 * x['O'] for x in s1])} %  (H hardest: {s1_hard})")
