@@ -19,6 +19,8 @@ training loop counts such batches (``empty_disagreement_batches``).
 """
 from __future__ import annotations
 
+import torch
+
 from cometa.core.meta import call_with, meta_gradients
 from cometa.core.strategies.base import Batch, StepStats, Strategy, trainable
 
@@ -40,7 +42,7 @@ class CoMeta(Strategy):
             # losses: BatchNorm then normalises with D̄'s statistics in both passes, and a query set
             # of one sample is well defined.
             teacher = self.teacher(key, batch)
-            parts = {}
+            parts: dict[str, torch.Tensor] = {}
 
             def query_loss(fast, model=model, x=x, peer_sel=peer_sel, key=key, teacher=teacher, parts=parts):
                 # (defaults: this iteration's)
