@@ -9,6 +9,7 @@ round's samples, :func:`distillation`). Every epoch logs ``trainable_params`` pe
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,8 +180,9 @@ def _train_epoch(strategy: Strategy, ds: PairedSamples, cfg, *, epoch: int, lam:
         step_rows += [dict(name="disagreement_frac", value=st.n_disagree / max(st.n, 1), step=step),
                       dict(name="loss_support", modality="audio", value=st.loss_support_audio, step=step),
                       dict(name="loss_support", modality="visual", value=st.loss_support_visual, step=step)]
+        distill = (("audio", st.loss_distill_audio), ("visual", st.loss_distill_visual))
         step_rows += [dict(name="loss_distill", modality=m, value=v, step=step)  # stage2.distill only
-                      for m, v in (("audio", st.loss_distill_audio), ("visual", st.loss_distill_visual)) if v == v]
+                      for m, v in distill if not math.isnan(v)]
         bar.set_postfix(d=f"{st.n_disagree}/{st.n}", la=f"{st.loss_support_audio:.2f}",
                         lv=f"{st.loss_support_visual:.2f}")
     return EpochResult(acc, step_rows, len(batches), time.time() - t0)
