@@ -418,8 +418,9 @@ def ablation_table(run_dir: str | Path, compare: Sequence[str | Path] = (),
     (:func:`cometa.results.ablation.variant_label`) and, when compared, its directory name."""
     variants = {}
     for i, run in enumerate([Path(run_dir), *map(Path, compare)]):
-        cfg = RunStore(files_dir(run)).config()
-        label = variant_label(cfg) + (f" ({run.name})" if compare else "")
+        config_path = files_dir(run) / "config.yaml"
+        cfg = RunStore(files_dir(run)).config() if config_path.exists() else {}
+        label = variant_label(cfg or {}) + (f" ({run.name})" if compare else "")
         variants[label] = scalars if (i == 0 and scalars is not None) else read_scalars(run)
     return table6(variants)
 
