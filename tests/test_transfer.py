@@ -385,3 +385,23 @@ def test_table6_puts_full_and_adapters_side_by_side(tiny_run, tmp_path):
     md = table6_markdown(rows)
     assert "| adapters + distill stage1 (w 1) | Baseline | 1 |" in md
     assert len(ablation_table(tiny_run, [run])) == len(rows)
+
+
+def test_training_dynamics_view_shows_loss_distill_and_trainable_params():
+    import pandas as pd
+
+    from cometa.results import figures as F
+
+    rows = [dict(strategy="baseline", stage="train", round=1, epoch=e, step=None, modality=m, name=n, value=v)
+            for e in (1, 2) for m in ("audio", "visual")
+            for n, v in (("loss_support", 3.0), ("loss_distill", 0.5 / e), ("trainable_params", 1000.0))]
+    fig = F.training_dynamics(pd.DataFrame(rows))
+    titles = [a.text for a in fig.layout.annotations]
+    assert any(t.startswith("loss_distill") for t in titles) and "trainable parameters" in titles
+    ys = [list(t.y) for t in fig.data if "loss_distill" in t.hovertemplate]
+    assert ys == [[0.5, 0.25], [0.5, 0.25]]  # audio and visual, per epoch
+    assert not any(t.startswith("loss_distill") for t in
+                   [a.text for a in F.training_dynamics(pd.DataFrame([r for r in rows if r["name"] != "loss_distill"]))
+                    .layout.annotations])  # no teacher: no panel
+    steps = F.training_steps(pd.DataFrame([dict(r, step=1) for r in rows]))
+    assert "distillation loss (1 − cos) per step" in [a.text for a in steps.layout.annotations]
