@@ -85,7 +85,7 @@ def _corpus(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from cometa.results.report import write_report  # plotly (and kaleido when exporting): only this command
 
-    out = write_report(args.run_dir)
+    out = write_report(args.run_dir, compare=args.compare or [])
     print(f"cometa: report written to {out}")
     return 0
 
@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=_corpus)
     rep = sub.add_parser("report", help="write tables and figures into RUN_DIR/report")
     rep.add_argument("run_dir")
+    rep.add_argument("--compare", action="append", metavar="RUN_DIR",
+                     help="another run whose rows join Table 6 (e.g. full fine-tuning vs adapters; repeatable)")
     rep.set_defaults(fn=_report)
     d = sub.add_parser("dashboard", help="serve the dashboard over run directories")
     d.add_argument("runs", nargs="+", help="run directories, or folders of them")

@@ -19,6 +19,8 @@ reading one in the dashboard, imports no torch. Ranges are declared with
 | eval              | EvalConfig                     | :mod:`cometa.evaluation.evaluate`                       |
 | stage1, stage2    | Stage1Config, Stage2Config     | :mod:`cometa.train.stage1`, :mod:`cometa.train.stage2`  |
 | *.lr_schedule     | LRScheduleConfig               | :mod:`cometa.core.schedules`                            |
+| *_encoder.adapters| AdapterConfig                  | :mod:`cometa.models.adapters`                           |
+| stage2.distill    | DistillConfig                  | :mod:`cometa.core.distill`                              |
 """
 from __future__ import annotations
 
@@ -28,12 +30,17 @@ from cometa.config.bounds import bounded
 
 __all__ = ["SyntheticConfig", "CorpusConfig", "FeatureConfig", "AugmentConfig", "EcapaConfig", "ResNetConfig",
            "ClusteringConfig", "LRScheduleConfig", "ProjectionConfig", "EvalConfig", "Stage1Config", "Stage2Config",
-           "MISSING_FACES_POLICIES", "LR_KINDS", "STRATEGY_NAMES", "split_shape"]
+           "AdapterConfig", "DistillConfig", "MISSING_FACES_POLICIES", "LR_KINDS", "STRATEGY_NAMES", "POOLINGS",
+           "STAGE2_TRAIN", "DISTILL_TEACHERS", "split_shape", "check_stage2_options"]
 
 MISSING_FACES_POLICIES = ("exclude", "audio_only", "error")
 # the Stage II strategies (their classes: the registry of cometa.core.strategies, which needs torch)
 STRATEGY_NAMES = ("baseline", "coteaching_plus", "cometa")
 LR_KINDS = ("constant", "cosine", "exponential")
+# the audio encoder's pooling (its classes: the registry of cometa.models.encoders.pooling)
+POOLINGS = ("asp", "query_attention")
+STAGE2_TRAIN = ("full", "adapters")  # what Stage II trains (cometa.models.adapters)
+DISTILL_TEACHERS = ("none", "stage1", "peer")  # the frozen teacher of stage2.distill (cometa.core.distill)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,6 +145,17 @@ class AugmentConfig:
 
 
 @dataclass
+class AdapterConfig:
+    """Hourglass adapters (cross-lingual transfer paper, Sec. 2; Pfeiffer et al.'s MAD-X): a 1x1
+    down-projection to ``bottleneck`` x the width, ReLU, a 1x1 up-projection (zero at insertion, so an
+    inserted adapter is the identity) and a residual, after each block of the encoder. Inserted for
+    Stage II only; ``stage2.train: adapters`` then trains them alone."""
+
+    enabled: bool = False
+    bottleneck: float = bounded(0.25, gt=0, le=1)  # hidden width / block width (the paper's best: 1/4)
+
+
+@dataclass
 class EcapaConfig:
     """ECAPA-TDNN; ``channels`` is C (512 in the paper), ``embed_dim`` the speaker embedding (192)."""
 
@@ -147,6 +165,9 @@ class EcapaConfig:
     scale: int = bounded(8, ge=1)  # Res2Net scale
     se_bottleneck: int = bounded(128, ge=1)
     attention_channels: int = bounded(128, ge=1)
+    # asp: attentive statistics pooling (ECAPA's own) | query_attention: one learnable query (SAMU-XLS-R)
+    pooling: str = bounded("asp", choices=POOLINGS)
+    adapters: AdapterConfig = field(default_factory=AdapterConfig)  # after each SE-Res2 block (Stage II)
 
 
 @dataclass
@@ -158,6 +179,7 @@ class ResNetConfig:
     base_width: int = bounded(64, ge=1)  # channels of the first stage (64 in torchvision)
     image_size: int = bounded(224, ge=8)
     embed_dim: int = bounded(192, ge=1)
+    adapters: AdapterConfig = field(default_factory=AdapterConfig)  # after each ResNet stage
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,6 +248,18 @@ class Stage1Config:
 
 
 @dataclass
+class DistillConfig:
+    """Frozen-teacher cosine distillation (SAMU-XLS-R's semantic distillation): ``weight`` x the mean
+    over the mini-batch of 1 - cos(student embedding, teacher embedding of the same utterance) joins
+    the loss each model's update differentiates. ``stage1``: the Stage I audio encoder teaches the
+    audio model; ``peer``: each model is taught by the other modality's encoder as it was at the start
+    of the round, through a learned linear map (cross-modal)."""
+
+    teacher: str = bounded("none", choices=DISTILL_TEACHERS)
+    weight: float = bounded(1.0, ge=0)
+
+
+@dataclass
 class Stage2Config:
     """Algorithm 1's inputs: tau, E_k, alpha, beta; relabelling every ``epochs_per_round`` epochs."""
 
@@ -243,3 +277,19 @@ class Stage2Config:
     # schedule of the outer (Adam, β) rate within each round: the heads and Adam start afresh with
     # each relabelling, so every round warms up and decays again
     lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
+    # full: every parameter trains | adapters: only the adapters and the AAM heads (the audio encoder
+    # stays Stage I's; the visual one trains fully in round 1 and is frozen from round 2 on)
+    train: str = bounded("full", choices=STAGE2_TRAIN)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+def check_stage2_options(cfg) -> None:
+    """Refuse option combinations no single section can check (called when a run is planned):
+    ``stage2.train: adapters`` needs adapters in both encoders."""
+    if cfg.stage2.train == "adapters":
+        off = [f"{m}.adapters.enabled" for m in ("audio_encoder", "visual_encoder")
+               if not getattr(cfg, m).adapters.enabled]
+        if off:
+            verb = "are" if len(off) > 1 else "is"
+            raise ValueError(f"'stage2.train' is 'adapters' but {' and '.join(off)} {verb} false: "
+                             f"set {', '.join(k + '=true' for k in off)}")

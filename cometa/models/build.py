@@ -5,6 +5,7 @@ so that embedding extraction, Stage I and Stage II all feed it the same thing.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
@@ -29,9 +30,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     return dev
 
 
-def build_audio_model(cfg) -> nn.Module:
-    """Waveform (B, T) -> speaker embedding (B, D): LogMel then the configured audio encoder."""
-    return nn.Sequential(LogMel.from_config(cfg.features), build_audio_encoder(cfg.audio_encoder, cfg.features))
+def build_audio_model(cfg, *, adapters: bool = True) -> nn.Module:
+    """Waveform (B, T) -> speaker embedding (B, D): LogMel then the configured audio encoder.
+
+    ``adapters=False`` builds it without ``audio_encoder.adapters`` whatever the config says: Stage I
+    never has adapters (they are inserted, as the identity, when Stage II starts from its encoder).
+    """
+    enc = cfg.audio_encoder
+    if not adapters and enc.adapters.enabled:
+        enc = dataclasses.replace(enc, adapters=dataclasses.replace(enc.adapters, enabled=False))
+    return nn.Sequential(LogMel.from_config(cfg.features), build_audio_encoder(enc, cfg.features))
 
 
 def build_visual_model(cfg) -> nn.Module:

@@ -1,5 +1,7 @@
 """Losses: the contrastive loss of Stage I (Eq. 1-2), the augmentation-adversarial discriminator
-term of Huh et al. 2020 (ref. [6], Sec. 4.4.1), and the AAM-softmax of Stage II (Sec. 2.2, ref. [18]).
+term of Huh et al. 2020 (ref. [6], Sec. 4.4.1), the AAM-softmax of Stage II (Sec. 2.2, ref. [18]), and
+the frozen-teacher cosine distillation of the cross-lingual transfer paper (SAMU-XLS-R's semantic
+distillation, ``stage2.distill``).
 
 Everything is written with out-of-place ops so that it works under
 ``torch.func.functional_call`` and with second-order gradients (the meta step of Algorithm 1).
@@ -12,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["contrastive_loss", "grad_reverse", "AugmentationDiscriminator", "discriminator_loss", "AAMSoftmax"]
+__all__ = ["contrastive_loss", "grad_reverse", "AugmentationDiscriminator", "discriminator_loss", "AAMSoftmax",
+           "cosine_distillation"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,3 +159,16 @@ class AAMSoftmax(nn.Module):
         one_hot = F.one_hot(labels, self.n_classes).to(cos.dtype)
         out = self.scale * (one_hot * phi + (1.0 - one_hot) * cos)
         return F.cross_entropy(out, labels, reduction=reduction)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage II option: frozen-teacher cosine distillation
+
+
+def cosine_distillation(student: torch.Tensor, teacher: torch.Tensor, *, eps: float = 1e-8) -> torch.Tensor:
+    """Per-sample 1 - cos(s_i, t_i) of student embeddings (B, D) and teacher embeddings (B, D): (B,),
+    in [0, 2]. The teacher is a target: pass it detached (or through a map that should learn)."""
+    if student.shape != teacher.shape:
+        raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} embeddings differ "
+                         "in shape")
+    return 1.0 - F.cosine_similarity(student, teacher, dim=1, eps=eps)

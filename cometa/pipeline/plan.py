@@ -4,6 +4,12 @@ hash of its inputs that decides whether a finished step is still complete.
 A step's inputs hash covers its name, the config sections it reads and the input hashes of the
 steps it depends on, so a change reruns the step and everything downstream of it. The run
 directory is not part of it: a finished step copied into another run directory is complete there.
+
+Options added after runs existed hash only where they change something (:func:`_encoder_sections`,
+:func:`_stage2_section`): at their defaults a step's hash is what it was before they existed, so
+finished runs stay complete. Stage I never has adapters (``*.adapters``, ``stage2.train`` and
+``stage2.distill`` key the rounds only, and one Stage I serves every such variant); the audio
+encoder's ``pooling`` changes Stage I's model and keys Stage I (and so everything after it).
 """
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cometa.config import Config
+from cometa.config import Config, ConfigError
+from cometa.config.sections import check_stage2_options
 
 __all__ = ["NOTEBOOK_DIR", "STEP_WEIGHT", "Step", "plan_steps", "report_step", "inputs_hash", "notebook_parameters"]
 
@@ -51,17 +58,43 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _encoder_sections(d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(audio encoder as Stage I reads it, visual encoder as a round reads it, the audio adapters a
+    round adds): ``adapters`` only when enabled, ``pooling`` only when not ``asp``."""
+    audio = {k: v for k, v in d["audio_encoder"].items() if k != "adapters"}
+    if audio.get("pooling") == "asp":
+        del audio["pooling"]
+    visual = {k: v for k, v in d["visual_encoder"].items() if k != "adapters" or v["enabled"]}
+    adapters = d["audio_encoder"]["adapters"]
+    return audio, visual, ({"audio_adapters": adapters} if adapters["enabled"] else {})
+
+
+def _stage2_section(d: dict[str, Any]) -> dict[str, Any]:
+    """The stage2 keys a round reads: ``train`` only when not ``full``, ``distill`` only with a teacher."""
+    out = {k: v for k, v in d["stage2"].items() if k not in STAGE2_FIELDS_NOT_AFFECTING_ROUNDS}
+    if out.get("train") == "full":
+        del out["train"]
+    if out.get("distill", {}).get("teacher") == "none":
+        del out["distill"]
+    return out
+
+
 def plan_steps(cfg: Config, run_dir: Path) -> list[Step]:
     """The ordered (topologically) steps of a run and their input hashes."""
+    try:
+        check_stage2_options(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     d = cfg.to_dict()
     common = {k: d[k] for k in ("seed", "device", "num_workers")}
-    stage2 = {k: v for k, v in d["stage2"].items() if k not in STAGE2_FIELDS_NOT_AFFECTING_ROUNDS}
+    stage2 = _stage2_section(d)
+    audio_encoder, visual_encoder, audio_adapters = _encoder_sections(d)
     rd = str(run_dir)
     steps = [
         Step("corpus", "00_corpus.ipynb", run_dir / "corpus", {"run_dir": rd},
              {"corpus": d["corpus"], "eval": d["eval"], "visual_size": d["visual_encoder"]["image_size"]}),
         Step("stage1", "10_stage1.ipynb", run_dir / "stage1", {"run_dir": rd},
-             {**common, **{k: d[k] for k in ("features", "audio_encoder", "augment", "stage1", "eval")}},
+             {**common, "audio_encoder": audio_encoder, **{k: d[k] for k in ("features", "augment", "stage1", "eval")}},
              depends=["corpus"]),
     ]
     for strategy in cfg.stage2.strategies:
@@ -70,8 +103,8 @@ def plan_steps(cfg: Config, run_dir: Path) -> list[Step]:
             steps.append(Step(
                 f"{strategy}/round_{r}", "20_round.ipynb", run_dir / strategy / f"round_{r}",
                 {"run_dir": rd, "strategy": strategy, "round_no": r},
-                {**common, "strategy": strategy, "round": r, "stage2": stage2,
-                 **{k: d[k] for k in ("visual_encoder", "clustering", "augment", "features", "eval")}},
+                {**common, "strategy": strategy, "round": r, "stage2": stage2, "visual_encoder": visual_encoder,
+                 **audio_adapters, **{k: d[k] for k in ("clustering", "augment", "features", "eval")}},
                 depends=[prev]))
     if cfg.projection.enabled:  # one step for every strategy: UMAP's JIT warm-up is paid once
         strategies = list(cfg.stage2.strategies)

@@ -33,6 +33,7 @@ from cometa.data.datasets import AudioBank, FrameBank
 from cometa.data.synthetic import build_corpus, default_root
 from cometa.data.voxceleb import load_audio, load_frames
 from cometa.evaluation.evaluate import evaluate_embeddings, log_metrics
+from cometa.models.adapters import is_adapter_parameter
 from cometa.models.augment import build_eval_transform
 from cometa.models.build import build_audio_model, build_visual_model, resolve_device
 from cometa.models.distributed import barrier, is_distributed, is_main
@@ -192,7 +193,7 @@ def _log_untrained(ctx: RunContext) -> None:
     """The yardstick Stage I is measured against: the audio EER of the encoder as initialised
     (same seed as training), logged as ``eer_untrained`` per trial list."""
     torch.manual_seed(ctx.cfg.seed)  # train_stage1 initialises the same way
-    model = build_audio_model(ctx.cfg).to(ctx.device)
+    model = build_audio_model(ctx.cfg, adapters=False).to(ctx.device)
     emb = ctx.audio_embeddings(model, "test")
     if not is_main():
         return
@@ -201,6 +202,16 @@ def _log_untrained(ctx: RunContext) -> None:
                              name="eer_untrained")
     ctx.store.log_many([dict(name="eer_untrained", value=float(r.value), stage=f"eval/{r.list}", round=0,
                              modality="audio") for r in metrics.itertuples(index=False)])
+
+
+def load_stage1_encoder(audio: torch.nn.Module, state: dict) -> None:
+    """Stage I's weights into the audio model; an audio model with adapters (``audio_encoder.adapters``,
+    inserted for Stage II) keeps its new adapters, the identity: any other missing or extra key is an
+    error."""
+    missing, unexpected = audio.load_state_dict(state, strict=False)
+    bad = [k for k in missing if not is_adapter_parameter(k)] + list(unexpected)
+    if bad:
+        raise RuntimeError(f"Stage I's checkpoint does not fit the audio model: {', '.join(bad[:5])}")
 
 
 def _load_encoders(ctx: RunContext, strategy: str, round_: int):
@@ -213,7 +224,7 @@ def _load_encoders(ctx: RunContext, strategy: str, round_: int):
         stage1 = load_checkpoint(ctx.run_dir / "stage1" / "model.pt")
         if stage1 is None:
             raise FileNotFoundError(f"{ctx.run_dir / 'stage1'} has no model.pt; run Stage I first")
-        audio.load_state_dict(stage1["audio"])
+        load_stage1_encoder(audio, stage1["audio"])
     else:
         state = load_checkpoint(round_dir(ctx.run_dir, strategy, round_ - 1) / "checkpoint.pt")
         if state is None:
@@ -274,10 +285,14 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
         emb = store.load_arrays(rel / "embeddings.npz")
         audio_emb, visual_emb = emb["audio"], emb["visual"]
 
-    # 3. train both encoders with the strategy
+    # 3. train both encoders with the strategy (Stage I's embeddings: the teacher of distill.teacher stage1)
+    stage1_emb = None
+    if cfg.stage2.distill.teacher == "stage1":
+        stage1_emb = store.load_arrays("stage1/embeddings.npz")["audio"]
     a_clf, v_clf = train_round(cfg, strategy, round_, audio, visual, table, ctx.audio_bank("train"),
                                ctx.frame_bank("train"), audio_emb=audio_emb, visual_emb=visual_emb, store=store,
-                               out_dir=out, device=ctx.device, progress=progress, stop_after_epoch=stop_after_epoch)
+                               out_dir=out, device=ctx.device, progress=progress, stop_after_epoch=stop_after_epoch,
+                               stage1_emb=stage1_emb)
     last = round_ * cfg.stage2.epochs_per_round
     if stop_after_epoch is not None and stop_after_epoch < last:
         return {}

@@ -248,6 +248,9 @@ _DYNAMICS: dict[str, list[tuple[str, str | None]]] = {  # panel title -> [(name,
         ("dropped_noisy_frac", "audio"), ("dropped_noisy_frac", "visual")],
     "loss": [("loss_support", "audio"), ("loss_support", "visual"), ("loss_query", "audio"),
              ("loss_query", "visual"), ("loss", "audio"), ("loss", "visual")],
+    # stage2.distill only (shown when logged): the mean 1 - cos(student, frozen teacher) of the epoch
+    "loss_distill: 1 − cos(student, frozen teacher)": [("loss_distill", "audio"), ("loss_distill", "visual")],
+    "trainable parameters": [("trainable_params", "audio"), ("trainable_params", "visual")],
 }
 _DASH_OF = {"selected_frac_visual": "dash", "disagreement_noisy_frac": "dot", "loss_query": "dot"}
 
@@ -305,7 +308,7 @@ def training_dynamics(scalars: pd.DataFrame, *, strategies: Sequence[str] | None
 
 
 _STEP_SCALARS = {"disagreement_frac": "|D̄'| / |D̄| per step", "loss_support": "support loss per step",
-                 "loss": "loss per step"}
+                 "loss": "loss per step", "loss_distill": "distillation loss (1 − cos) per step"}
 
 
 def training_steps(scalars: pd.DataFrame, *, names: Sequence[str] = tuple(_STEP_SCALARS),

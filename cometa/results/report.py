@@ -4,7 +4,9 @@
   column of the first strategy (``table1.md``, ``table1.tex``).
 * Table 2 style: EER (%) and minDCF on O/E/H of each strategy's last round, strategy x modality
   (``table2.md``, ``table2.tex``).
-* ``tables.json``: the exact (unrounded) numbers both tables were printed from.
+* Table 6 style (cross-lingual transfer paper): trainable parameters, step time and last-round EER per
+  strategy, of this run and of any ``--compare`` runs (``table6.md``; :mod:`cometa.results.ablation`).
+* ``tables.json``: the exact (unrounded) numbers the tables were printed from.
 * Figures from :mod:`cometa.results.figures` (the dashboard's own), as SVG, PDF (vector, fonts embedded by
   Chromium's PDF printer) and PNG via kaleido: ``eer_per_round``, ``purity_per_round``,
   ``disagreement_lambda``, ``umap_grid`` (when projections exist), ``det_curves``.
@@ -19,12 +21,14 @@ import html
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 from plotly.offline import get_plotlyjs
 
 from cometa.results import figures as F
+from cometa.results.ablation import table6, table6_markdown, variant_label
 from cometa.runs import COLUMNS, RunStore, study_runs
 
 __all__ = ["ReportError", "open_store", "read_scalars", "table1", "table2", "write_report", "main"]
@@ -408,10 +412,24 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write_report(run_dir: str | Path, *, static: bool = True) -> Path:
+def ablation_table(run_dir: str | Path, compare: Sequence[str | Path] = (),
+                   scalars: pd.DataFrame | None = None) -> list[dict]:
+    """Table 6 rows of ``run_dir`` and the ``compare`` runs, each labelled by its variant
+    (:func:`cometa.results.ablation.variant_label`) and, when compared, its directory name."""
+    variants = {}
+    for i, run in enumerate([Path(run_dir), *map(Path, compare)]):
+        config_path = files_dir(run) / "config.yaml"
+        cfg = RunStore(files_dir(run)).config() if config_path.exists() else {}
+        label = variant_label(cfg or {}) + (f" ({run.name})" if compare else "")
+        variants[label] = scalars if (i == 0 and scalars is not None) else read_scalars(run)
+    return table6(variants)
+
+
+def write_report(run_dir: str | Path, *, static: bool = True, compare: Sequence[str | Path] = ()) -> Path:
     """Write tables, figures and ``report.html`` into ``run_dir/report/``; returns the report folder.
 
-    ``static=False`` skips the SVG/PDF/PNG export (no browser needed).
+    ``static=False`` skips the SVG/PDF/PNG export (no browser needed); ``compare``: other runs whose
+    rows join this run's in Table 6 (full fine-tuning vs adapters, ...).
     Raises :class:`ReportError` when the run has no store, or static export lacks Chromium.
     """
     run_dir = Path(run_dir)
@@ -426,15 +444,20 @@ def write_report(run_dir: str | Path, *, static: bool = True) -> Path:
     _atomic_write(out / "table2.md", md2)
     _atomic_write(out / "table1.tex", table1_latex(t1))
     _atomic_write(out / "table2.tex", table2_latex(t2))
+    t6 = ablation_table(run_dir, list(compare), scalars)
+    md6 = table6_markdown(t6)
+    _atomic_write(out / "table6.md", md6)
     _atomic_write(out / "tables.json", json.dumps({"run": run_dir.name, "eer_unit": "fraction (tables show %)",
-                                                   "table1": t1, "table2": t2}, indent=2))
+                                                   "table1": t1, "table2": t2,
+                                                   "table6": [{k: None if _missing(v) else v for k, v in r.items()}
+                                                              for r in t6]}, indent=2))
     figs = report_figures(run_dir, scalars)
     if static:
         export_figures(figs, out)
     seeds = F.n_seeds(scalars)
     title = f"cometa report: {run_dir.name}" + (f" ({seeds} seeds; projections and DET curves: "
                                                  f"{files_dir(run_dir).name})" if seeds > 1 else "")
-    write_html(out / "report.html", title, [md1, md2], figs)
+    write_html(out / "report.html", title, [md1, md2, md6], figs)
     return out
 
 
@@ -443,9 +466,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="cometa report", description="write tables and figures into RUN_DIR/report")
     ap.add_argument("run_dir")
     ap.add_argument("--no-static", action="store_true", help="skip SVG/PDF/PNG (no Chromium needed)")
+    ap.add_argument("--compare", action="append", default=[], metavar="RUN_DIR", help="another run for Table 6")
     args = ap.parse_args(argv)
     try:
-        out = write_report(args.run_dir, static=not args.no_static)
+        out = write_report(args.run_dir, static=not args.no_static, compare=args.compare)
     except ReportError as e:
         print(f"cometa report: {e}", file=sys.stderr)
         return 1

@@ -43,7 +43,7 @@ def _models(cfg, device: torch.device) -> Stage1Models:
     """The encoder (seeded with ``cfg.seed``), the discriminator when asked for, and their optimiser."""
     s1: Stage1Config = cfg.stage1
     torch.manual_seed(cfg.seed)
-    model = build_audio_model(cfg).to(device)
+    model = build_audio_model(cfg, adapters=False).to(device)  # Stage I has no adapters
     disc = AugmentationDiscriminator(cfg.audio_encoder.embed_dim).to(device) if s1.discriminator else None
     params = list(model.parameters()) + (list(disc.parameters()) if disc is not None else [])
     opt = torch.optim.Adam(params, lr=s1.lr)

@@ -2,9 +2,14 @@
 
 The round's labels come from :func:`cometa.core.ensemble.make_round_labels`; :func:`train_round`
 runs Algorithm 1 lines 1-13 for ``epochs_per_round`` epochs, resumable after every epoch.
+
+Options of the cross-lingual transfer paper: ``stage2.train: adapters`` (only the adapters and the
+heads train, :func:`set_trainable`) and ``stage2.distill`` (a frozen teacher's embeddings of the
+round's samples, :func:`distillation`). Every epoch logs ``trainable_params`` per modality.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +25,15 @@ from cometa.config.sections import Stage2Config
 from cometa.core.label_quality import wrong_label_mask
 from cometa.core.pseudo_labels import centroids
 from cometa.core.schedules import keep_ratio_in_epoch, lr_schedule
-from cometa.core.strategies import Batch, EpochStats, SpeakerClassifier, Strategy, build_strategy
+from cometa.core.strategies import Batch, Distillation, EpochStats, SpeakerClassifier, Strategy, build_strategy
 from cometa.data.datasets import PairedSamples, epoch_batches
+from cometa.models.adapters import freeze_for_adapters, trainable_parameters
 from cometa.models.augment import AudioAugmenter, build_eval_transform, build_visual_transform
 from cometa.models.distributed import broadcast_module, is_main, param_divergence, shard_batches, world_size
 from cometa.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_progress
 
-__all__ = ["Stage2Config", "RoundSamples", "round_samples", "start_heads", "train_round"]
+__all__ = ["Stage2Config", "RoundSamples", "round_samples", "start_heads", "set_trainable", "distillation",
+           "train_round"]
 
 
 @dataclass
@@ -70,9 +77,12 @@ def _classifiers(cfg, round_: int, audio_model: nn.Module, visual_model: nn.Modu
     """Both encoders with new heads of ``samples.k`` rows, seeded per (seed, round), on ``device``."""
     s2: Stage2Config = cfg.stage2
     torch.manual_seed(cfg.seed * 1000 + round_)
-    audio = SpeakerClassifier(audio_model, cfg.audio_encoder.embed_dim, samples.k, margin=s2.margin, scale=s2.scale)
-    visual = SpeakerClassifier(visual_model, cfg.visual_encoder.embed_dim, samples.k, margin=s2.margin,
-                               scale=s2.scale)
+    peer = s2.distill.teacher == "peer"  # each model sees its peer's embeddings through a learned map
+    d_a, d_v = cfg.audio_encoder.embed_dim, cfg.visual_encoder.embed_dim
+    audio = SpeakerClassifier(audio_model, d_a, samples.k, margin=s2.margin, scale=s2.scale,
+                              teacher_dim=d_v if peer else None)
+    visual = SpeakerClassifier(visual_model, d_v, samples.k, margin=s2.margin, scale=s2.scale,
+                               teacher_dim=d_a if peer else None)
     rows = samples.rows
     start_heads(audio, visual, audio_emb[rows], visual_emb[rows], samples.labels, visual_trained=round_ > 1)
     audio.to(device)
@@ -80,6 +90,42 @@ def _classifiers(cfg, round_: int, audio_model: nn.Module, visual_model: nn.Modu
     broadcast_module(audio)
     broadcast_module(visual)
     return audio, visual
+
+
+def set_trainable(train: str, round_: int, audio: SpeakerClassifier, visual: SpeakerClassifier) -> dict[str, int]:
+    """``stage2.train``: ``full`` trains everything; ``adapters`` freezes the audio encoder (Stage I's)
+    but for its adapters, and the visual encoder from round 2 on (round 1's has had no training yet,
+    so it trains fully). Heads (and distillation maps) always train. Returns the trainable parameter
+    count per modality (``trainable_params``)."""
+    if train == "adapters":
+        freeze_for_adapters(audio.encoder)
+        if round_ > 1:
+            freeze_for_adapters(visual.encoder)
+    elif train != "full":
+        raise ValueError(f"stage2.train must be 'full' or 'adapters', got {train!r}")
+    return {"audio": trainable_parameters(audio), "visual": trainable_parameters(visual)}
+
+
+def distillation(cfg, samples: RoundSamples, *, audio_emb: np.ndarray, visual_emb: np.ndarray,
+                 stage1_emb: np.ndarray | None, device: torch.device) -> Distillation | None:
+    """The frozen teachers of ``stage2.distill`` as embeddings of the round's samples (rows of
+    ``samples``): ``stage1``: Stage I's audio embeddings, for the audio model; ``peer``: the other
+    modality's embeddings from the encoders as they were at the start of the round (``audio_emb``,
+    ``visual_emb``: those the round clustered). None for ``teacher: none``."""
+    d = cfg.stage2.distill
+    if d.teacher == "none":
+        return None
+
+    def rows(emb: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(emb, dtype=np.float32)[samples.rows], device=device)
+
+    if d.teacher == "stage1":
+        if stage1_emb is None:
+            raise ValueError("stage2.distill.teacher 'stage1' needs Stage I's embeddings (stage1/embeddings.npz)")
+        return Distillation(d.weight, audio=rows(stage1_emb))
+    if d.teacher == "peer":
+        return Distillation(d.weight, audio=rows(visual_emb), visual=rows(audio_emb))
+    raise ValueError(f"stage2.distill.teacher must be none, stage1 or peer, got {d.teacher!r}")
 
 
 def _paired_samples(cfg, audio_bank, frame_bank, samples: RoundSamples) -> PairedSamples:
@@ -134,6 +180,9 @@ def _train_epoch(strategy: Strategy, ds: PairedSamples, cfg, *, epoch: int, lam:
         step_rows += [dict(name="disagreement_frac", value=st.n_disagree / max(st.n, 1), step=step),
                       dict(name="loss_support", modality="audio", value=st.loss_support_audio, step=step),
                       dict(name="loss_support", modality="visual", value=st.loss_support_visual, step=step)]
+        distill = (("audio", st.loss_distill_audio), ("visual", st.loss_distill_visual))
+        step_rows += [dict(name="loss_distill", modality=m, value=v, step=step)  # stage2.distill only
+                      for m, v in distill if not math.isnan(v)]
         bar.set_postfix(d=f"{st.n_disagree}/{st.n}", la=f"{st.loss_support_audio:.2f}",
                         lv=f"{st.loss_support_visual:.2f}")
     return EpochResult(acc, step_rows, len(batches), time.time() - t0)
@@ -152,18 +201,25 @@ def _share_buffers(audio: SpeakerClassifier, visual: SpeakerClassifier) -> float
 def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, visual_model: nn.Module,
                 table: pd.DataFrame, audio_bank, frame_bank, *, audio_emb: np.ndarray, visual_emb: np.ndarray,
                 store, out_dir: str | Path, device: torch.device, progress: bool = True,
-                stop_after_epoch: int | None = None) -> tuple[SpeakerClassifier, SpeakerClassifier]:
+                stop_after_epoch: int | None = None,
+                stage1_emb: np.ndarray | None = None) -> tuple[SpeakerClassifier, SpeakerClassifier]:
     """Train both encoders on the round's consensus labels with the named strategy.
 
     Resumable: the state after every epoch goes to ``out_dir/train_state.pt``; a rerun continues
     with the next epoch and reproduces an uninterrupted run. Returns the two classifiers.
+    ``stage1_emb`` (N, D): Stage I's embeddings of the table's rows, the teacher of
+    ``stage2.distill.teacher: stage1``.
     """
     s2: Stage2Config = cfg.stage2
     out_dir = Path(out_dir)
     samples = round_samples(table, np.array([frame_bank.has_frames(i) for i in range(len(table))], dtype=bool))
     audio, visual = _classifiers(cfg, round_, audio_model, visual_model, samples, audio_emb=audio_emb,
                                  visual_emb=visual_emb, device=device)
-    strategy = build_strategy(strategy_name, audio, visual, lr=s2.beta, alpha=s2.alpha, second_order=s2.second_order)
+    n_trainable = set_trainable(s2.train, round_, audio, visual)
+    distill = distillation(cfg, samples, audio_emb=audio_emb, visual_emb=visual_emb, stage1_emb=stage1_emb,
+                           device=device)
+    strategy = build_strategy(strategy_name, audio, visual, lr=s2.beta, alpha=s2.alpha, second_order=s2.second_order,
+                              distill=distill)
     first_epoch = (round_ - 1) * s2.epochs_per_round + 1
     state_path = out_dir / "train_state.pt"
     start = _resume(state_path, device, audio, visual, strategy, first_epoch=first_epoch)
@@ -184,6 +240,7 @@ def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, vi
         epoch_rows = res.stats.rows(n_batches=res.n_batches, lam=lam)
         epoch_rows += [dict(name="epoch_seconds", value=res.seconds),
                        dict(name="lr", value=strategy.opt_audio.param_groups[0]["lr"])]
+        epoch_rows += [dict(name="trainable_params", modality=m, value=float(n)) for m, n in n_trainable.items()]
         if world_size() > 1:
             epoch_rows.append(dict(name="ddp_param_divergence", value=_share_buffers(audio, visual)))
         if is_main():

@@ -16,7 +16,7 @@ AAM-softmax's own random initialisation.
 """
 from __future__ import annotations
 
-from cometa.core.strategies.base import Batch, SpeakerClassifier, Strategy
+from cometa.core.strategies.base import Batch, Distillation, SpeakerClassifier, Strategy
 from cometa.core.strategies.baseline import Baseline
 from cometa.core.strategies.cometa_strategy import CoMeta
 from cometa.core.strategies.coteaching_plus import CoTeachingPlus
@@ -30,13 +30,14 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 
 def build_strategy(name: str, audio: SpeakerClassifier, visual: SpeakerClassifier, *, lr: float, alpha: float,
-                   second_order: bool) -> Strategy:
+                   second_order: bool, distill: Distillation | None = None) -> Strategy:
     """Instantiate a registered strategy; an unknown name lists the registry."""
     try:
         cls = STRATEGIES[name]
     except KeyError:
         raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}") from None
-    return cls(audio, visual, lr=lr, alpha=alpha, second_order=second_order)
+    return cls(audio, visual, lr=lr, alpha=alpha, second_order=second_order, distill=distill)
 
 
-__all__ = ["STRATEGIES", "build_strategy", "Batch", "SpeakerClassifier", "StepStats", "EpochStats", "Strategy"]
+__all__ = ["STRATEGIES", "build_strategy", "Batch", "Distillation", "SpeakerClassifier", "StepStats", "EpochStats",
+           "Strategy"]

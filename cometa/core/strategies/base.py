@@ -3,6 +3,10 @@ modality, the paired mini-batch, and Algorithm 1's lines 7-9 (the per-step stati
 :mod:`cometa.core.strategies.stats`).
 
 A strategy owns the two models' optimisers and implements ``step(batch, keep_ratio=λ(e))``.
+The optimisers hold the trainable parameters only (``stage2.train: adapters`` freezes the encoders
+but for their adapters). With a :class:`Distillation` (``stage2.distill``) each model's update adds
+``weight`` x the mean over the mini-batch of 1 - cos(student, frozen teacher) to the loss it
+differentiates.
 """
 from __future__ import annotations
 
@@ -15,8 +19,9 @@ from torch import nn
 
 from cometa.core.selection import disagreement, small_loss
 from cometa.core.strategies.stats import StepStats
+from cometa.models.adapters import frozen_norms
 from cometa.models.distributed import all_reduce_grads, is_distributed
-from cometa.models.losses import AAMSoftmax
+from cometa.models.losses import AAMSoftmax, cosine_distillation
 
 
 class SpeakerClassifier(nn.Module):
@@ -30,12 +35,29 @@ class SpeakerClassifier(nn.Module):
     log-mel front end) are its *front end*: :meth:`prepare` applies them, and
     ``forward(prepare(x), labels, prepared=True)`` equals ``forward(x, labels)``. A strategy that
     runs the model twice on one batch (the forward under θ and under θ') computes them once.
+
+    ``forward(..., teacher=t)`` with frozen teacher embeddings t (B, D_t) also returns the per-sample
+    distillation loss 1 - cos(embedding, map(t)) (B,), ``map`` being the learned linear
+    ``distill_map`` (D_t -> embed_dim) when ``teacher_dim`` is given, else the identity. The map is
+    part of θ, so the meta step's θ' carries it too.
+
+    In training mode, BatchNorm layers whose parameters are all frozen stay in eval mode (running
+    statistics, not updated): a frozen part of the network computes what it computed before.
     """
 
-    def __init__(self, encoder: nn.Module, embed_dim: int, n_classes: int, *, margin: float, scale: float):
+    def __init__(self, encoder: nn.Module, embed_dim: int, n_classes: int, *, margin: float, scale: float,
+                 teacher_dim: int | None = None):
         super().__init__()
         self.encoder = encoder
         self.head = AAMSoftmax(embed_dim, n_classes, margin=margin, scale=scale)
+        self.distill_map = None if teacher_dim is None else nn.Linear(teacher_dim, embed_dim, bias=False)
+
+    def train(self, mode: bool = True) -> SpeakerClassifier:
+        super().train(mode)
+        if mode:
+            for bn in frozen_norms(self):
+                bn.eval()
+        return self
 
     def _front_and_body(self) -> tuple[list[nn.Module], list[nn.Module]]:
         mods = list(self.encoder) if isinstance(self.encoder, nn.Sequential) else [self.encoder]
@@ -51,8 +73,8 @@ class SpeakerClassifier(nn.Module):
             x = m(x)
         return x
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor, *,
-                prepared: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor, *, prepared: bool = False,
+                teacher: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         if prepared:
             for m in self._front_and_body()[1]:
                 x = m(x)
@@ -60,7 +82,25 @@ class SpeakerClassifier(nn.Module):
         else:
             emb = self.encoder(x)  # (B, D)
         cos = self.head.cosine(emb)  # (B, K), computed once for the logits and the loss
-        return self.head.scale * cos, self.head.from_cosine(cos, labels, reduction="none")
+        out = (self.head.scale * cos, self.head.from_cosine(cos, labels, reduction="none"))
+        if teacher is None:
+            return out
+        target = teacher if self.distill_map is None else self.distill_map(teacher)  # (B, D)
+        return (*out, cosine_distillation(emb, target))
+
+
+@dataclass
+class Distillation:
+    """``stage2.distill``: each modality's frozen teacher embeddings, one row per sample of the round
+    (``Batch.index`` selects a batch's rows), or None for a modality without a teacher."""
+
+    weight: float
+    audio: torch.Tensor | None = None  # (M, D_t)
+    visual: torch.Tensor | None = None
+
+    def teacher(self, key: str, batch: Batch) -> torch.Tensor | None:
+        t = getattr(self, key)
+        return None if t is None else t[batch.index.to(t.device)]
 
 
 @dataclass
@@ -131,11 +171,26 @@ class Strategy(abc.ABC):
     name = "strategy"
 
     def __init__(self, audio: SpeakerClassifier, visual: SpeakerClassifier, *, lr: float, alpha: float = 0.01,
-                 second_order: bool = True):
+                 second_order: bool = True, distill: Distillation | None = None):
         self.audio, self.visual = audio, visual
         self.alpha, self.second_order = alpha, second_order
-        self.opt_audio = torch.optim.Adam(audio.parameters(), lr=lr)
-        self.opt_visual = torch.optim.Adam(visual.parameters(), lr=lr)
+        self.distill = distill
+        self.opt_audio = torch.optim.Adam(trainable(audio), lr=lr)
+        self.opt_visual = torch.optim.Adam(trainable(visual), lr=lr)
+
+    def teacher(self, key: str, batch: Batch) -> torch.Tensor | None:
+        """The frozen teacher's embeddings of ``batch`` for model ``key`` (None: no distillation)."""
+        return None if self.distill is None else self.distill.teacher(key, batch)
+
+    def with_distill(self, stats: StepStats, key: str, loss: torch.Tensor,
+                     distill: torch.Tensor | None) -> torch.Tensor:
+        """``loss`` + weight x mean distillation loss of the batch (``distill``: per sample, or None),
+        recording the mean as ``loss_distill_<key>``."""
+        if distill is None or self.distill is None:
+            return loss
+        d = distill.mean()
+        setattr(stats, f"loss_distill_{key}", float(d.detach()))
+        return loss + self.distill.weight * d
 
     @abc.abstractmethod
     def step(self, batch: Batch, *, keep_ratio: float) -> StepStats:
@@ -147,28 +202,33 @@ class Strategy(abc.ABC):
         return Batch(self.audio.prepare(batch.audio), self.visual.prepare(batch.frames), batch.labels, batch.noisy,
                      batch.index)
 
-    def forward_and_select(self, batch: Batch, keep_ratio: float):
+    def forward_and_select(self, batch: Batch, keep_ratio: float, *, teachers: bool = False):
         """Lines 5-9 under θ, shared by the strategies that learn from disagreement: one forward
         per model (support losses, predictions, small-loss ranking), D̄' and both selections.
-        ``batch`` comes through :meth:`prepare`.
+        ``batch`` comes through :meth:`prepare`. With ``teachers`` the same forward also gives each
+        model's per-sample distillation loss under θ (when it has a teacher).
 
-        Returns ``(stats, selection, loss_a, loss_v)``, or ``(stats, None, None, None)`` when this
-        batch takes no update: D̄' empty (on every rank under DDP), or empty on this rank only, in
-        which case the rank has already joined its peers' all-reduce with zero gradients.
+        Returns ``(stats, selection, loss_a, loss_v, distill)`` (``distill``: modality -> (B,) or
+        None), or ``(stats, None, None, None, None)`` when this batch takes no update: D̄' empty (on
+        every rank under DDP), or empty on this rank only, in which case the rank has already joined
+        its peers' all-reduce with zero gradients.
         """
         stats = StepStats(n=len(batch))
-        logits_a, loss_a = self.audio(batch.audio, batch.labels, prepared=True)
-        logits_v, loss_v = self.visual(batch.frames, batch.labels, prepared=True)
+        logits_a, loss_a, *dist_a = self.audio(batch.audio, batch.labels, prepared=True,
+                                               teacher=self.teacher("audio", batch) if teachers else None)
+        logits_v, loss_v, *dist_v = self.visual(batch.frames, batch.labels, prepared=True,
+                                                teacher=self.teacher("visual", batch) if teachers else None)
         stats.loss_support_audio = float(loss_a.detach().mean())
         stats.loss_support_visual = float(loss_v.detach().mean())
         sel = select_by_disagreement(logits_a, logits_v, loss_a, loss_v, keep_ratio)
         fill_selection_stats(stats, sel, batch.noisy)
         if skip_step(stats.empty, batch.labels.device):  # the models agree on every sample: no step
-            return stats, None, None, None
+            return stats, None, None, None, None
         if stats.empty:  # DDP: this rank agrees everywhere, another rank does not
             self.zero_step()
-            return stats, None, None, None
-        return stats, sel, loss_a, loss_v
+            return stats, None, None, None, None
+        distill = {"audio": dist_a[0] if dist_a else None, "visual": dist_v[0] if dist_v else None}
+        return stats, sel, loss_a, loss_v, distill
 
     def set_lr(self, lr: float) -> None:
         """The outer rate β of this step (lines 10-11), from the round's schedule."""
@@ -187,7 +247,7 @@ class Strategy(abc.ABC):
         """Under DDP, a rank with an empty D̄' whose peers have one: join the all-reduce with zero
         gradients (the update is the other ranks' mean gradient)."""
         for model, opt in ((self.audio, self.opt_audio), (self.visual, self.opt_visual)):
-            params = list(model.parameters())
+            params = trainable(model)
             self._apply(opt, params, [None] * len(params))
 
     @staticmethod
@@ -197,3 +257,8 @@ class Strategy(abc.ABC):
             p.grad = None if g is None else g.detach()
         all_reduce_grads(params)
         opt.step()
+
+
+def trainable(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of ``model`` that train (all of them unless ``stage2.train: adapters``)."""
+    return [p for p in model.parameters() if p.requires_grad]

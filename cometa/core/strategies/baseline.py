@@ -1,7 +1,8 @@
 """`baseline`: the two encoders trained independently on the consensus pseudo labels (Sec. 2.2).
 
-Each model takes a plain Adam step (lr β) on the mean AAM-softmax loss of the whole mini-batch;
-the modalities meet only in the cluster ensemble between rounds.
+Each model takes a plain Adam step (lr β) on the mean AAM-softmax loss of the whole mini-batch
+(plus the distillation term of ``stage2.distill``, when set); the modalities meet only in the
+cluster ensemble between rounds (and, with ``distill.teacher: peer``, through the frozen peer).
 
 The disagreement set and the small-loss selections are still computed (not used) so that the
 dashboards can compare them with the strategies that learn from them.
@@ -21,11 +22,12 @@ class Baseline(Strategy):
         out = {}
         for model, opt, x, key in ((self.audio, self.opt_audio, batch.audio, "audio"),
                                    (self.visual, self.opt_visual, batch.frames, "visual")):
-            logits, losses = model(x, batch.labels)
+            logits, losses, *distill = model(x, batch.labels, teacher=self.teacher(key, batch))
             out[key] = (logits.detach(), losses.detach())
             loss = losses.mean()
             params = [p for p in model.parameters() if p.requires_grad]
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            total = self.with_distill(stats, key, loss, distill[0] if distill else None)
+            grads = torch.autograd.grad(total, params, allow_unused=True)
             self._apply(opt, params, grads)
             setattr(stats, f"loss_support_{key}", float(loss.detach()))
         # instrumentation only (predictions under θ before this step, as the other strategies see them)

@@ -9,13 +9,20 @@
   the mean per-sample loss over the peer's selection, taken from a forward pass of the whole
   mini-batch under θ' (BatchNorm sees D̄'s statistics in the inner and the outer pass alike).
 
+With ``stage2.distill`` the outer loss of lines 10-11 gains the distillation term of the whole
+mini-batch under θ' (from the same forward); the inner step stays on the AAM-softmax loss. Only the
+trainable parameters (``stage2.train: adapters``: adapters, heads, distillation maps) form θ and θ':
+the frozen ones enter the functional forward as they are and receive no gradient.
+
 An empty D̄' (the models agree on every sample) leaves both models unchanged for that batch; the
 training loop counts such batches (``empty_disagreement_batches``).
 """
 from __future__ import annotations
 
+import torch
+
 from cometa.core.meta import call_with, meta_gradients
-from cometa.core.strategies.base import Batch, StepStats, Strategy
+from cometa.core.strategies.base import Batch, StepStats, Strategy, trainable
 
 
 class CoMeta(Strategy):
@@ -24,7 +31,7 @@ class CoMeta(Strategy):
     def step(self, batch: Batch, *, keep_ratio: float) -> StepStats:
         batch = self.prepare(batch)  # the audio's log-mel once, for the forwards under θ and θ'
         # one forward under θ per model: support loss (lines 5-6), predictions (line 7), ranking (8-9)
-        stats, sel, loss_a, loss_v = self.forward_and_select(batch, keep_ratio)
+        stats, sel, loss_a, loss_v, _ = self.forward_and_select(batch, keep_ratio)
         if sel is None:
             return stats
         for model, opt, x, support, peer_sel, key in (
@@ -34,13 +41,16 @@ class CoMeta(Strategy):
             # The query forward runs on the whole of D̄ under θ' and averages the selected samples'
             # losses: BatchNorm then normalises with D̄'s statistics in both passes, and a query set
             # of one sample is well defined.
-            def query_loss(fast, model=model, x=x, peer_sel=peer_sel):  # (defaults: this iteration's)
-                return call_with(model, fast, x, batch.labels, prepared=True)[1][peer_sel].mean()
+            teacher = self.teacher(key, batch)
+            parts: dict[str, torch.Tensor] = {}
 
-            grads, q = meta_gradients(model, support, query_loss, alpha=self.alpha, second_order=self.second_order)
-            self._apply(opt, [p for p in model.parameters()], grads)
-            if key == "audio":
-                stats.loss_query_audio = float(q)
-            else:
-                stats.loss_query_visual = float(q)
+            def query_loss(fast, model=model, x=x, peer_sel=peer_sel, key=key, teacher=teacher, parts=parts):
+                # (defaults: this iteration's)
+                _, losses, *distill = call_with(model, fast, x, batch.labels, prepared=True, teacher=teacher)
+                parts["query"] = losses[peer_sel].mean()
+                return self.with_distill(stats, key, parts["query"], distill[0] if distill else None)
+
+            grads, _ = meta_gradients(model, support, query_loss, alpha=self.alpha, second_order=self.second_order)
+            self._apply(opt, trainable(model), [g for g, p in zip(grads, model.parameters()) if p.requires_grad])
+            setattr(stats, f"loss_query_{key}", float(parts["query"].detach()))
         return stats

@@ -2,7 +2,8 @@
 
 Algorithm 1 without the meta step: line 7 (disagreement, Eq. 3), lines 8-9 (each model's
 small-loss selection of D̄'), then lines 10-11 with θ' = θ: the audio model takes an Adam step on
-the samples the *visual* model selected, and vice versa.
+the samples the *visual* model selected, and vice versa. A distillation term (``stage2.distill``,
+label-free) is taken over the whole mini-batch and added to that loss.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ class CoTeachingPlus(Strategy):
     name = "coteaching_plus"
 
     def step(self, batch: Batch, *, keep_ratio: float) -> StepStats:
-        stats, sel, loss_a, loss_v = self.forward_and_select(self.prepare(batch), keep_ratio)
+        stats, sel, loss_a, loss_v, distill = self.forward_and_select(self.prepare(batch), keep_ratio, teachers=True)
         if sel is None:
             return stats
         # cross update: each model learns from its peer's selection
@@ -23,7 +24,8 @@ class CoTeachingPlus(Strategy):
                                                   (self.visual, self.opt_visual, loss_v, sel.audio, "visual")):
             q = losses[peer_sel].mean()
             params = [p for p in model.parameters() if p.requires_grad]
-            grads = torch.autograd.grad(q, params, allow_unused=True, retain_graph=True)
+            total = self.with_distill(stats, key, q, distill[key])
+            grads = torch.autograd.grad(total, params, allow_unused=True, retain_graph=True)
             self._apply(opt, params, grads)
             setattr(stats, f"loss_query_{key}", float(q.detach()))
         return stats

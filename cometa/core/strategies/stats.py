@@ -23,6 +23,8 @@ class StepStats:
     loss_support_visual: float = float("nan")
     loss_query_audio: float = float("nan")
     loss_query_visual: float = float("nan")
+    loss_distill_audio: float = float("nan")  # mean 1 - cos(student, teacher) of the batch (stage2.distill)
+    loss_distill_visual: float = float("nan")
     n_disagree: int = 0
     n_disagree_noisy: int = 0
     n_selected_audio: int = 0
@@ -44,14 +46,20 @@ class ModalitySums:
     loss_support: float = 0.0  # Σ over every step
     loss_query: float = 0.0  # Σ over the steps that had a query loss (a non-empty D̄')
     n_query: int = 0  # how many steps that was
+    loss_distill: float = 0.0  # Σ over the steps that had a distillation loss (stage2.distill)
+    n_distill: int = 0
 
-    def add(self, *, n_selected: int, n_selected_noisy: int, loss_support: float, loss_query: float) -> None:
+    def add(self, *, n_selected: int, n_selected_noisy: int, loss_support: float, loss_query: float,
+            loss_distill: float = NAN) -> None:
         self.n_selected += n_selected
         self.n_selected_noisy += n_selected_noisy
         self.loss_support += loss_support
         if not math.isnan(loss_query):  # no query loss on a batch without disagreement
             self.loss_query += loss_query
             self.n_query += 1
+        if not math.isnan(loss_distill):  # none without a teacher, or on a batch that took no step
+            self.loss_distill += loss_distill
+            self.n_distill += 1
 
 
 @dataclass
@@ -76,16 +84,19 @@ class EpochStats:
         self.n_union += st.n_union
         self.empty += int(st.empty)
         self.audio.add(n_selected=st.n_selected_audio, n_selected_noisy=st.n_selected_noisy_audio,
-                       loss_support=st.loss_support_audio, loss_query=st.loss_query_audio)
+                       loss_support=st.loss_support_audio, loss_query=st.loss_query_audio,
+                       loss_distill=st.loss_distill_audio)
         self.visual.add(n_selected=st.n_selected_visual, n_selected_noisy=st.n_selected_noisy_visual,
-                        loss_support=st.loss_support_visual, loss_query=st.loss_query_visual)
+                        loss_support=st.loss_support_visual, loss_query=st.loss_query_visual,
+                        loss_distill=st.loss_distill_visual)
 
     def rows(self, *, n_batches: int, lam: float) -> list[dict]:
         """The epoch's metrics (DESIGN.md's names) as store rows ``{name, value[, modality]}``.
 
         Fractions are of |D̄| summed over the epoch; ``*_noisy_frac`` are NaN when their set was
         empty all epoch, ``loss_query`` is the mean over the steps that had one, ``loss_support``
-        the mean over ``n_batches``.
+        the mean over ``n_batches``; ``loss_distill`` (the mean over the steps that had one) only for
+        a modality with a teacher.
         """
         n, d = max(self.n, 1), self.n_disagree
         rows = [dict(name="lambda", value=lam),
@@ -101,4 +112,6 @@ class EpochStats:
                      dict(name="dropped_noisy_frac", modality=m, value=left_noisy / left if left else NAN),
                      dict(name="loss_support", modality=m, value=s.loss_support / max(n_batches, 1)),
                      dict(name="loss_query", modality=m, value=s.loss_query / s.n_query if s.n_query else NAN)]
+            if s.n_distill:
+                rows.append(dict(name="loss_distill", modality=m, value=s.loss_distill / s.n_distill))
         return rows

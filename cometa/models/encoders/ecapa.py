@@ -13,6 +13,12 @@ Log-mel (B, n_mels, T) -> speaker embedding (B, embed_dim):
   back to 3C channels, softmax over time; weighted mean and std -> 6C;
 - BN(6C) -> Linear(6C -> embed_dim) -> BN(embed_dim).
 
+Options (``EcapaConfig``): ``pooling: query_attention`` replaces the attentive statistics pooling by
+attention pooling with one learnable query (SAMU-XLS-R's, :class:`QueryAttentionPool`: 3C out, so
+BN(3C) -> Linear(3C -> embed_dim)); ``adapters.enabled`` adds an hourglass adapter
+(:class:`cometa.models.adapters.Adapter`) after each SE-Res2 block, the identity when inserted.
+The pooling layers are an explicit registry, :data:`POOLINGS`.
+
 Parameters at C=512, n_mels=80, embed_dim=192 (scale 8, SE 128, attention 128): **6,194,432**
 (published: 6.2M), asserted in ``tests/test_encoders.py`` and computed there by hand.
 
@@ -21,10 +27,13 @@ gradients (the meta step of Algorithm 1, lines 5-6 and 10-11).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from cometa.config.sections import EcapaConfig
+from cometa.models.adapters import Adapter
 
 
 class ConvReluBn(nn.Module):
@@ -94,6 +103,7 @@ class AttentiveStatsPool(nn.Module):
     def __init__(self, channels: int, attention_channels: int, eps: float = 1e-12):
         super().__init__()
         self.eps = eps
+        self.out_dim = 2 * channels
         self.tdnn = ConvReluBn(3 * channels, attention_channels, 1)
         self.score = nn.Conv1d(attention_channels, channels, 1)
 
@@ -113,37 +123,70 @@ class AttentiveStatsPool(nn.Module):
         return torch.cat([mean, std], dim=1)  # (B, 2C)
 
 
+class QueryAttentionPool(nn.Module):
+    """Attention pooling with a single learnable query (SAMU-XLS-R; Safari et al.'s self-attention
+    pooling): keys k_t = tanh(W h_t) of ``attention_channels``, weights w = softmax_t(q . k_t), output
+    sum_t w_t h_t. (B, C, T) -> (B, C)."""
+
+    def __init__(self, channels: int, attention_channels: int):
+        super().__init__()
+        self.out_dim = channels
+        self.key = nn.Conv1d(channels, attention_channels, 1)
+        self.query = nn.Parameter(torch.randn(attention_channels) / math.sqrt(attention_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = torch.tanh(self.key(x))  # (B, A, T)
+        w = torch.softmax(torch.einsum("a,bat->bt", self.query, k), dim=1)  # (B, T), sums to 1 over T
+        return (x * w.unsqueeze(1)).sum(dim=2)  # (B, C)
+
+
+POOLINGS: dict[str, type[nn.Module]] = {  # audio_encoder.pooling -> (channels, attention_channels) module
+    "asp": AttentiveStatsPool,
+    "query_attention": QueryAttentionPool,
+}
+
+
 class EcapaTDNN(nn.Module):
     """ECAPA-TDNN: log-mel (B, n_mels, T) -> embedding (B, embed_dim). See the module docstring."""
 
     modality = "audio"
 
     def __init__(self, n_mels: int = 80, *, channels: int = 512, embed_dim: int = 192, scale: int = 8,
-                 se_bottleneck: int = 128, attention_channels: int = 128):
+                 se_bottleneck: int = 128, attention_channels: int = 128, pooling: str = "asp",
+                 adapter_bottleneck: float | None = None):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r} (registered: {', '.join(POOLINGS)})")
         c = channels
         self.layer0 = ConvReluBn(n_mels, c, kernel_size=5)
         self.blocks = nn.ModuleList(
             SERes2Block(c, kernel_size=3, dilation=d, scale=scale, se_bottleneck=se_bottleneck) for d in (2, 3, 4))
+        # one hourglass adapter after each SE-Res2 block (None: no adapters)
+        self.adapters = None if adapter_bottleneck is None else nn.ModuleList(
+            Adapter(c, adapter_bottleneck, dims=1) for _ in self.blocks)
         self.mfa = ConvReluBn(3 * c, 3 * c, 1)  # multi-layer feature aggregation
-        self.pool = AttentiveStatsPool(3 * c, attention_channels)
-        self.pool_bn = nn.BatchNorm1d(6 * c)
-        self.fc = nn.Linear(6 * c, embed_dim)
+        self.pool = POOLINGS[pooling](3 * c, attention_channels)
+        pooled = int(self.pool.out_dim)  # 6C (asp) or 3C (query_attention)
+        self.pool_bn = nn.BatchNorm1d(pooled)
+        self.fc = nn.Linear(pooled, embed_dim)
         self.emb_bn = nn.BatchNorm1d(embed_dim)
 
     @classmethod
     def from_config(cls, cfg: EcapaConfig, n_mels: int) -> EcapaTDNN:
         return cls(n_mels, channels=cfg.channels, embed_dim=cfg.embed_dim, scale=cfg.scale,
-                   se_bottleneck=cfg.se_bottleneck, attention_channels=cfg.attention_channels)
+                   se_bottleneck=cfg.se_bottleneck, attention_channels=cfg.attention_channels, pooling=cfg.pooling,
+                   adapter_bottleneck=cfg.adapters.bottleneck if cfg.adapters.enabled else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3:
             raise ValueError(f"EcapaTDNN expects log-mel features (B, n_mels, T), got shape {tuple(x.shape)}")
         h = self.layer0(x)  # (B, C, T)
         outs = []
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
             h = block(h)
+            if self.adapters is not None:
+                h = self.adapters[i](h)
             outs.append(h)
         h = self.mfa(torch.cat(outs, dim=1))  # (B, 3C, T)
-        z = self.pool_bn(self.pool(h))  # (B, 6C)
+        z = self.pool_bn(self.pool(h))  # (B, 6C) with asp
         return self.emb_bn(self.fc(z))  # (B, embed_dim)

@@ -15,6 +15,9 @@ images (B, 3, H, W) in [0, 1] to embeddings (B, embed_dim).
   stem plus max-pool would shrink a 32 px face to 8 px before the first block, and to 1 px by
   ``layer4``.
 
+With ``adapters.enabled`` an hourglass adapter (:class:`cometa.models.adapters.Adapter`, 2-d) follows
+each of the four stages, the identity when inserted.
+
 Inputs are normalised inside the model with ImageNet mean/std constants (non-persistent buffers).
 """
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 from cometa.config.sections import ResNetConfig
+from cometa.models.adapters import Adapter
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -84,7 +88,8 @@ class FaceResNet(nn.Module):
     mean: torch.Tensor  # (1, 3, 1, 1) ImageNet statistics, buffers
     std: torch.Tensor
 
-    def __init__(self, depth: int = 34, *, base_width: int = 64, image_size: int = 224, embed_dim: int = 192):
+    def __init__(self, depth: int = 34, *, base_width: int = 64, image_size: int = 224, embed_dim: int = 192,
+                 adapter_bottleneck: float | None = None):
         super().__init__()
         if depth not in STAGE_BLOCKS:
             raise ValueError(f"ResNet depth {depth} not supported (choose from {sorted(STAGE_BLOCKS)})")
@@ -97,15 +102,26 @@ class FaceResNet(nn.Module):
         self.net.fc = nn.Sequential(nn.Linear(8 * base_width, embed_dim), nn.BatchNorm1d(embed_dim))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        # one hourglass adapter after each stage, widths w, 2w, 4w, 8w (None: no adapters)
+        self.adapters = None if adapter_bottleneck is None else nn.ModuleList(
+            Adapter(m * base_width, adapter_bottleneck, dims=2) for m in (1, 2, 4, 8))
 
     @classmethod
     def from_config(cls, cfg: ResNetConfig) -> FaceResNet:
-        return cls(cfg.depth, base_width=cfg.base_width, image_size=cfg.image_size, embed_dim=cfg.embed_dim)
+        return cls(cfg.depth, base_width=cfg.base_width, image_size=cfg.image_size, embed_dim=cfg.embed_dim,
+                   adapter_bottleneck=cfg.adapters.bottleneck if cfg.adapters.enabled else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"FaceResNet expects images (B, 3, H, W), got shape {tuple(x.shape)}")
-        return self.net((x - self.mean) / self.std)  # (B, embed_dim)
+        x = (x - self.mean) / self.std
+        if self.adapters is None:
+            return self.net(x)  # (B, embed_dim)
+        net = self.net  # torchvision's ResNet or ResNetTrunk: the same module names, stage by stage
+        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        for stage, adapter in zip((net.layer1, net.layer2, net.layer3, net.layer4), self.adapters):
+            x = adapter(stage(x))
+        return net.fc(torch.flatten(net.avgpool(x), 1))  # (B, embed_dim)
 
 
 def embed_frames(model: nn.Module, frames: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
