@@ -10,6 +10,8 @@ label-issue scores, from the run store (mean ± sample std over the seeds of a s
 """
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 __all__ = ["table3", "table3_markdown", "table4", "table4_markdown"]
@@ -27,7 +29,7 @@ def _cells(df: pd.DataFrame) -> tuple[float, float] | None:
 
 
 def _fmt(cell: tuple[float, float] | None, n_seeds: int, *, pct: bool) -> str:
-    if cell is None or cell[0] != cell[0]:  # absent or NaN
+    if cell is None or math.isnan(cell[0]):  # absent or NaN
         return "-"
     k = 100.0 if pct else 1.0
     digits = 2 if pct else 3
