@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run (or resume) the study through its notebooks")
     r.add_argument("--preset", default="demo", choices=["tiny", "demo", "paper"])
     r.add_argument("--config", help="a YAML file of overrides on top of the preset")
-    r.add_argument("--strategies", help="comma separated: baseline,coteaching_plus,cometa")
+    r.add_argument("--strategies", help="comma separated: baseline,coteaching_plus,cometa,lgl,dlg_lc, or 'all' "
+                   "(default: the paper's three)")
     r.add_argument("--rounds", type=int)
     r.add_argument("--run-dir")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)")

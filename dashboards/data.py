@@ -218,6 +218,10 @@ class RunData(param.Parameterized):
     def labels(self, run_id: str, strategy: str, round_: int) -> pd.DataFrame:
         return _load_parquet(*self._file(run_id, strategy, round_, "labels.parquet"))
 
+    def label_issues(self, run_id: str, strategy: str, round_: int) -> pd.DataFrame:
+        """The round's label-issue scores (``label_issues.parquet``; empty before the analysis step)."""
+        return _load_parquet(*self._file(run_id, strategy, round_, "label_issues.parquet"))
+
     def projection(self, run_id: str, strategy: str, round_: int) -> pd.DataFrame:
         return _load_parquet(*self._file(run_id, strategy, round_, "projection.parquet"))
 

@@ -3,8 +3,11 @@
 Per strategy: each utterance's label history across rounds (rounds wrong, flips), utterances wrong
 in both modalities vs one only (the case the paper's gradient regularisation targets), true speakers
 merged into one cluster or split over several, and the flow of utterances between consecutive
-rounds (Sankey). Selecting an utterance shows its face frames and plays its audio, read from the
-corpus named in the run's config (``train/wav/<key>``, ``train/faces/<key without .wav>/*.jpg``).
+rounds (Sankey), and a round's utterances sorted by a label-issue score (cleanlab's self-confidence
+or normalised margin, out of sample; :mod:`cometa.pipeline.analysis`) with the precision/recall curve
+of that order against the wrong labels. Selecting an utterance shows its face frames and plays its
+audio, read from the corpus named in the run's config (``train/wav/<key>``,
+``train/faces/<key without .wav>/*.jpg``).
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import panel as pn
 import param
 
 from cometa.results import figures as F
-from cometa.results.label_noise import merged_and_split
+from cometa.results.label_noise import label_issue_ranking, merged_and_split, precision_recall
 from dashboards.components import FigureCard, RunView, table
 
 __all__ = ["NoiseDiagnosis"]
@@ -32,6 +35,8 @@ class NoiseDiagnosis(RunView):
     round = param.Integer(default=1, bounds=(1, 2))
     transitions = param.Selector(default="purity", objects=["purity", "correct", "clusters"])
     sample = param.String(default="", doc="the utterance key shown with its faces and audio")
+    issue_view = param.Selector(default="joint", objects=["audio", "visual", "joint"])
+    issue_score = param.Selector(default="self_confidence", objects=["self_confidence", "normalized_margin"])
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -46,6 +51,12 @@ class NoiseDiagnosis(RunView):
         self._samples.param.watch(self._on_select, "selection")
         history = FigureCard(pn.bind(self._history, run, p.strategy), "sample_history")
         history.pane.param.watch(self._on_click, "click_data")
+        self._issues = pn.widgets.Tabulator(pn.bind(self._issue_table, run, p.strategy, p.round, p.issue_view,
+                                                    p.issue_score), selectable=1, disabled=True,
+                                            pagination="remote", page_size=12, height=440, layout="fit_columns",
+                                            show_index=False, sizing_mode="stretch_width", stylesheets=[_COMPACT])
+        self._issues.param.watch(self._on_select_issue, "selection")
+        issues_pr = FigureCard(pn.bind(self._issue_pr, run, p.strategy, p.round, p.issue_score), "label_issue_pr")
         merged = table(pn.bind(lambda *a: self._merge_split(*a)[0], run, p.strategy, p.round))
         split = table(pn.bind(lambda *a: self._merge_split(*a)[1], run, p.strategy, p.round))
         self._layout = pn.Column(
@@ -59,6 +70,11 @@ class NoiseDiagnosis(RunView):
                    pn.Column("### Faces and audio", pn.bind(self._media, run, p.sample), width=360),
                    sizing_mode="stretch_width"),
             history,
+            pn.Row(pn.widgets.RadioButtonGroup.from_param(p.issue_view, width=240),
+                   pn.widgets.RadioButtonGroup.from_param(p.issue_score, width=330)),
+            pn.Row(pn.Column(pn.bind(lambda r: f"### Label-issue scores (round {r}): most suspect first", p.round),
+                             self._issues, sizing_mode="stretch_width"),
+                   issues_pr, sizing_mode="stretch_width"),
             pn.Row(pn.Column(pn.bind(lambda r: f"### Merged clusters (round {r})", p.round), merged,
                              sizing_mode="stretch_width"),
                    pn.Column(pn.bind(lambda r: f"### Split speakers (round {r})", p.round), split,
@@ -94,6 +110,23 @@ class NoiseDiagnosis(RunView):
             return pd.DataFrame(columns=["key"])
         return (h[[c for c in _SAMPLE_COLUMNS if c in h]].reset_index()
                 .sort_values(["rounds_wrong", "wrong_both", "flips"], ascending=False).reset_index(drop=True))
+
+    def _issue_table(self, run, strategy, round_, view, score) -> pd.DataFrame:
+        issues = self.data.label_issues(run, strategy, round_) if strategy else pd.DataFrame()
+        return label_issue_ranking(issues, view=view, score=score)
+
+    def _issue_pr(self, run, strategy, round_, score):
+        issues = self.data.label_issues(run, strategy, round_) if strategy else pd.DataFrame()
+        curves = {v: precision_recall(label_issue_ranking(issues, view=v, score=score))
+                  for v in ("audio", "visual", "joint")} if not issues.empty else {}
+        base = float(issues.loc[issues["view"] == "joint", "wrong"].mean()) if not issues.empty else None
+        return F.label_issue_pr(curves, base_rate=base,
+                                title=f"{F.STRATEGY_NAMES.get(strategy, strategy)}, round {round_}: {score} "
+                                      "ranking the wrong labels (precision / recall)")
+
+    def _on_select_issue(self, event):
+        if event.new:
+            self.sample = str(self._issues.value.iloc[event.new[0]]["key"])
 
     def _merge_split(self, run, strategy, round_):
         labels = self.data.labels(run, strategy, round_) if strategy else pd.DataFrame()

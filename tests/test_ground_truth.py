@@ -14,13 +14,14 @@ from cometa.config import load_config
 from cometa.pipeline import steps
 from cometa.runs import RunStore
 
-STRATEGIES = ("baseline", "coteaching_plus", "cometa")
+STRATEGIES = ("baseline", "coteaching_plus", "cometa", "lgl", "dlg_lc")
 
 
 @pytest.fixture(scope="module")
 def stage1_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("truth") / "run"
-    cfg = load_config("tiny", overrides=["stage1.epochs=1", "stage2.epochs_per_round=1", "projection.enabled=false"])
+    cfg = load_config("tiny", overrides=["stage1.epochs=1", "stage2.epochs_per_round=1", "projection.enabled=false",
+                                         "stage2.lgl.warmup_epochs=0"])  # LGL gated from its first epoch
     RunStore(run, create=True).write_config(cfg.to_dict())
     steps.corpus_step(run, progress=False)
     steps.stage1_step(run, progress=False)

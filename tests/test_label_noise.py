@@ -3,6 +3,7 @@ mistakes in both modalities."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from cometa.results import label_noise
 
@@ -38,3 +39,18 @@ def test_wrong_in_both_on_known_labels():
     assert both.loc["a3", ["heard_as", "seen_as"]].tolist() == ["b", "b"] and both.loc["a3", "same_mistake"]
     assert both.loc["b1", ["heard_as", "seen_as"]].tolist() == ["a", "a"]
     assert both["consensus_right"].tolist() == [0.0, 1.0]  # consensus: a3 with the b's, b1 with them too
+
+
+def test_label_issue_ranking_and_precision_recall_by_hand():
+    issues = pd.DataFrame({"key": ["u1", "u2", "u3", "u4", "u5"] * 2, "view": ["joint"] * 5 + ["audio"] * 5,
+                           "label": [0, 0, 1, 1, 1] * 2, "wrong": [False, True, False, True, False] * 2,
+                           "flagged": [False, True, False, False, False] * 2,
+                           "self_confidence": [0.9, 0.1, 0.5, 0.3, 0.7, 0.0, 0.0, 0.0, 0.0, 0.0]})
+    rank = label_noise.label_issue_ranking(issues, view="joint")
+    assert rank["key"].tolist() == ["u2", "u4", "u3", "u5", "u1"]  # lowest self-confidence first
+    pr = label_noise.precision_recall(rank)
+    # wrong: u2, u4 at ranks 1 and 2 -> precision 1, 1, 2/3, 2/4, 2/5; recall 1/2, 1, 1, 1, 1
+    assert pr["precision"].tolist() == pytest.approx([1, 1, 2 / 3, 0.5, 0.4])
+    assert pr["recall"].tolist() == pytest.approx([0.5, 1, 1, 1, 1])
+    assert label_noise.precision_recall(rank.assign(wrong=False)).empty
+    assert label_noise.label_issue_ranking(issues, score="missing").empty

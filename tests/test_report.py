@@ -68,9 +68,32 @@ def test_table2_matches_store(run_dir, report_dir, sqlite_scalars):
         assert rnd == df.loc[df["strategy"] == strategy, "round"].max()
         for col, cell in zip(head[3:], row[3:]):
             lst = col.split()[0].split("-")[1]
-            metric = "eer" if col.endswith("EER %") else "min_dcf_" + col.split()[-1]
+            base = col.removesuffix(" AS-norm")  # the analysis step's AS-norm value beside each metric
+            metric = ("eer" if base.endswith("EER %") else "min_dcf_" + base.split()[-1]) \
+                + ("_asnorm" if col.endswith(" AS-norm") else "")
             v = _eer(df, lst, strategy, rnd, mod, metric)
-            assert float(cell) == (round(100 * v, 2) if metric == "eer" else round(v, 4)), (row[:2], col)
+            assert float(cell) == (round(100 * v, 2) if metric.startswith("eer") else round(v, 4)), (row[:2], col)
+    assert sum(c.endswith("AS-norm") for c in head) == 9  # O, E, H x EER, minDCF 0.01, 0.05
+
+
+def test_strategy_comparison_and_label_issue_tables_match_store(run_dir, report_dir, sqlite_scalars):
+    df = sqlite_scalars(run_dir)
+    head, rows = _md_rows(report_dir / "table3.md")
+    assert [r[0] for r in rows] == list(NAMES)
+    for row in rows:
+        s, rnd = NAMES[row[0]], int(row[1])
+        cells = dict(zip(head, row))
+        for m in ("audio", "visual", "fused"):
+            assert float(cells[f"EER % {m}"]) == round(100 * _eer(df, "O", s, rnd, m), 2)
+            assert float(cells[f"EER % {m} AS-norm"]) == round(100 * _eer(df, "O", s, rnd, m, "eer_asnorm"), 2)
+        tr = df[(df["strategy"] == s) & (df["stage"] == "train") & (df["round"] == rnd) & df["step"].isna()
+                & (df["name"] == "selected_noisy_frac") & (df["modality"] == "audio")]
+        assert float(cells["selected_noisy_frac audio"]) == round(tr.loc[tr["epoch"].idxmax(), "value"], 3)
+    head, rows = _md_rows(report_dir / "table4.md")
+    assert [(r[0], r[1]) for r in rows] == [(n, str(r)) for n in NAMES for r in (1, 2)]
+    li = df[(df["stage"] == "label_issues/self_confidence") & (df["name"] == "label_issue_auroc")
+            & (df["modality"] == "joint") & (df["strategy"] == "cometa") & (df["round"] == 2)]
+    assert float(dict(zip(head, rows[-1]))["SC joint AUROC"]) == round(li["value"].iloc[0], 3)
 
 
 def test_tables_json_has_exact_numbers(run_dir, report_dir, sqlite_scalars):

@@ -47,8 +47,8 @@ def _delta(before, after):
     return [b.detach() - a.detach() for b, a in zip(before.parameters(), after.parameters())]
 
 
-def test_registry_lists_the_three_strategies():
-    assert set(STRATEGIES) == {"baseline", "coteaching_plus", "cometa"}
+def test_registry_lists_the_five_strategies():
+    assert set(STRATEGIES) == {"baseline", "coteaching_plus", "cometa", "lgl", "dlg_lc"}
     with pytest.raises(ValueError, match="choose from"):
         build_strategy("cotaught", *_models(), lr=1e-3, alpha=0.01, second_order=True)
 

@@ -30,6 +30,7 @@ from cometa.config.sections import (
     CorpusConfig,
     EcapaConfig,
     EvalConfig,
+    EvaluationConfig,
     FeatureConfig,
     LRScheduleConfig,
     ProjectionConfig,
@@ -72,6 +73,7 @@ class Config:
     clustering: ClusteringConfig = field(default_factory=ClusteringConfig)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)  # AS-norm, label issues
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
 
     def to_dict(self) -> dict[str, Any]:

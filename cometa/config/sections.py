@@ -17,6 +17,9 @@ reading one in the dashboard, imports no torch. Ranges are declared with
 | clustering        | ClusteringConfig               | :mod:`cometa.core.pseudo_labels`                        |
 | projection        | ProjectionConfig               | :mod:`cometa.core.projections`                          |
 | eval              | EvalConfig                     | :mod:`cometa.evaluation.evaluate`                       |
+| evaluation        | EvaluationConfig               | :mod:`cometa.pipeline.analysis` (AS-norm, label issues) |
+| stage2.lgl        | LGLConfig                      | :mod:`cometa.core.strategies.lgl`                       |
+| stage2.dlg_lc     | DLGLCConfig                    | :mod:`cometa.core.strategies.dlg_lc`                    |
 | stage1, stage2    | Stage1Config, Stage2Config     | :mod:`cometa.train.stage1`, :mod:`cometa.train.stage2`  |
 | *.lr_schedule     | LRScheduleConfig               | :mod:`cometa.core.schedules`                            |
 | *_encoder.adapters| AdapterConfig                  | :mod:`cometa.models.adapters`                           |
@@ -30,12 +33,16 @@ from cometa.config.bounds import bounded
 
 __all__ = ["SyntheticConfig", "CorpusConfig", "FeatureConfig", "AugmentConfig", "EcapaConfig", "ResNetConfig",
            "ClusteringConfig", "LRScheduleConfig", "ProjectionConfig", "EvalConfig", "Stage1Config", "Stage2Config",
-           "AdapterConfig", "DistillConfig", "MISSING_FACES_POLICIES", "LR_KINDS", "STRATEGY_NAMES", "POOLINGS",
-           "STAGE2_TRAIN", "DISTILL_TEACHERS", "split_shape", "check_stage2_options"]
+           "LGLConfig", "DLGLCConfig", "AsNormConfig", "LabelIssueConfig", "EvaluationConfig", "STRATEGY_OPTIONS",
+           "PAPER_STRATEGIES", "AdapterConfig", "DistillConfig", "MISSING_FACES_POLICIES", "LR_KINDS",
+           "STRATEGY_NAMES", "POOLINGS", "STAGE2_TRAIN", "DISTILL_TEACHERS", "split_shape", "check_stage2_options"]
 
 MISSING_FACES_POLICIES = ("exclude", "audio_only", "error")
 # the Stage II strategies (their classes: the registry of cometa.core.strategies, which needs torch)
-STRATEGY_NAMES = ("baseline", "coteaching_plus", "cometa")
+STRATEGY_NAMES = ("baseline", "coteaching_plus", "cometa", "lgl", "dlg_lc")
+PAPER_STRATEGIES = ("baseline", "coteaching_plus", "cometa")  # the study's three (the default; `make demo`)
+# strategies with their own options under stage2.<name>: only that strategy's rounds read (and hash) them
+STRATEGY_OPTIONS = ("lgl", "dlg_lc")
 LR_KINDS = ("constant", "cosine", "exponential")
 # the audio encoder's pooling (its classes: the registry of cometa.models.encoders.pooling)
 POOLINGS = ("asp", "query_attention")
@@ -260,6 +267,55 @@ class DistillConfig:
 
 
 @dataclass
+class LGLConfig:
+    """Loss-gated learning (Tao et al., ICASSP 2022): each model trains on the samples of its
+    mini-batch whose AAM-softmax loss is at most the fixed ``gate``; Tao et al. train without a gate
+    until the loss settles, then with it (here: the first ``warmup_epochs`` of every round)."""
+
+    gate: float = bounded(1.0, gt=0)  # loss threshold (the paper's gate; its code raises it per iteration)
+    warmup_epochs: int = bounded(1, ge=0)  # ungated epochs at the start of each round
+
+
+@dataclass
+class DLGLCConfig:
+    """Dynamic loss-gate and label correction (Han, Chen & Qian, Interspeech 2022): the gate is where
+    a 2-component GMM of the previous epoch's per-sample losses gives the low-loss component posterior
+    ``gmm_posterior``; a sample above the gate trains on the model's own prediction when its softmax
+    probability exceeds ``lc_threshold`` (label correction), else sits the step out."""
+
+    gmm_posterior: float = bounded(0.5, gt=0, lt=1)  # gate: P(clean | loss) = this value
+    lc_threshold: float = bounded(0.5, gt=0, lt=1)  # minimum predicted probability to correct a label
+    correct_labels: bool = True  # False: DLG alone
+
+
+@dataclass
+class AsNormConfig:
+    """Adaptive symmetric score normalisation: cohort = training-set embeddings (subsampled)."""
+
+    enabled: bool = True
+    top_n: int = bounded(300, ge=1)  # the top-n cohort scores of each side
+    cohort_size: int = bounded(20000, ge=2)  # training utterances sampled into the cohort
+
+
+@dataclass
+class LabelIssueConfig:
+    """Out-of-sample label-quality scores (self-confidence, normalised margin) of each round's pseudo
+    labels, from a k-fold logistic regression on the round's frozen embeddings (cleanlab)."""
+
+    enabled: bool = True
+    n_folds: int = bounded(5, ge=2)
+    max_iter: int = bounded(200, ge=10)  # logistic regression iterations
+
+
+@dataclass
+class EvaluationConfig:
+    """Analyses after training (the ``analysis`` step): AS-norm scoring and label-issue scores."""
+
+    as_norm: AsNormConfig = field(default_factory=AsNormConfig)
+    label_issues: LabelIssueConfig = field(default_factory=LabelIssueConfig)
+
+
+@dataclass
 class Stage2Config:
     """Algorithm 1's inputs: tau, E_k, alpha, beta; relabelling every ``epochs_per_round`` epochs."""
 
@@ -281,6 +337,8 @@ class Stage2Config:
     # stays Stage I's; the visual one trains fully in round 1 and is frozen from round 2 on)
     train: str = bounded("full", choices=STAGE2_TRAIN)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    lgl: LGLConfig = field(default_factory=LGLConfig)  # options of the `lgl` strategy
+    dlg_lc: DLGLCConfig = field(default_factory=DLGLCConfig)  # options of the `dlg_lc` strategy
 
 
 def check_stage2_options(cfg) -> None:

@@ -33,8 +33,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix, csr_matrix
 
 __all__ = ["contingency", "purity", "inverse_purity", "nmi", "ari", "n_clusters", "cluster_sizes", "flip_rate",
-           "label_quality", "label_metrics", "wrong_label_mask", "session_of", "session_coherence",
-           "wrong_whole_session_frac"]
+           "label_quality", "label_metrics", "wrong_label_mask", "majority_identity", "session_of",
+           "session_coherence", "wrong_whole_session_frac"]
 
 
 def _kept(true, pred) -> tuple[np.ndarray, np.ndarray]:
@@ -264,3 +264,13 @@ def wrong_label_mask(speakers: np.ndarray, labels: np.ndarray) -> np.ndarray:
     df = pd.DataFrame({"s": speakers, "c": labels})
     majority = df.groupby("c")["s"].agg(lambda s: s.value_counts().index[0])
     return (df["c"].map(majority) != df["s"]).to_numpy()
+
+
+def majority_identity(speakers: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(k,) the majority identity of each cluster 0..k-1 (ties as :func:`wrong_label_mask`), -1 for
+    an empty cluster; ``speakers`` are non-negative integer codes (N,), ``labels`` in 0..k-1 (N,)."""
+    df = pd.DataFrame({"s": np.asarray(speakers), "c": np.asarray(labels)})
+    majority = df.groupby("c")["s"].agg(lambda s: s.value_counts().index[0])
+    out = np.full(int(k), -1, dtype=np.int64)
+    out[majority.index.to_numpy(dtype=np.int64)] = majority.to_numpy(dtype=np.int64)
+    return out

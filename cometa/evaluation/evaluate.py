@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from cometa.config.sections import EvalConfig  # noqa: F401 (re-exported)
-from cometa.evaluation.metrics import eer, fuse_scores, min_dcf, score_trials
+from cometa.evaluation.metrics import as_norm_trials, eer, fuse_scores, min_dcf, score_trials
 
 MODALITIES = ("audio", "visual", "fused")
 
@@ -56,6 +56,41 @@ def evaluate_embeddings(
             for p in p_targets:
                 rows.append((name, mod, f"min_dcf_{p:g}", min_dcf(s[ok], labels[ok], p_target=p)[0]))
     return pd.DataFrame(rows, columns=["list", "modality", "name", "value"]), scores
+
+
+def evaluate_as_norm(
+    keys: list[str],
+    embeddings: dict[str, np.ndarray],
+    trials: dict[str, pd.DataFrame],
+    cohorts: dict[str, np.ndarray],
+    *,
+    top_n: int,
+    p_targets: Sequence[float] = (0.01, 0.05),
+) -> pd.DataFrame:
+    """:func:`evaluate_embeddings` with AS-norm scores: ``eer_asnorm`` and ``min_dcf_<p>_asnorm`` per
+    (list, modality); "fused" is the mean of the normalised audio and visual scores.
+
+    ``cohorts`` : modality -> (C, D) cohort embeddings (rows with a non-finite value are dropped);
+    a test utterance without a face (NaN embedding) leaves its visual trials unscored, as there.
+    """
+    index = {k: i for i, k in enumerate(keys)}
+    rows = []
+    for name, tr in trials.items():
+        labels = tr["label"].to_numpy()
+        per_mod = {}
+        for m, e in embeddings.items():
+            cohort = np.asarray(cohorts[m])
+            per_mod[m] = as_norm_trials(e, index, tr, cohort[np.isfinite(cohort).all(axis=1)], top_n=top_n)
+        if "audio" in per_mod and "visual" in per_mod:
+            per_mod["fused"] = fuse_scores(per_mod["audio"], per_mod["visual"])
+        for mod, s in per_mod.items():
+            ok = np.isfinite(s)
+            if ok.sum() < 2 or len(np.unique(labels[ok])) < 2:
+                continue
+            rows.append((name, mod, "eer_asnorm", eer(s[ok], labels[ok])[0]))
+            for p in p_targets:
+                rows.append((name, mod, f"min_dcf_{p:g}_asnorm", min_dcf(s[ok], labels[ok], p_target=p)[0]))
+    return pd.DataFrame(rows, columns=["list", "modality", "name", "value"])
 
 
 def log_metrics(store, metrics: pd.DataFrame, *, strategy: str | None, round: int) -> None:

@@ -16,6 +16,10 @@ Equations implemented
   Eqs. (3)-(4) ``C_default = min(C_miss · P_target, C_fa · (1 − P_target))`` and minimised over t.
 - Trial score: cosine similarity of the enrolment and test embeddings; the audio-visual score is the
   mean of the audio and the visual cosine scores (the project's fusion; the paper does not state one).
+- AS-norm (adaptive symmetric score normalisation, Matějka et al. 2017; as in wespeaker and sslsv):
+  ``s' = ½((s − μ_e)/σ_e + (s − μ_t)/σ_t)`` with μ_e, σ_e the mean and population standard
+  deviation of the ``top_n`` highest cosine scores of the enrolment embedding against a cohort,
+  μ_t, σ_t likewise for the test embedding (``as_norm``, ``as_norm_trials``).
 
 Pure, vectorised numpy functions; scores and labels are validated in one place (``_check_trials``).
 """
@@ -26,7 +30,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-__all__ = ["eer", "min_dcf", "det_curve", "error_rates", "cosine_scores", "score_trials", "fuse_scores"]
+__all__ = ["eer", "min_dcf", "det_curve", "error_rates", "cosine_scores", "score_trials", "fuse_scores", "as_norm",
+           "cohort_stats", "as_norm_trials"]
 
 
 def _check_trials(scores, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -268,3 +273,68 @@ def fuse_scores(audio, visual) -> np.ndarray:
     if a.ndim != 1 or a.shape != v.shape:
         raise ValueError(f"audio and visual scores must be 1-D of equal length, got {a.shape} and {v.shape}")
     return (a + v) / 2.0
+
+
+def cohort_stats(x, cohort, *, top_n: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and population standard deviation of each row's ``top_n`` highest cosine scores against
+    the cohort (all of it when ``top_n`` is larger than the cohort).
+
+    Parameters
+    ----------
+    x : (N, D) embeddings; cohort : (C, D) embeddings; chunk : rows of ``x`` scored at a time
+        (memory ``chunk · C``).
+
+    Returns
+    -------
+    ``(mu (N,), sigma (N,))`` float64.
+    """
+    if top_n < 1:
+        raise ValueError(f"top_n must be positive, got {top_n}")
+    a, c = _unit_rows(x, "embeddings").astype(np.float64), _unit_rows(cohort, "cohort").astype(np.float64)
+    if a.shape[1] != c.shape[1]:
+        raise ValueError(f"embeddings have {a.shape[1]} dimensions, the cohort {c.shape[1]}")
+    if c.shape[0] == 0:
+        raise ValueError("the cohort is empty")
+    n = min(int(top_n), c.shape[0])
+    mu, sd = np.empty(a.shape[0]), np.empty(a.shape[0])
+    for start in range(0, a.shape[0], chunk):
+        s = a[start:start + chunk] @ c.T  # (b, C)
+        top = np.partition(s, s.shape[1] - n, axis=1)[:, s.shape[1] - n:]  # (b, n): the n highest
+        mu[start:start + chunk], sd[start:start + chunk] = top.mean(axis=1), top.std(axis=1)  # ddof 0
+    return mu, sd
+
+
+def _normalise(s, mu_e, sd_e, mu_t, sd_t) -> np.ndarray:
+    tiny = np.finfo(np.float64).tiny  # a cohort of identical scores (σ = 0) must not divide by 0
+    return 0.5 * ((s - mu_e) / np.maximum(sd_e, tiny) + (s - mu_t) / np.maximum(sd_t, tiny))
+
+
+def as_norm(enroll, test, cohort, *, top_n: int) -> np.ndarray:
+    """AS-norm scores of the pairs (enroll[i], test[i]).
+
+    Parameters
+    ----------
+    enroll, test : (T, D) embeddings of the pairs; cohort : (C, D) cohort embeddings.
+    top_n : cohort scores per side that set μ and σ (the whole cohort when larger than C).
+
+    Returns
+    -------
+    (T,) float64: ``½((s − μ_e)/σ_e + (s − μ_t)/σ_t)``, s the pair's cosine score.
+    """
+    s = cosine_scores(enroll, test)
+    return _normalise(s, *cohort_stats(enroll, cohort, top_n=top_n), *cohort_stats(test, cohort, top_n=top_n))
+
+
+def as_norm_trials(embeddings, index: Mapping[str, int], trials: pd.DataFrame, cohort, *,
+                   top_n: int) -> np.ndarray:
+    """AS-norm scores of a trial list: :func:`as_norm` of each trial's pair, with each utterance's
+    cohort statistics computed once (a VoxCeleb list names each utterance in many trials).
+
+    Parameters and errors as :func:`score_trials`, plus ``cohort`` (C, D) and ``top_n``.
+    """
+    s = score_trials(embeddings, index, trials)  # (T,), checks the keys
+    mu, sd = cohort_stats(embeddings, cohort, top_n=top_n)  # (N,)
+    keys = pd.Index(list(index.keys()))
+    rows = np.fromiter(index.values(), dtype=np.int64, count=len(index))
+    re, rt = rows[keys.get_indexer(trials["enroll"])], rows[keys.get_indexer(trials["test"])]
+    return _normalise(s, mu[re], sd[re], mu[rt], sd[rt])

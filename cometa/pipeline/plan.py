@@ -20,12 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from cometa.config import Config, ConfigError
-from cometa.config.sections import check_stage2_options
+from cometa.config.sections import STRATEGY_OPTIONS, check_stage2_options
 
-__all__ = ["NOTEBOOK_DIR", "STEP_WEIGHT", "Step", "plan_steps", "report_step", "inputs_hash", "notebook_parameters"]
+__all__ = ["NOTEBOOK_DIR", "STEP_WEIGHT", "Step", "plan_steps", "analysis_steps", "report_step", "inputs_hash",
+           "notebook_parameters"]
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
-STAGE2_FIELDS_NOT_AFFECTING_ROUNDS = ("strategies", "rounds")
+# stage2.lgl / stage2.dlg_lc are read by their own strategy's rounds only (added back per strategy below),
+# so the other strategies' rounds keep their hashes
+STAGE2_FIELDS_NOT_AFFECTING_ROUNDS = ("strategies", "rounds", *STRATEGY_OPTIONS)
 # relative cost of a round step per strategy (bench/bench_steps.py: cometa's second-order step is
 # ~4.7x baseline's, but embeddings, clustering and evaluation are shared: a round costs ~1.5x)
 STEP_WEIGHT = {"cometa": 1.5}
@@ -103,8 +106,10 @@ def plan_steps(cfg: Config, run_dir: Path) -> list[Step]:
             steps.append(Step(
                 f"{strategy}/round_{r}", "20_round.ipynb", run_dir / strategy / f"round_{r}",
                 {"run_dir": rd, "strategy": strategy, "round_no": r},
-                {**common, "strategy": strategy, "round": r, "stage2": stage2, "visual_encoder": visual_encoder,
-                 **audio_adapters, **{k: d[k] for k in ("clustering", "augment", "features", "eval")}},
+                {**common, "strategy": strategy, "round": r,
+                 "stage2": {**stage2, **({strategy: d["stage2"][strategy]} if strategy in STRATEGY_OPTIONS else {})},
+                 "visual_encoder": visual_encoder, **audio_adapters,
+                 **{k: d[k] for k in ("clustering", "augment", "features", "eval")}},
                 depends=[prev]))
     if cfg.projection.enabled:  # one step for every strategy: UMAP's JIT warm-up is paid once
         strategies = list(cfg.stage2.strategies)
@@ -113,12 +118,33 @@ def plan_steps(cfg: Config, run_dir: Path) -> list[Step]:
             {"run_dir": rd, "strategies": ",".join(strategies), "rounds": cfg.stage2.rounds},
             {"projection": d["projection"], "seed": cfg.seed},
             depends=[f"{s}/round_{r}" for s in strategies for r in range(1, cfg.stage2.rounds + 1)]))
+    steps += analysis_steps(cfg, run_dir)
     steps.append(report_step(run_dir, depends=[s.name for s in steps]))
     by_name: dict[str, Step] = {}
     for s in steps:
         s.inputs_hash = inputs_hash(s, [by_name[n].inputs_hash for n in s.depends])
         by_name[s.name] = s
     return steps
+
+
+def analysis_steps(cfg: Config, run_dir: Path) -> list[Step]:
+    """AS-norm and label-issue scores (``evaluation``), read from finished steps, training nothing:
+    ``analysis/stage1`` (AS-norm of Stage I) and one ``analysis/<strategy>`` per strategy, after its
+    last round (so that one strategy's analysis runs while another still trains)."""
+    ev, d = cfg.evaluation, cfg.to_dict()
+    if not (ev.as_norm.enabled or ev.label_issues.enabled):
+        return []
+    sections = {**{k: d[k] for k in ("seed", "device", "num_workers")}, "evaluation": d["evaluation"],
+                "eval": d["eval"]}
+    rounds = cfg.stage2.rounds
+    steps = [Step("analysis/stage1", "40_analysis.ipynb", run_dir / "analysis" / "stage1",
+                  {"run_dir": str(run_dir), "strategies": "", "rounds": 0, "stage1": True},
+                  sections, depends=["stage1"])]
+    for s in cfg.stage2.strategies:
+        steps.append(Step(f"analysis/{s}", "40_analysis.ipynb", run_dir / "analysis" / s,
+                          {"run_dir": str(run_dir), "strategies": s, "rounds": rounds, "stage1": False},
+                          dict(sections, strategy=s), depends=[f"{s}/round_{r}" for r in range(1, rounds + 1)]))
+    return steps if ev.as_norm.enabled else steps[1:]
 
 
 def report_step(run_dir: Path, *, depends: list[str] | None = None) -> Step:

@@ -120,6 +120,8 @@ def resolve_config(preset: str | None, *, config_path: str | Path | None = None,
     if isinstance(overrides, dict):
         ov.update(overrides)
     cfg = load_config(preset, path=config_path, overrides=[*(overrides or [])] if isinstance(overrides, list) else ov)
+    if strategies and list(strategies) == ["all"]:  # every registered strategy (the paper's three + LGL, DLG-LC)
+        strategies = list(STRATEGY_NAMES)
     if strategies:
         unknown = [s for s in strategies if s not in STRATEGY_NAMES]
         if unknown:

@@ -303,6 +303,7 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
     if not is_main():
         return {}
     save_checkpoint(out / "checkpoint.pt", {"audio": a_clf.encoder.state_dict(), "visual": v_clf.encoder.state_dict()})
+    store.save_array(rel / "test_embeddings.npz", keys=np.array(ctx.corpus.test["key"]), **test)  # for AS-norm
     metrics = ctx.evaluate(test, strategy=strategy, round_=round_, out_dir=out)
     quality = store.scalars(strategy=strategy, stage="labels", round=round_)
     return {"metrics": metrics, "labels": quality}

@@ -240,9 +240,9 @@ class Run:
         the mean over the seeds, or with ``std=True`` their sample standard deviation."""
         t2 = report.table2(self.scalars)
         keys = [f"{lst}/{m}" for lst in t2["lists"] for m in t2["metrics"]]
+        pct = {k: 100.0 if k.split("/")[1].startswith("eer") else 1.0 for k in keys}  # eer and eer_asnorm in %
         rows = {(r["strategy"], r["modality"], r["round"]):
-                {k: (100.0 if k.endswith("/eer") else 1.0) * (r.get("std", {}) if std else r).get(k, np.nan)
-                 for k in keys} for r in t2["rows"]}
+                {k: pct[k] * (r.get("std", {}) if std else r).get(k, np.nan) for k in keys} for r in t2["rows"]}
         df = pd.DataFrame.from_dict(rows, orient="index", columns=keys)
         df.index = pd.MultiIndex.from_tuples(list(rows), names=["strategy", "modality", "round"])
         df.columns = pd.MultiIndex.from_tuples([tuple(k.split("/")) for k in keys], names=["list", "metric"])

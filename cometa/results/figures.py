@@ -41,10 +41,12 @@ __all__ = ["STRATEGY_COLORS", "STRATEGY_NAMES", "MODALITY_DASH", "VIEW_COLORS", 
            "purity_per_round", "training_dynamics", "training_steps", "det_curves", "projection_frame",
            "projection_scatter", "umap_grid", "majority_speaker", "label_correct", "label_history", "noise_breakdown",
            "label_transitions", "sample_history", "stage1_loss", "corpus_sample", "show", "counts_table",
-           "metrics_table", "label_table"]
+           "metrics_table", "label_table", "label_issue_pr"]
 
-STRATEGY_COLORS = {"baseline": "#4C78A8", "coteaching_plus": "#F58518", "cometa": "#54A24B"}
-STRATEGY_NAMES = {"baseline": "Baseline", "coteaching_plus": "Co-teaching+", "cometa": "Co-Meta"}
+STRATEGY_COLORS = {"baseline": "#4C78A8", "coteaching_plus": "#F58518", "cometa": "#54A24B", "lgl": "#B279A2",
+                   "dlg_lc": "#9D755D"}
+STRATEGY_NAMES = {"baseline": "Baseline", "coteaching_plus": "Co-teaching+", "cometa": "Co-Meta", "lgl": "LGL",
+                  "dlg_lc": "DLG-LC"}
 MODALITY_DASH = {"audio": "solid", "visual": "dash", "fused": "dot"}
 MODALITY_SYMBOL = {"audio": "circle", "visual": "square", "fused": "diamond"}
 VIEW_COLORS = {"audio": "#4C78A8", "visual": "#E45756", "joint": "#B279A2", "consensus": "#54A24B"}
@@ -623,6 +625,28 @@ def noise_breakdown(history: pd.DataFrame, *, title: str = "Wrong pseudo labels 
     fig.update_layout(title=title, barmode="stack", height=360, yaxis_title="utterances", **_LAYOUT)
     return fig
 
+
+def label_issue_pr(curves: dict[str, pd.DataFrame], *, base_rate: float | None = None,
+                   title: str = "Label-issue score: precision / recall of the wrong labels") -> go.Figure:
+    """Precision against recall of ranking a round's utterances by label-issue scores.
+
+    ``curves``: name -> :func:`cometa.results.label_noise.precision_recall` output; ``base_rate``
+    (the share of wrong labels, the precision of a random order) is drawn as a dotted line.
+    """
+    if not curves or all(c.empty for c in curves.values()):
+        return _empty(title, "no label-issue scores (the analysis step has not run, or no label is wrong)")
+    fig = go.Figure()
+    for i, (name, c) in enumerate(curves.items()):
+        fig.add_trace(go.Scatter(x=c["recall"], y=c["precision"], mode="lines", name=name,
+                                 line=dict(color=list(VIEW_COLORS.values())[i % len(VIEW_COLORS)]),
+                                 hovertemplate="first %{customdata} utterances: recall %{x:.2f}, "
+                                               "precision %{y:.2f}<extra></extra>", customdata=c["k"]))
+    if base_rate is not None:
+        fig.add_hline(y=base_rate, line=dict(dash="dot", color="#888888"),
+                      annotation_text=f"wrong labels: {base_rate:.0%}")
+    fig.update_layout(title=title, xaxis_title="recall", yaxis_title="precision", height=360,
+                      xaxis_range=[0, 1], yaxis_range=[0, 1.02], **_LAYOUT)
+    return fig
 
 
 # --------------------------------------------------------------------------- the step notebooks

@@ -7,7 +7,10 @@ Tables, not figures (the figures are :func:`cometa.results.figures.sample_histor
 - :func:`identity_events`: the same for every round, one row per (round, speaker, event), so that
   one can read which identities merge or split and in which round;
 - :func:`wrong_in_both`: the utterances whose audio *and* visual pseudo labels are wrong in a round
-  (the case the paper says Co-teaching+ neglects), with whom each modality confused them.
+  (the case the paper says Co-teaching+ neglects), with whom each modality confused them;
+- :func:`label_issue_ranking` and :func:`precision_recall`: a round's utterances sorted by a
+  label-issue score (``label_issues.parquet``, :mod:`cometa.pipeline.analysis`), most suspect first,
+  and how precisely each prefix of that order finds the wrong labels.
 
 ``labels`` tables are a round's ``labels.parquet``: one row per utterance with ``key``, ``speaker``
 (the true identity) and one cluster id column per view (``audio``, ``visual``, ``joint``,
@@ -23,7 +26,7 @@ import pandas as pd
 
 from cometa.results.figures import label_correct, majority_speaker
 
-__all__ = ["merged_and_split", "identity_events", "wrong_in_both"]
+__all__ = ["merged_and_split", "identity_events", "wrong_in_both", "label_issue_ranking", "precision_recall"]
 
 
 def _shares(labels: pd.DataFrame, column: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -128,3 +131,31 @@ def wrong_in_both(labels: pd.DataFrame) -> pd.DataFrame:
     if "consensus" in lab:
         out["consensus_right"] = label_correct(lab, "consensus")[wrong]
     return out.sort_index().sort_values("speaker", kind="stable")
+
+
+def label_issue_ranking(issues: pd.DataFrame, *, view: str = "joint", score: str = "self_confidence") -> pd.DataFrame:
+    """One view's utterances sorted by a label-issue score, lowest (most suspect) first.
+
+    ``issues`` is a round's ``label_issues.parquet`` (``key, view, label, wrong, flagged`` and one
+    column per score). Returns columns ``key, label, score, wrong, flagged`` (ties keep key order).
+    """
+    if issues.empty or score not in issues:
+        return pd.DataFrame(columns=["key", "label", "score", "wrong", "flagged"])
+    part = issues[issues["view"] == view]
+    out = pd.DataFrame({"key": part["key"], "label": part["label"], "score": part[score],
+                        "wrong": part["wrong"].astype(bool), "flagged": part["flagged"].astype(bool)})
+    return out.sort_values(["score", "key"], kind="stable").reset_index(drop=True)
+
+
+def precision_recall(ranking: pd.DataFrame) -> pd.DataFrame:
+    """Precision and recall of the wrong labels among the first k of a :func:`label_issue_ranking`,
+    for k = 1..N (``precision = wrong in the first k / k``, ``recall = wrong in the first k / all
+    wrong``; the scores tied at a cut are counted as they are ordered). Columns ``k, score,
+    precision, recall``; empty when no label is wrong."""
+    wrong = ranking["wrong"].to_numpy(dtype=bool)
+    if not wrong.any():
+        return pd.DataFrame(columns=["k", "score", "precision", "recall"])
+    hits = np.cumsum(wrong)
+    k = np.arange(1, wrong.size + 1)
+    return pd.DataFrame({"k": k, "score": ranking["score"].to_numpy(), "precision": hits / k,
+                         "recall": hits / wrong.sum()})

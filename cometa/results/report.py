@@ -3,7 +3,9 @@
 * Table 1 of the paper: EER (%) on Vox1-O per round, strategy x modality, Stage I in the Audio
   column of the first strategy (``table1.md``, ``table1.tex``).
 * Table 2 style: EER (%) and minDCF on O/E/H of each strategy's last round, strategy x modality
-  (``table2.md``, ``table2.tex``).
+  (``table2.md``, ``table2.tex``); with AS-norm results in the store, each beside its AS-norm value.
+* The strategies compared (``table3.md``) and the label-issue scores per round (``table4.md``),
+  :mod:`cometa.results.comparison`.
 * Table 6 style (cross-lingual transfer paper): trainable parameters, step time and last-round EER per
   strategy, of this run and of any ``--compare`` runs (``table6.md``; :mod:`cometa.results.ablation`).
 * ``tables.json``: the exact (unrounded) numbers the tables were printed from.
@@ -29,6 +31,7 @@ from plotly.offline import get_plotlyjs
 
 from cometa.results import figures as F
 from cometa.results.ablation import table6, table6_markdown, variant_label
+from cometa.results.comparison import table3, table3_markdown, table4, table4_markdown
 from cometa.runs import COLUMNS, RunStore, study_runs
 
 __all__ = ["ReportError", "open_store", "read_scalars", "table1", "table2", "write_report", "main"]
@@ -36,6 +39,7 @@ __all__ = ["ReportError", "open_store", "read_scalars", "table1", "table2", "wri
 MODALITY_NAMES = {"audio": "Audio", "visual": "Visual", "fused": "Fused"}
 LISTS = ("O", "E", "H")
 DCF_NAMES = ("min_dcf_0.01", "min_dcf_0.05")
+ASNORM = "_asnorm"  # suffix of the AS-norm metrics (cometa.pipeline.analysis)
 FIGURE_FORMATS = ("svg", "pdf", "png")
 
 
@@ -158,6 +162,9 @@ def table2(scalars: pd.DataFrame, *, modalities=("audio", "visual", "fused")) ->
     maps the same keys to the sample standard deviation.
     """
     ev = _latest(scalars[scalars["stage"].isin([f"eval/{x}" for x in LISTS]) & scalars["strategy"].notna()])
+    metrics = ["eer", *DCF_NAMES]
+    if ev["name"].str.endswith(ASNORM).any():  # each metric beside its AS-norm value
+        metrics = [n + suffix for n in metrics for suffix in ("", ASNORM)]
     rows = []
     for s in strategies_of(scalars):
         mine = ev[ev["strategy"] == s]
@@ -170,12 +177,12 @@ def table2(scalars: pd.DataFrame, *, modalities=("audio", "visual", "fused")) ->
                 continue
             row: dict = {"strategy": s, "modality": m, "round": last, "std": {}}
             for lst in LISTS:
-                for name in ("eer", *DCF_NAMES):
+                for name in metrics:
                     cell = _cell(sel[(sel["stage"] == f"eval/{lst}") & (sel["name"] == name)])
                     if cell is not None:
                         row[f"{lst}/{name}"], row["std"][f"{lst}/{name}"] = cell[0], cell[1]
             rows.append(row)
-    return {"rows": rows, "lists": list(LISTS), "metrics": ["eer", *DCF_NAMES], "n_seeds": F.n_seeds(scalars)}
+    return {"rows": rows, "lists": list(LISTS), "metrics": metrics, "n_seeds": F.n_seeds(scalars)}
 
 
 def _missing(v) -> bool:
@@ -260,41 +267,48 @@ def _sd2(t2: dict, row: dict, key: str) -> float | None:
     return row.get("std", {}).get(key) if t2.get("n_seeds", 1) > 1 else None
 
 
-def _t2_heads() -> list[tuple[str, str]]:
-    return [(lst, name) for lst in LISTS for name in ("eer", *DCF_NAMES)]
+def _t2_heads(t2: dict | None = None) -> list[tuple[str, str]]:
+    return [(lst, name) for lst in LISTS for name in (t2 or {}).get("metrics", ("eer", *DCF_NAMES))]
+
+
+def _t2_label(name: str, *, tex: bool = False) -> str:
+    base = name.removesuffix(ASNORM)
+    label = {"eer": "EER", "min_dcf_0.01": "DCF$_{0.01}$", "min_dcf_0.05": "DCF$_{0.05}$"} if tex else \
+        {"eer": "EER %", "min_dcf_0.01": "minDCF 0.01", "min_dcf_0.05": "minDCF 0.05"}
+    return label[base] + (" AS-norm" if name.endswith(ASNORM) else "")
 
 
 def table2_markdown(t2: dict) -> str:
-    label = {"eer": "EER %", "min_dcf_0.01": "minDCF 0.01", "min_dcf_0.05": "minDCF 0.05"}
-    heads = [f"Vox1-{lst} {label[n]}" for lst, n in _t2_heads()]
+    heads = [f"Vox1-{lst} {_t2_label(n)}" for lst, n in _t2_heads(t2)]
     lines = ["Table 2. EER (%) and minDCF of each strategy's last round on the Vox1-O, E and H trials."
              + _seeds_note(t2), "",
              "| Strategy | Modality | Round | " + " | ".join(heads) + " |", "|---|---|---:|" + "---:|" * len(heads)]
     for row in t2["rows"]:
-        cells = [(_pct if n == "eer" else _dcf)(row.get(f"{lst}/{n}"), _sd2(t2, row, f"{lst}/{n}"))
-                 for lst, n in _t2_heads()]
+        cells = [(_pct if n.startswith("eer") else _dcf)(row.get(f"{lst}/{n}"), _sd2(t2, row, f"{lst}/{n}"))
+                 for lst, n in _t2_heads(t2)]
         lines.append(f"| {F.STRATEGY_NAMES.get(row['strategy'], row['strategy'])} | "
                      f"{MODALITY_NAMES[row['modality']]} | {row['round']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def table2_latex(t2: dict) -> str:
-    n = len(_t2_heads())
+    n, k = len(_t2_heads(t2)), len(_t2_heads(t2)) // len(LISTS)
     out = [r"\begin{table}[t]", r"\centering",
            r"\caption{EER (\%) and minDCF ($P_\mathrm{tar}$ = 0.01, 0.05) of the last round on Vox1-O, E and H."
            + _seeds_note(t2, tex=True) + "}",
            r"\label{tab:eer-lists}", r"\begin{tabular}{llc" + "c" * n + "}", r"\toprule",
-           " & & & " + " & ".join(rf"\multicolumn{{3}}{{c}}{{Vox1-{lst}}}" for lst in LISTS) + r" \\",
-           "".join(rf"\cmidrule(lr){{{4 + 3 * i}-{6 + 3 * i}}}" for i in range(len(LISTS))),
-           r"Strategy & Modality & Round & " + " & ".join(["EER", "DCF$_{0.01}$", "DCF$_{0.05}$"] * len(LISTS))
+           " & & & " + " & ".join(rf"\multicolumn{{{k}}}{{c}}{{Vox1-{lst}}}" for lst in LISTS) + r" \\",
+           "".join(rf"\cmidrule(lr){{{4 + k * i}-{3 + k * (i + 1)}}}" for i in range(len(LISTS))),
+           r"Strategy & Modality & Round & " + " & ".join(_t2_label(m, tex=True) for _, m in _t2_heads(t2))
            + r" \\", r"\midrule"]
     prev = None
     for row in t2["rows"]:
         if prev is not None and row["strategy"] != prev:
             out.append(r"\midrule")
         prev = row["strategy"]
-        cells = [(_pct if m == "eer" else _dcf)(row.get(f"{lst}/{m}"), _sd2(t2, row, f"{lst}/{m}"), pm=r" $\pm$ ")
-                 for lst, m in _t2_heads()]
+        cells = [(_pct if m.startswith("eer") else _dcf)(row.get(f"{lst}/{m}"), _sd2(t2, row, f"{lst}/{m}"),
+                                                          pm=r" $\pm$ ")
+                 for lst, m in _t2_heads(t2)]
         out.append(f"{_tex_escape(F.STRATEGY_NAMES.get(row['strategy'], row['strategy']))} & "
                    f"{MODALITY_NAMES[row['modality']]} & {row['round']} & " + " & ".join(cells) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
@@ -444,11 +458,17 @@ def write_report(run_dir: str | Path, *, static: bool = True, compare: Sequence[
     _atomic_write(out / "table2.md", md2)
     _atomic_write(out / "table1.tex", table1_latex(t1))
     _atomic_write(out / "table2.tex", table2_latex(t2))
+    strategies = strategies_of(scalars)
+    t3, t4 = table3(scalars, strategies), table4(scalars, strategies)
+    md3, md4 = table3_markdown(t3, F.STRATEGY_NAMES), table4_markdown(t4, F.STRATEGY_NAMES)
+    _atomic_write(out / "table3.md", md3)
+    if md4:
+        _atomic_write(out / "table4.md", md4)
     t6 = ablation_table(run_dir, list(compare), scalars)
     md6 = table6_markdown(t6)
     _atomic_write(out / "table6.md", md6)
     _atomic_write(out / "tables.json", json.dumps({"run": run_dir.name, "eer_unit": "fraction (tables show %)",
-                                                   "table1": t1, "table2": t2,
+                                                   "table1": t1, "table2": t2, "table3": t3, "table4": t4,
                                                    "table6": [{k: None if _missing(v) else v for k, v in r.items()}
                                                               for r in t6]}, indent=2))
     figs = report_figures(run_dir, scalars)
@@ -457,7 +477,7 @@ def write_report(run_dir: str | Path, *, static: bool = True, compare: Sequence[
     seeds = F.n_seeds(scalars)
     title = f"cometa report: {run_dir.name}" + (f" ({seeds} seeds; projections and DET curves: "
                                                  f"{files_dir(run_dir).name})" if seeds > 1 else "")
-    write_html(out / "report.html", title, [md1, md2, md6], figs)
+    write_html(out / "report.html", title, [md1, md2, md3, *([md4] if md4 else []), md6], figs)
     return out
 
 

@@ -22,10 +22,18 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from cometa.config.sections import Stage2Config
-from cometa.core.label_quality import wrong_label_mask
+from cometa.core.label_quality import majority_identity, wrong_label_mask
 from cometa.core.pseudo_labels import centroids
 from cometa.core.schedules import keep_ratio_in_epoch, lr_schedule
-from cometa.core.strategies import Batch, Distillation, EpochStats, SpeakerClassifier, Strategy, build_strategy
+from cometa.core.strategies import (
+    Batch,
+    Distillation,
+    EpochStats,
+    GatedStrategy,
+    SpeakerClassifier,
+    Strategy,
+    build_strategy,
+)
 from cometa.data.datasets import PairedSamples, epoch_batches
 from cometa.models.adapters import freeze_for_adapters, trainable_parameters
 from cometa.models.augment import AudioAugmenter, build_eval_transform, build_visual_transform
@@ -53,6 +61,20 @@ def round_samples(table: pd.DataFrame, has_face: np.ndarray) -> RoundSamples:
     labels, uniques = pd.factorize(table["consensus"].to_numpy()[rows], sort=True)
     noisy = wrong_label_mask(table["speaker"].to_numpy()[rows], labels)
     return RoundSamples(rows=rows, labels=labels, noisy=noisy, k=len(uniques))
+
+
+def _label_judge(table: pd.DataFrame, samples: RoundSamples):
+    """(index (B,), labels (B,)) -> (B,) bool: sample ``index`` (a row of ``samples``) with label
+    ``labels`` is wrong, i.e. the label's cluster has another majority identity (as
+    :func:`~cometa.core.label_quality.wrong_label_mask`). Ground truth, for the instrumentation only."""
+    speakers, _ = pd.factorize(table["speaker"].to_numpy()[samples.rows])
+    majority = torch.from_numpy(majority_identity(speakers, samples.labels, samples.k))  # (k,)
+    own = torch.from_numpy(speakers)  # (M,)
+
+    def judge(index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return (majority[labels.cpu()] != own[index.cpu()]).to(labels.device)
+
+    return judge
 
 
 def start_heads(audio: SpeakerClassifier, visual: SpeakerClassifier, audio_emb: np.ndarray, visual_emb: np.ndarray,
@@ -219,7 +241,9 @@ def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, vi
     distill = distillation(cfg, samples, audio_emb=audio_emb, visual_emb=visual_emb, stage1_emb=stage1_emb,
                            device=device)
     strategy = build_strategy(strategy_name, audio, visual, lr=s2.beta, alpha=s2.alpha, second_order=s2.second_order,
-                              distill=distill)
+                              distill=distill, options=getattr(s2, strategy_name, None))
+    if isinstance(strategy, GatedStrategy):  # instrumentation only: is a (corrected) training label wrong?
+        strategy.label_is_wrong = _label_judge(table, samples)
     first_epoch = (round_ - 1) * s2.epochs_per_round + 1
     state_path = out_dir / "train_state.pt"
     start = _resume(state_path, device, audio, visual, strategy, first_epoch=first_epoch)
@@ -237,7 +261,8 @@ def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, vi
         res = _train_epoch(strategy, ds, cfg, epoch=epoch, lam=lam, lrs=lrs,
                            lr_offset=(epoch - first_epoch) * steps_per_epoch, device=device, progress=progress,
                            desc=f"{strategy_name} round {round_} epoch {epoch}/{last_epoch}")
-        epoch_rows = res.stats.rows(n_batches=res.n_batches, lam=lam)
+        epoch_rows = res.stats.rows(n_batches=res.n_batches, lam=lam) + strategy.epoch_rows()
+        strategy.end_epoch()
         epoch_rows += [dict(name="epoch_seconds", value=res.seconds),
                        dict(name="lr", value=strategy.opt_audio.param_groups[0]["lr"])]
         epoch_rows += [dict(name="trainable_params", modality=m, value=float(n)) for m, n in n_trainable.items()]

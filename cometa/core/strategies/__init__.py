@@ -5,6 +5,8 @@
 | `baseline`        | -                 | each encoder trained independently on the consensus labels      |
 | `coteaching_plus` | 7-11 (θ' = θ)     | update by disagreement, cross update with the peer's selection  |
 | `cometa`          | 5-11              | + MAML inner step on the batch, outer step through it           |
+| `lgl`             | -                 | each model on its samples under a fixed loss gate (Tao et al.)  |
+| `dlg_lc`          | -                 | GMM loss gate + label correction by prediction (Han et al.)     |
 
 What happens to the classifier heads when the label set changes (a new round): both AAM-softmax
 heads are rebuilt with one row per cluster of the new consensus labelling, each row initialised
@@ -20,22 +22,32 @@ from cometa.core.strategies.base import Batch, Distillation, SpeakerClassifier, 
 from cometa.core.strategies.baseline import Baseline
 from cometa.core.strategies.cometa_strategy import CoMeta
 from cometa.core.strategies.coteaching_plus import CoTeachingPlus
+from cometa.core.strategies.dlg_lc import DLGLC
+from cometa.core.strategies.gated import GatedStrategy
+from cometa.core.strategies.lgl import LGL
 from cometa.core.strategies.stats import EpochStats, StepStats
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "baseline": Baseline,
     "coteaching_plus": CoTeachingPlus,
     "cometa": CoMeta,
+    "lgl": LGL,
+    "dlg_lc": DLGLC,
 }
 
 
 def build_strategy(name: str, audio: SpeakerClassifier, visual: SpeakerClassifier, *, lr: float, alpha: float,
-                   second_order: bool, distill: Distillation | None = None) -> Strategy:
-    """Instantiate a registered strategy; an unknown name lists the registry."""
+                   second_order: bool, distill: Distillation | None = None, options=None) -> Strategy:
+    """Instantiate a registered strategy; an unknown name lists the registry. ``options`` is the
+    strategy's own config section (``stage2.lgl``, ``stage2.dlg_lc``), required by those strategies."""
     try:
         cls = STRATEGIES[name]
     except KeyError:
         raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}") from None
+    if issubclass(cls, GatedStrategy):
+        if options is None:
+            raise ValueError(f"strategy {name!r} needs its options (the config section stage2.{name})")
+        return cls(audio, visual, lr=lr, alpha=alpha, second_order=second_order, distill=distill, options=options)
     return cls(audio, visual, lr=lr, alpha=alpha, second_order=second_order, distill=distill)
 
 

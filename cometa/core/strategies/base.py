@@ -230,6 +230,15 @@ class Strategy(abc.ABC):
         distill = {"audio": dist_a[0] if dist_a else None, "visual": dist_v[0] if dist_v else None}
         return stats, sel, loss_a, loss_v, distill
 
+    def end_epoch(self) -> None:
+        """Called by the training loop after every epoch (after :meth:`epoch_rows`); a strategy that
+        keeps per-epoch state (a loss gate) updates it here and saves it in :meth:`state_dict`."""
+        return None  # no per-epoch state
+
+    def epoch_rows(self) -> list[dict]:
+        """Extra per-epoch store rows ``{name, value[, modality]}`` of the epoch just trained."""
+        return []
+
     def set_lr(self, lr: float) -> None:
         """The outer rate β of this step (lines 10-11), from the round's schedule."""
         for opt in (self.opt_audio, self.opt_visual):

@@ -72,6 +72,8 @@ class EpochStats:
     n_overlap: int = 0  # Σ |D̄'^(A) ∩ D̄'^(V)|
     n_union: int = 0  # Σ |D̄'^(A) ∪ D̄'^(V)|
     empty: int = 0  # steps whose D̄' was empty
+    # the gated strategies' own counts (StepStats.extra): n_dropped_<m>, n_dropped_noisy_<m>
+    extra: dict = field(default_factory=dict)
     audio: ModalitySums = field(default_factory=ModalitySums)
     visual: ModalitySums = field(default_factory=ModalitySums)
 
@@ -83,6 +85,8 @@ class EpochStats:
         self.n_overlap += st.n_overlap
         self.n_union += st.n_union
         self.empty += int(st.empty)
+        for k, v in st.extra.items():
+            self.extra[k] = self.extra.get(k, 0) + v
         self.audio.add(n_selected=st.n_selected_audio, n_selected_noisy=st.n_selected_noisy_audio,
                        loss_support=st.loss_support_audio, loss_query=st.loss_query_audio,
                        loss_distill=st.loss_distill_audio)
@@ -107,6 +111,8 @@ class EpochStats:
         for m, s in (("audio", self.audio), ("visual", self.visual)):
             sel = s.n_selected
             left, left_noisy = d - sel, self.n_disagree_noisy - s.n_selected_noisy  # D̄' minus the selection
+            if f"n_dropped_{m}" in self.extra:  # a loss gate: what it left out of D̄
+                left, left_noisy = self.extra[f"n_dropped_{m}"], self.extra[f"n_dropped_noisy_{m}"]
             rows += [dict(name=f"selected_frac_{m}", value=sel / n),
                      dict(name="selected_noisy_frac", modality=m, value=s.n_selected_noisy / sel if sel else NAN),
                      dict(name="dropped_noisy_frac", modality=m, value=left_noisy / left if left else NAN),

@@ -1,0 +1,60 @@
+"""AS-norm against a direct, loop-by-loop computation of s' = ½((s − μ_e)/σ_e + (s − μ_t)/σ_t)."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from cometa.evaluation.evaluate import evaluate_as_norm
+from cometa.metrics import as_norm, as_norm_trials, eer
+
+
+def _direct(e, t, cohort, top_n):
+    def unit(x):
+        return np.asarray(x, dtype=np.float64) / np.linalg.norm(x)
+
+    out = []
+    for a, b in zip(e, t):
+        s = unit(a) @ unit(b)
+        stats = []
+        for x in (a, b):
+            cs = sorted((unit(x) @ unit(c) for c in cohort), reverse=True)[:top_n]
+            mu = sum(cs) / len(cs)
+            stats.append((mu, (sum((v - mu) ** 2 for v in cs) / len(cs)) ** 0.5))  # population std
+        out.append(0.5 * ((s - stats[0][0]) / stats[0][1] + (s - stats[1][0]) / stats[1][1]))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("top_n", [1 + 1, 5, 12, 50])  # 50 > the cohort: the whole cohort
+def test_as_norm_matches_a_direct_computation(top_n):
+    rng = np.random.default_rng(top_n)
+    e, t, cohort = rng.normal(size=(9, 6)), rng.normal(size=(9, 6)), rng.normal(size=(12, 6)) * 3
+    np.testing.assert_allclose(as_norm(e, t, cohort, top_n=top_n), _direct(e, t, cohort, top_n), rtol=1e-10)
+
+
+def test_top_n_beyond_the_cohort_is_the_whole_cohort_and_input_checks():
+    rng = np.random.default_rng(1)
+    e, t, c = rng.normal(size=(4, 3)), rng.normal(size=(4, 3)), rng.normal(size=(7, 3))
+    np.testing.assert_array_equal(as_norm(e, t, c, top_n=7), as_norm(e, t, c, top_n=1000))
+    with pytest.raises(ValueError, match="top_n"):
+        as_norm(e, t, c, top_n=0)
+    with pytest.raises(ValueError, match="dimensions"):
+        as_norm(e, t, c[:, :2], top_n=3)
+
+
+def test_as_norm_trials_and_evaluation_agree_with_pairwise_as_norm():
+    rng = np.random.default_rng(2)
+    keys = [f"u{i}" for i in range(10)]
+    emb = rng.normal(size=(10, 5))
+    cohort = rng.normal(size=(20, 5))
+    trials = pd.DataFrame({"label": [1, 0, 1, 0, 1, 0], "enroll": ["u0", "u1", "u2", "u3", "u4", "u0"],
+                           "test": ["u5", "u6", "u7", "u8", "u9", "u9"]})
+    index = {k: i for i, k in enumerate(keys)}
+    e, t = emb[[index[k] for k in trials["enroll"]]], emb[[index[k] for k in trials["test"]]]
+    expected = as_norm(e, t, cohort, top_n=8)
+    np.testing.assert_allclose(as_norm_trials(emb, index, trials, cohort, top_n=8), expected, rtol=1e-12)
+    m = evaluate_as_norm(keys, {"audio": emb, "visual": emb * 2}, {"O": trials},
+                         {"audio": cohort, "visual": np.vstack([cohort, np.full((1, 5), np.nan)])}, top_n=8,
+                         p_targets=[0.01])
+    got = m.set_index(["modality", "name"])["value"]
+    assert got[("audio", "eer_asnorm")] == pytest.approx(eer(expected, trials["label"].to_numpy())[0])
+    assert got[("fused", "eer_asnorm")] == pytest.approx(got[("audio", "eer_asnorm")])  # same scores, NaN row dropped
+    assert set(m["name"]) == {"eer_asnorm", "min_dcf_0.01_asnorm"}
