@@ -25,7 +25,7 @@ from cometa.config import Config, load_config
 from cometa.config.sections import STRATEGY_NAMES
 from cometa.core.blas import apply_openblas_coretype
 from cometa.pipeline.plan import NOTEBOOK_DIR, Step, inputs_hash, notebook_parameters, plan_steps, report_step
-from cometa.pipeline.schedule import by_priority, chain_lengths, next_steps
+from cometa.pipeline.schedule import by_priority, chain_lengths, next_steps, step_threads
 from cometa.runs import RunStore, atomic_write
 
 __all__ = ["PipelineError", "Step", "plan_steps", "inputs_hash", "execute_step", "run_pipeline", "run_study",
@@ -152,8 +152,11 @@ def run_pipeline(
     run_dir : where the run lives (default ``runs/<preset>``).
     only : run just these steps (by name) — their upstream steps must be complete.
     jobs : steps run at once (default ``cfg.jobs``). Independent steps (the strategies' rounds)
-        then share the cores: each kernel gets ``cores // running`` threads, so two kernels keep
-        both cores of a laptop busy through each other's start-up, data loading and Python work.
+        then share the cores (``cfg.cores``, 0 = this machine's): each kernel gets ``cores // min(jobs,
+        w)`` threads, ``w`` the steps that could run beside it in the plan
+        (:func:`cometa.pipeline.schedule.step_threads`), so two kernels keep both cores of a laptop busy
+        through each other's start-up, data loading and Python work, and a resumed run gives each step
+        the threads an uninterrupted one does.
     """
     cfg = resolve_config(preset, config_path=config_path, overrides=overrides, strategies=strategies, rounds=rounds)
     jobs = max(1, int(jobs if jobs is not None else cfg.jobs))
@@ -164,14 +167,18 @@ def run_pipeline(
     blas = apply_openblas_coretype()
     store.write_config(cfg.to_dict(), runtime={"openblas_coretype": asdict(blas)})
     steps = plan_steps(cfg, run_dir)
+    # from the whole plan, before ``only`` narrows it: a step's threads never depend on what else runs
+    threads = step_threads({s.name: s.depends for s in steps}, jobs=jobs, cores=cfg.cores or os.cpu_count() or 1)
     if only:
         steps = [s for s in steps if s.name in only]
-    return _run_steps(steps, store, jobs=jobs, progress=progress, log_output=log_output)
+    return _run_steps(steps, store, jobs=jobs, threads=threads, progress=progress, log_output=log_output)
 
 
-def _run_steps(steps: list[Step], store: RunStore, *, jobs: int, progress: bool, log_output: bool) -> dict[str, str]:
-    """Run ``steps`` (:mod:`cometa.pipeline.schedule` decides the order), ``jobs`` at once; each
-    step's outcome. The first failure is raised once the steps already running have finished."""
+def _run_steps(steps: list[Step], store: RunStore, *, jobs: int, threads: dict[str, int], progress: bool,
+               log_output: bool) -> dict[str, str]:
+    """Run ``steps`` (:mod:`cometa.pipeline.schedule` decides the order), ``jobs`` at once, each with
+    its ``threads``; each step's outcome. The first failure is raised once the steps already running
+    have finished."""
     by_name = {s.name: s for s in steps}
     depends = {s.name: list(s.depends) for s in steps}
     pending = by_priority(list(by_name), chain_lengths(depends, {s.name: s.weight for s in steps}))
@@ -185,8 +192,7 @@ def _run_steps(steps: list[Step], store: RunStore, *, jobs: int, progress: bool,
         while pending or running:
             decision = next_steps(pending, depends, done={n for n, o in outcome.items() if o != "failed"},
                                   failed={n for n, o in outcome.items() if o == "failed"}, complete=complete,
-                                  running=len(running), free_slots=len(free_slots), jobs=jobs,
-                                  cores=os.cpu_count() or 1)
+                                  free_slots=len(free_slots), threads=threads)
             for name in decision.skip:
                 outcome[name] = "skipped"
                 pending.remove(name)
