@@ -26,7 +26,7 @@ from cometa.config.sections import STRATEGY_NAMES
 from cometa.core.blas import apply_openblas_coretype
 from cometa.pipeline.plan import NOTEBOOK_DIR, Step, inputs_hash, notebook_parameters, plan_steps, report_step
 from cometa.pipeline.schedule import by_priority, chain_lengths, next_steps, step_threads
-from cometa.runs import RunStore, atomic_write
+from cometa.runs import RunStore, atomic_write, run_lock
 
 __all__ = ["PipelineError", "Step", "plan_steps", "inputs_hash", "execute_step", "run_pipeline", "run_study",
            "seed_dir", "STUDY_FILE"]
@@ -161,17 +161,19 @@ def run_pipeline(
     cfg = resolve_config(preset, config_path=config_path, overrides=overrides, strategies=strategies, rounds=rounds)
     jobs = max(1, int(jobs if jobs is not None else cfg.jobs))
     run_dir = Path(run_dir or Path("runs") / cfg.preset).resolve()
-    store = RunStore(run_dir, create=True)
-    # faiss-cpu's bundled OpenBLAS runs generic kernels on CPUs newer than it (issue 18): the kernels
-    # started below (and their torchrun workers) inherit os.environ, so they get the matching core
-    blas = apply_openblas_coretype()
-    store.write_config(cfg.to_dict(), runtime={"openblas_coretype": asdict(blas)})
-    steps = plan_steps(cfg, run_dir)
-    # from the whole plan, before ``only`` narrows it: a step's threads never depend on what else runs
-    threads = step_threads({s.name: s.depends for s in steps}, jobs=jobs, cores=cfg.cores or os.cpu_count() or 1)
-    if only:
-        steps = [s for s in steps if s.name in only]
-    return _run_steps(steps, store, jobs=jobs, threads=threads, progress=progress, log_output=log_output)
+    with run_lock(run_dir):  # one run per directory (RunLockedError names the live one), before any write
+        store = RunStore(run_dir, create=True)  # RunFormatError for a run of another format, before any write
+        # faiss-cpu's bundled OpenBLAS runs generic kernels on CPUs newer than it (issue 18): the kernels
+        # started below (and their torchrun workers) inherit os.environ, so they get the matching core
+        blas = apply_openblas_coretype()
+        store.write_config(cfg.to_dict(), runtime={"openblas_coretype": asdict(blas)})
+        steps = plan_steps(cfg, run_dir)
+        # from the whole plan, before ``only`` narrows it: a step's threads never depend on what else runs
+        threads = step_threads({s.name: s.depends for s in steps}, jobs=jobs,
+                               cores=cfg.cores or os.cpu_count() or 1)
+        if only:
+            steps = [s for s in steps if s.name in only]
+        return _run_steps(steps, store, jobs=jobs, threads=threads, progress=progress, log_output=log_output)
 
 
 def _run_steps(steps: list[Step], store: RunStore, *, jobs: int, threads: dict[str, int], progress: bool,
@@ -287,7 +289,13 @@ def run_study(preset: str | None = "demo", *, study_dir: str | Path, seeds: list
     study_dir = Path(study_dir).resolve()
     if (study_dir / "store.sqlite").exists():
         raise PipelineError(f"{study_dir} is a single run's directory; give the study its own --run-dir")
-    study_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(study_dir):
+        return _run_seeds(preset, study_dir, seeds, overrides, report, kwargs)
+
+
+def _run_seeds(preset: str | None, study_dir: Path, seeds: list[int], overrides: list[str] | None, report: bool,
+               kwargs: dict) -> dict[int, dict[str, str]]:
+    """:func:`run_study`'s work, while it holds the study directory."""
     with atomic_write(study_dir / STUDY_FILE) as tmp:
         tmp.write_text(json.dumps({"preset": preset, "seeds": [int(x) for x in seeds],
                                    "overrides": list(overrides or []),
