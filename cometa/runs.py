@@ -285,17 +285,26 @@ class RunStore:
                 np.savez(f, **{k: _plain(v) for k, v in arrays.items()})  # type: ignore[arg-type]  # (numpy's stub)
         return target
 
-    def load_arrays(self, relpath: str | Path) -> dict[str, np.ndarray]:
-        """Every array of an ``.npz`` file; a file that is not one raises an error naming it."""
+    def load_arrays(self, relpath: str | Path, *, finite: bool = False) -> dict[str, np.ndarray]:
+        """Every array of an ``.npz`` file; a file that is not one raises an error naming it. With
+        ``finite`` (embeddings), a NaN or infinity in a float array raises an error naming the file,
+        the array and the first row holding one."""
         path = self.path(relpath)
         try:
             with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
+                arrays = {k: z[k] for k in z.files}
         except FileNotFoundError:
             raise
         except (OSError, ValueError, EOFError) as e:
             raise ValueError(f"{path}: not a readable .npz array file ({e}); delete it and rerun the step "
                              "that writes it") from None
+        for name, a in arrays.items() if finite else ():
+            bad = ~np.isfinite(a) if a.dtype.kind == "f" else None
+            if bad is not None and bad.any():
+                row = int(np.argwhere(bad)[0][0])
+                raise ValueError(f"{path}: array '{name}' holds {int(bad.sum())} NaN or infinite value(s), the "
+                                 f"first in row {row}; delete the file and rerun the step that writes it")
+        return arrays
 
     def save_table(self, relpath: str | Path, df: pd.DataFrame) -> Path:
         """Write a DataFrame as Parquet, atomically."""

@@ -243,3 +243,11 @@ class Stage2Config:
     # schedule of the outer (Adam, β) rate within each round: the heads and Adam start afresh with
     # each relabelling, so every round warms up and decays again
     lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
+
+    def validate(self) -> None:
+        """Raise ValueError when ``strategies`` names an unknown strategy, repeats one or is empty."""
+        unknown = [s for s in self.strategies if s not in STRATEGY_NAMES]
+        if unknown:
+            raise ValueError(f"strategies: unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGY_NAMES)}")
+        if not self.strategies or len(set(self.strategies)) != len(self.strategies):
+            raise ValueError(f"strategies: name each strategy once, at least one; got {self.strategies}")

@@ -71,8 +71,8 @@ def read_trials(path: str | Path) -> pd.DataFrame:
     """A VoxCeleb1 trial list (lines ``label enroll test``) as DataFrame(label int8, enroll, test).
 
     Blank lines are skipped; the index holds each trial's line number. A malformed line (not three
-    fields, or a label other than 0/1) or a list without trials raises :class:`DataError` naming
-    ``path:line``.
+    fields, or a label other than 0/1), a pair of utterances that repeats an earlier trial, or a list
+    without trials raises :class:`DataError` naming ``path:line``.
     """
     df, bad = parse_trials(path)
     if bad:
@@ -81,6 +81,12 @@ def read_trials(path: str | Path) -> pd.DataFrame:
                         f"(expected 'label enroll test' with label 0 or 1; {len(bad)} such line(s))")
     if df.empty:
         raise DataError(f"{path}: no trials in the list")
+    dup = df.duplicated(["enroll", "test"], keep=False)
+    if dup.any():  # a repeated pair would count twice in the EER
+        first = df[dup].iloc[0]
+        lines = df.index[dup & (df["enroll"] == first["enroll"]) & (df["test"] == first["test"])].tolist()
+        raise DataError(f"{path}:{lines[1]}: trial {first['enroll']} {first['test']} repeats line {lines[0]} "
+                        f"({int(df.duplicated(['enroll', 'test']).sum())} repeated pair(s))")
     return df
 
 
@@ -247,10 +253,10 @@ def _decode_m4a(path: Path, sample_rate: int) -> np.ndarray:
 
 
 def load_audio(path: str | Path, *, sample_rate: int = 16000) -> np.ndarray:
-    """(T,) float32 mono waveform (channels averaged).
+    """(T,) float32 mono waveform.
 
-    :class:`DataError` naming the file when it is unreadable, empty, or at another sample rate
-    (VoxCeleb is 16 kHz: resample offline, never silently here). ``.m4a`` is decoded with
+    :class:`DataError` naming the file when it is unreadable, empty, at another sample rate or not
+    mono (VoxCeleb is 16 kHz mono: resample and mix down offline, never silently here). ``.m4a`` is decoded with
     torchcodec or an ``ffmpeg`` binary (resampled to ``sample_rate``), else the error says how to
     convert it.
     """
@@ -268,8 +274,12 @@ def load_audio(path: str | Path, *, sample_rate: int = 16000) -> np.ndarray:
         except (RuntimeError, OSError) as e:  # sf.LibsndfileError is a RuntimeError
             raise DataError(f"{path}: unreadable audio ({e})") from None
         if sr != sample_rate:
-            raise DataError(f"{path}: sample rate {sr} Hz, expected {sample_rate} Hz")
-        wave = wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
+            raise DataError(f"{path}: sample rate {sr} Hz, expected {sample_rate} Hz "
+                            f"(resample it: ffmpeg -i in.wav -ar {sample_rate} -ac 1 out.wav)")
+        if wave.shape[1] != 1:  # VoxCeleb is mono: a stereo file is a conversion gone wrong, not mixed down here
+            raise DataError(f"{path}: {wave.shape[1]} channels, expected mono "
+                            f"(mix it down: ffmpeg -i in.wav -ar {sample_rate} -ac 1 out.wav)")
+        wave = wave[:, 0]
     if wave.size == 0:
         raise DataError(f"{path}: empty audio (0 samples)")
     return np.ascontiguousarray(wave, dtype=np.float32)

@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from cometa.config import Config, load_config
+from cometa.config import Config, ConfigError, load_config
 from cometa.config.sections import STRATEGY_NAMES
 from cometa.core.blas import apply_openblas_coretype
 from cometa.pipeline.plan import NOTEBOOK_DIR, Step, inputs_hash, notebook_parameters, plan_steps, report_step
@@ -123,7 +123,7 @@ def resolve_config(preset: str | None, *, config_path: str | Path | None = None,
     if strategies:
         unknown = [s for s in strategies if s not in STRATEGY_NAMES]
         if unknown:
-            raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGY_NAMES)}")
+            raise ConfigError(f"--strategies: unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGY_NAMES)}")
         cfg.stage2.strategies = list(strategies)
     if rounds is not None:
         cfg.stage2.rounds = int(rounds)
