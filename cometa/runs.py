@@ -22,6 +22,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -37,7 +38,8 @@ import pandas as pd
 import yaml
 
 __all__ = ["RunStore", "COLUMNS", "git_sha", "list_runs", "study_runs", "atomic_write", "recorded_corpus_root",
-           "RUN_FORMAT", "RunFormatError", "RunLockedError", "LOCK_FILE", "run_lock", "lock_holder"]
+           "RUN_FORMAT", "RunFormatError", "RunLockedError", "LOCK_FILE", "run_lock", "lock_holder", "fault_point",
+           "is_temporary", "remove_temporaries"]
 
 # The version of the run directory's layout and its store's schema, kept in the store (SQLite's
 # ``user_version``). Bump it when a run written by one cometa can no longer be read or resumed by
@@ -63,6 +65,46 @@ CREATE INDEX IF NOT EXISTS scalars_by_stage ON scalars (stage, strategy, round, 
 _KEYS = frozenset(COLUMNS) - {"run", "time"}
 
 
+def fault_point(where: str) -> None:
+    """A place where a crash hurts most (a file written but not yet renamed, rows inserted but not yet
+    committed), for the kill campaign (``tools/kill_campaign.py``). With ``COMETA_FAULT=<regex>:<n>``
+    in the environment, the n-th time this process reaches a point whose ``where`` matches the regex
+    it writes ``where`` to the file ``COMETA_FAULT_MARK`` and stops there, for the campaign to SIGKILL
+    the whole process tree. Without ``COMETA_FAULT`` (always, outside the campaign) it does nothing."""
+    spec = os.environ.get("COMETA_FAULT")
+    if not spec:
+        return
+    pattern, _, n = spec.rpartition(":")
+    if not re.search(pattern, where):
+        return
+    _FAULT_HITS[pattern] = _FAULT_HITS.get(pattern, 0) + 1
+    if _FAULT_HITS[pattern] == int(n):
+        Path(os.environ["COMETA_FAULT_MARK"]).write_text(where)
+        while True:  # frozen mid-write until the campaign kills the tree
+            time.sleep(60)
+
+
+_FAULT_HITS: dict[str, int] = {}
+
+
+def is_temporary(path: str | Path) -> bool:
+    """A temporary file of an atomic write (:func:`atomic_write`, checkpoints, progress, the report's
+    tables): never read, renamed onto its target when complete; left behind only by a killed writer."""
+    name = Path(path).name
+    return ".tmp-" in name or name.endswith(".tmp")
+
+
+def remove_temporaries(run_dir: str | Path) -> list[Path]:
+    """Remove what killed writers left in ``run_dir`` (:func:`is_temporary`); call it only while
+    holding the run directory (:func:`run_lock`), when no writer is alive. Returns what was removed."""
+    removed = []
+    for p in sorted(Path(run_dir).rglob("*")):
+        if is_temporary(p) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 @contextmanager
 def atomic_write(path: str | Path):
     """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
@@ -71,6 +113,7 @@ def atomic_write(path: str | Path):
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
     try:
         yield tmp
+        fault_point(f"write:{path}")
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -221,6 +264,7 @@ class RunStore:
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             con.executemany(f"INSERT INTO scalars ({', '.join(COLUMNS)}) VALUES (?,?,?,?,?,?,?,?,?,?)", records)
+            fault_point(f"sqlite:{self.db_path}")
             con.execute("COMMIT")
         return len(records)
 

@@ -26,7 +26,7 @@ from cometa.config.sections import STRATEGY_NAMES
 from cometa.core.blas import apply_openblas_coretype
 from cometa.pipeline.plan import NOTEBOOK_DIR, Step, inputs_hash, notebook_parameters, plan_steps, report_step
 from cometa.pipeline.schedule import by_priority, chain_lengths, next_steps, step_threads
-from cometa.runs import RunStore, atomic_write, run_lock
+from cometa.runs import RunStore, atomic_write, remove_temporaries, run_lock
 
 __all__ = ["PipelineError", "Step", "plan_steps", "inputs_hash", "execute_step", "run_pipeline", "run_study",
            "seed_dir", "STUDY_FILE"]
@@ -163,6 +163,7 @@ def run_pipeline(
     run_dir = Path(run_dir or Path("runs") / cfg.preset).resolve()
     with run_lock(run_dir):  # one run per directory (RunLockedError names the live one), before any write
         store = RunStore(run_dir, create=True)  # RunFormatError for a run of another format, before any write
+        remove_temporaries(run_dir)  # left by a killed run: nobody else writes here now
         # faiss-cpu's bundled OpenBLAS runs generic kernels on CPUs newer than it (issue 18): the kernels
         # started below (and their torchrun workers) inherit os.environ, so they get the matching core
         blas = apply_openblas_coretype()
