@@ -177,7 +177,7 @@ def run_lock(run_dir: str | Path, *, wait: float = 2.0):
                 f"{h.get('started', '?')}: {h.get('command', '?')}). Wait for it to finish, stop it, or give this "
                 f"run another --run-dir") from None
     try:
-        record = {"pid": os.getpid(), "host": os.uname().nodename,
+        record = {"pid": os.getpid(), "host": os.uname().nodename, "started_at": time.time(),
                   "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime()),
                   "command": " ".join(["cometa", *sys.argv[1:]])}
         os.ftruncate(fd, 0)

@@ -134,8 +134,10 @@ CASES: list[tuple[str, Callable[[Path], str], type[Exception], str]] = [
      "{path}:3: malformed trial line '1 a/v1/1.wav' (expected 'label enroll test' with label 0 or 1"),
     ("trial label other than 0/1", _trials(GOOD_TRIALS + "2 a/v1/1.wav b/v1/1.wav\n"), DataError,
      "{path}:3: malformed trial line '2 a/v1/1.wav b/v1/1.wav'"),
-    ("duplicate trial (same pair twice)", _trials(GOOD_TRIALS + "\n1 a/v1/1.wav a/v2/1.wav\n"), DataError,
-     "{path}:4: trial a/v1/1.wav a/v2/1.wav repeats line 1 (1 repeated pair(s))"),
+    ("duplicate key (an utterance against itself)", _trials(GOOD_TRIALS + "1 b/v1/1.wav b/v1/1.wav\n"), DataError,
+     "{path}:3: trial pairs b/v1/1.wav with itself (duplicate key)"),
+    ("duplicate pair with both labels", _trials(GOOD_TRIALS + "\n1 b/v1/1.wav a/v1/1.wav\n"), DataError,
+     "{path}:4: trial a/v1/1.wav b/v1/1.wav is labelled 1 here and 0 on line 2"),
     ("trial naming an utterance not in the corpus", _unknown_utterance, DataError,
      "{path}:3: trial names 'zz/v9/9.wav', which is not in the test manifest (1 of 3 trial(s)"),
     ("NaN in an embeddings file", _embeddings(_nan_embeddings), ValueError,
@@ -188,6 +190,13 @@ def test_cli_errors_are_printed_naming_the_key_and_write_nothing(tmp_path, capsy
         main(["run", "--preset", "huge", "--run-dir", str(tmp_path / "r")])
     assert e.value.code == 2 and "invalid choice: 'huge'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_pair_repeated_with_the_same_label_is_read(tmp_path):
+    """Lists drawn with replacement (the embedded corpus's) repeat pairs: not an error."""
+    path = tmp_path / "veri_test2.txt"
+    path.write_text(GOOD_TRIALS + "1 a/v2/1.wav a/v1/1.wav\n")
+    assert read_trials(path)["label"].tolist() == [1, 0, 1]
 
 
 def test_readme_table_lists_every_case_in_order():

@@ -71,8 +71,8 @@ def read_trials(path: str | Path) -> pd.DataFrame:
     """A VoxCeleb1 trial list (lines ``label enroll test``) as DataFrame(label int8, enroll, test).
 
     Blank lines are skipped; the index holds each trial's line number. A malformed line (not three
-    fields, or a label other than 0/1), a pair of utterances that repeats an earlier trial, or a list
-    without trials raises :class:`DataError` naming ``path:line``.
+    fields, or a label other than 0/1), a trial of an utterance with itself, a pair labelled both 0
+    and 1, or a list without trials raises :class:`DataError` naming ``path:line``.
     """
     df, bad = parse_trials(path)
     if bad:
@@ -81,13 +81,25 @@ def read_trials(path: str | Path) -> pd.DataFrame:
                         f"(expected 'label enroll test' with label 0 or 1; {len(bad)} such line(s))")
     if df.empty:
         raise DataError(f"{path}: no trials in the list")
-    dup = df.duplicated(["enroll", "test"], keep=False)
-    if dup.any():  # a repeated pair would count twice in the EER
-        first = df[dup].iloc[0]
-        lines = df.index[dup & (df["enroll"] == first["enroll"]) & (df["test"] == first["test"])].tolist()
-        raise DataError(f"{path}:{lines[1]}: trial {first['enroll']} {first['test']} repeats line {lines[0]} "
-                        f"({int(df.duplicated(['enroll', 'test']).sum())} repeated pair(s))")
+    _check_pairs(df, path)
     return df
+
+
+def _check_pairs(df: pd.DataFrame, path: str | Path) -> None:
+    """A trial of an utterance against itself, or a pair (in either order) labelled both 0 and 1, is an
+    error naming the line. A pair repeated with the same label is allowed (lists drawn with replacement,
+    as the embedded corpus's, repeat pairs)."""
+    same = (df["enroll"] == df["test"]).to_numpy()
+    if same.any():
+        line = int(df.index[same][0])
+        raise DataError(f"{path}:{line}: trial pairs {df['enroll'][line]} with itself (duplicate key)")
+    pair = pd.Series([tuple(sorted(p)) for p in zip(df["enroll"], df["test"])], index=df.index)
+    labels = df.groupby(pair.to_numpy())["label"].nunique()
+    if (labels > 1).any():
+        key = labels.index[(labels > 1).to_numpy()][0]
+        lines = df.index[pair.map(lambda p: p == key).to_numpy()].tolist()
+        raise DataError(f"{path}:{lines[1]}: trial {key[0]} {key[1]} is labelled {df['label'][lines[1]]} here and "
+                        f"{df['label'][lines[0]]} on line {lines[0]}")
 
 
 def _line_numbers(trials: pd.DataFrame) -> np.ndarray:
