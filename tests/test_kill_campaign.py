@@ -2,11 +2,11 @@
 store while a run writes it.
 
 A copy of the session's tiny run has its last baseline round and its projections undone (their
-folders and rows removed); rerunning them is killed three times, the whole process tree with SIGKILL:
-with SQLite rows inserted but not committed, with a checkpoint written but not renamed, and at a
-random moment of the projections. The run then ends, and must equal the uninterrupted tiny run: every
-scalar but wall-clock timings to 1e-9, no duplicate rows, label tables exactly, every array,
-checkpoint and record to 1e-9, no temporary file left.
+folders and rows removed; the report is left out); rerunning them is killed three times, the whole
+process tree with SIGKILL: with SQLite rows inserted but not committed, with a checkpoint written but
+not renamed, and at a random moment of the projections. The run then ends, and must equal the
+uninterrupted tiny run: every scalar but wall-clock timings to 1e-9, no duplicate rows, label tables
+exactly, every array, checkpoint and record to 1e-9, no temporary file left.
 
 All the while a reader polls the store (``RunStore.scalars``, as the dashboard and the run API do) and
 must only ever see whole groups of rows (every (strategy, stage, round, epoch, name) present with all
@@ -28,7 +28,12 @@ from tools.kill_campaign import compare_runs, fault_kill, launch, moment_kill, s
 
 pytestmark = pytest.mark.slow
 GROUP = ["strategy", "stage", "round", "epoch", "name"]
-REDO = ["baseline/round_2", "projections"]
+
+
+def _last_round(run_dir: Path) -> tuple[str, int]:
+    """The last round of the run's first strategy: the round the test undoes (baseline/round_2 in tiny)."""
+    strategy = RunStore(run_dir).config()["stage2"]["strategies"][0]
+    return strategy, max(int(d.name.split("_")[1]) for d in (run_dir / strategy).glob("round_*"))
 
 
 def _group_counts(df) -> dict[tuple, int]:
@@ -39,41 +44,47 @@ def _group_counts(df) -> dict[tuple, int]:
 class Reader(threading.Thread):
     """Reads the store in a loop; records every snapshot that shows an incomplete group or step."""
 
-    def __init__(self, run_dir: Path, reference: dict[tuple, int]):
+    def __init__(self, run_dir: Path, reference: dict[tuple, int], redo: list[str]):
         super().__init__(daemon=True)
-        self.run_dir, self.reference = run_dir, reference
+        self.run_dir, self.reference, self.redo = run_dir, reference, redo
         self.stop, self.reads, self.problems = threading.Event(), 0, []
 
     def run(self) -> None:
         while not self.stop.is_set():
-            done = {s for s in REDO if (self.run_dir / s / "done.json").exists()}
+            round_done = (self.run_dir / self.redo[0] / "done.json").exists()
             counts = _group_counts(RunStore(self.run_dir).scalars())
             self.reads += 1
             for key, n in counts.items():
                 if n != self.reference.get(key):
                     self.problems.append(f"{key}: {n} row(s), complete is {self.reference.get(key)}")
-            if "baseline/round_2" in done:
-                missing = [k for k in self.reference if k[0] == "baseline" and k[2] == "2" and k not in counts]
+            if round_done:
+                strategy, r = self.redo[0].split("/round_")
+                missing = [k for k in self.reference if k[0] == strategy and k[2] == r and k not in counts]
                 self.problems += [f"{k}: absent though the round is done" for k in missing]
             self.stop.wait(0.05)
 
 
 def test_killed_three_times_the_run_ends_equal_to_the_uninterrupted_one(tiny_run, tmp_path):
     run = tmp_path / "killed"
-    shutil.copytree(tiny_run, run)
-    for step in REDO:
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("report"))
+    strategy, last = _last_round(run)
+    redo = [f"{strategy}/round_{last}", "projections"]
+    for step in redo:
         shutil.rmtree(run / step)
-    (run / "baseline" / "round_1" / "projection.parquet").unlink()  # the projections step rewrites every one
+    for p in run.glob("*/round_*/projection.parquet"):
+        p.unlink()  # the projections step rewrites every one
     con = sqlite3.connect(run / "store.sqlite")
     with con:
-        con.execute("DELETE FROM scalars WHERE (strategy = 'baseline' AND round = 2) OR stage = 'projection'")
+        con.execute("DELETE FROM scalars WHERE (strategy = ? AND round = ?) OR stage = 'projection'", (strategy, last))
     con.close()
-    steps = {s: r for s, r in step_records(tiny_run).items() if s in REDO}
+    steps = {s: r for s, r in step_records(tiny_run).items() if s in redo}
+    cfg = RunStore(tiny_run).config()["stage2"]
     cmd = [sys.executable, "-c", "from cometa.pipeline.run import run_pipeline; "
-           f"run_pipeline('tiny', run_dir={str(run)!r}, progress=False, only={REDO!r})"]
+           f"run_pipeline('tiny', run_dir={str(run)!r}, progress=False, only={redo!r}, "
+           f"strategies={cfg['strategies']!r}, rounds={cfg['rounds']})"]
     cache = Path(os.environ["COMETA_CACHE"]) if os.environ.get("COMETA_CACHE") else None  # tiny_run's corpus
     log = tmp_path / "runs.log"
-    reader = Reader(run, _group_counts(RunStore(tiny_run).scalars()))
+    reader = Reader(run, _group_counts(RunStore(tiny_run).scalars()), redo)
     reader.start()
     try:
         kills = [
@@ -89,6 +100,6 @@ def test_killed_three_times_the_run_ends_equal_to_the_uninterrupted_one(tiny_run
         reader.join()
     assert [bool(k.get("killed")) for k in kills] == [True] * 3, kills
     assert kills[0]["fault"].startswith("sqlite:") and kills[1]["fault"].endswith(".pt")
-    assert kills[0]["where"] == kills[1]["where"] == ["baseline/round_2"] and kills[2]["where"] == ["projections"]
-    assert compare_runs(tiny_run, run) == []
+    assert kills[0]["where"] == kills[1]["where"] == [redo[0]] and kills[2]["where"] == ["projections"]
+    assert compare_runs(tiny_run, run, ignore=("report/",)) == []
     assert reader.reads > 10 and reader.problems == [], reader.problems[:10]

@@ -280,8 +280,9 @@ def _files(run_dir: Path) -> set[str]:
     return {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file() and p.name not in skip}
 
 
-def compare_runs(ref: Path, run: Path, *, cache: Path | None = None) -> list[str]:
-    """How ``run`` differs from the uninterrupted ``ref`` ([] when it does not); see the module doc."""
+def compare_runs(ref: Path, run: Path, *, cache: Path | None = None, ignore: Sequence[str] = ()) -> list[str]:
+    """How ``run`` differs from the uninterrupted ``ref`` ([] when it does not); see the module doc.
+    ``ignore``: files of ``ref`` under these relative prefixes are not expected in ``run``."""
     diffs: list[str] = []
     left = [str(p.relative_to(run)) for p in run.rglob("*") if is_temporary(p)]
     if cache is not None:
@@ -289,7 +290,7 @@ def compare_runs(ref: Path, run: Path, *, cache: Path | None = None) -> list[str
     if left:
         diffs.append(f"temporary files left: {left}")
     _compare_store(ref, run, diffs)
-    fa, fb = _files(ref), _files(run)
+    fa, fb = {f for f in _files(ref) if not f.startswith(tuple(ignore))}, _files(run)
     if fa != fb:
         diffs.append(f"files: missing {sorted(fa - fb)}, extra {sorted(fb - fa)}")
     for rel in sorted(fa & fb):
@@ -308,12 +309,14 @@ def compare_runs(ref: Path, run: Path, *, cache: Path | None = None) -> list[str
 
 # ------------------------------------------------------------------------------------- campaign
 def run_chain(cmd: Sequence[str], run_dir: Path, *, cache: Path, log: Path, steps: dict[str, dict], kills: int,
-              rng: random.Random, timeout: float, first_in: str | None = "corpus") -> list[dict]:
-    """Kill ``kills`` starts of ``cmd`` on ``run_dir`` (see the module doc), then run it to the end.
-    Returns the events: one per start, the last the final run (``ended``: its exit status)."""
+              rng: random.Random, timeout: float, first_in: str | None = "corpus",
+              deadline: float = math.inf) -> list[dict]:
+    """Kill ``kills`` starts of ``cmd`` on ``run_dir`` (see the module doc; fewer when the clock passes
+    ``deadline``), then run it to the end. Returns the events: one per start, the last the final run
+    (``ended``: its exit status)."""
     events: list[dict] = []
     tried = 0
-    while tried < kills:
+    while tried < kills and time.time() < deadline:
         remaining = [s for s in steps if s == "report" or not (run_dir / steps[s]["dir"] / "done.json").exists()]
         if tried == 0 and first_in in steps and first_in in remaining:
             target = first_in
@@ -342,9 +345,12 @@ def run_chain(cmd: Sequence[str], run_dir: Path, *, cache: Path, log: Path, step
     return events
 
 
-def campaign(out: Path, *, kills: int, chains: int, seed: int, extra: Sequence[str], timeout: float) -> dict:
-    """The whole campaign (see the module doc); writes and returns ``OUT/campaign.json``."""
+def campaign(out: Path, *, kills: int, chains: int, seed: int, extra: Sequence[str], timeout: float,
+             budget: float = math.inf) -> dict:
+    """The whole campaign (see the module doc); writes and returns ``OUT/campaign.json``. ``budget``:
+    seconds after which no chain kills any more (each still runs to its end and is compared)."""
     out.mkdir(parents=True, exist_ok=True)
+    deadline = time.time() + budget
     cmd_for = lambda d: [sys.executable, "-m", "cometa", "run", "--preset", "tiny", "--run-dir", str(d),  # noqa: E731
                          "--quiet", *extra]
     ref = out / "reference"
@@ -363,7 +369,7 @@ def campaign(out: Path, *, kills: int, chains: int, seed: int, extra: Sequence[s
         run_dir, cache = out / f"chain_{c}", out / f"cache_{c}"
         t1 = time.time()
         events = run_chain(cmd_for(run_dir), run_dir, cache=cache, log=out / f"chain_{c}.log", steps=steps,
-                           kills=k, rng=rng, timeout=timeout)
+                           kills=k, rng=rng, timeout=timeout, deadline=deadline)
         diffs = compare_runs(ref, run_dir, cache=cache) if events[-1]["ended"] == 0 else ["the final run failed"]
         reruns_ok = all(e.get("ended", 0) == 0 for e in events)
         n_killed = sum("killed" in e for e in events)
@@ -372,6 +378,7 @@ def campaign(out: Path, *, kills: int, chains: int, seed: int, extra: Sequence[s
                         "events": events, "seconds": round(time.time() - t1, 1)})
         print(f"chain {c}: {survived}/{n_killed} kills survived in {time.time() - t1:.0f} s"
               + ("" if not diffs else f"; differences: {diffs[:5]}"), flush=True)
+        (out / "campaign.json").write_text(json.dumps({"partial": True, "chains": results}, indent=2))
     tried = sum(r["kills"] for r in results)
     survived = sum(r["survived"] for r in results)
     where: dict[str, int] = {}
@@ -395,10 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chains", type=int, default=3, help="run directories the kills are spread over")
     ap.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds one start may take")
+    ap.add_argument("--budget-minutes", type=float, default=math.inf,
+                    help="stop killing after this long (the chains still end and are compared)")
     ap.add_argument("extra", nargs="*", help="more `cometa run` arguments (after --), e.g. --set stage2.rounds=1")
     args = ap.parse_args(argv)
     summary = campaign(args.out.resolve(), kills=args.kills, chains=args.chains, seed=args.seed, extra=args.extra,
-                       timeout=args.timeout)
+                       timeout=args.timeout, budget=60 * args.budget_minutes)
     return 0 if summary["kills_survived"] == summary["kills_tried"] else 1
 
 

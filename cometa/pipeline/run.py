@@ -87,7 +87,8 @@ def execute_step(step: Step, *, progress: bool = True, log_output: bool = False,
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([root, *paths]))
     step.out_dir.mkdir(parents=True, exist_ok=True)
     inputs = step.out_dir / "inputs.json"
-    inputs.write_text(json.dumps({"inputs_hash": step.inputs_hash, "step": step.name}))
+    with atomic_write(inputs) as tmp:  # a truncated record would wipe the step's checkpoints on resume
+        tmp.write_text(json.dumps({"inputs_hash": step.inputs_hash, "step": step.name}))
     nb_out = step.out_dir / f"{Path(step.notebook).stem.split('_', 1)[1]}.ipynb"
     t0 = time.time()
     bar = tqdm(total=1, desc="", position=position, leave=False, disable=not progress,
