@@ -50,7 +50,8 @@ TIMING_KEYS = {"seconds", "started_at", "finished_at", "build_seconds", "time", 
 KEY_COLUMNS = ["strategy", "stage", "round", "epoch", "step", "modality", "name"]
 # the writes a fault kill freezes (regex on fault_point's ``where``) and the largest n drawn for each
 FAULTS = {"checkpoint": (r"^write:.*\.pt$", 3), "npz": (r"^write:.*\.npz$", 3),
-          "parquet": (r"^write:.*\.parquet$", 2), "progress": (r"^write:.*progress\.json$", 2),
+          "parquet": (r"^write:.*\.parquet$", 2), "projection": (r"^write:.*projection\.parquet$", 4),
+          "progress": (r"^write:.*progress\.json$", 2),
           "done-marker": (r"^write:.*done\.json$", 2), "sqlite": (r"^sqlite:", 12),
           "corpus": (r"^write:.*synthetic-", 1)}
 NOT_COMPARED = (".ipynb", ".svg", ".pdf", ".png", ".html")  # records of a step (times, paths inside): exist only
