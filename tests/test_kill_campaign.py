@@ -88,14 +88,14 @@ def test_killed_three_times_the_run_ends_equal_to_the_uninterrupted_one(tiny_run
     reader.start()
     try:
         kills = [
-            fault_kill(cmd, run, cache=cache, log=log, steps=steps, kind="sqlite", n=2, timeout=300),
-            fault_kill(cmd, run, cache=cache, log=log, steps=steps, kind="checkpoint", n=1, timeout=300),
+            fault_kill(cmd, run, cache=cache, log=log, steps=steps, kind="sqlite", n=2, timeout=1200),
+            fault_kill(cmd, run, cache=cache, log=log, steps=steps, kind="checkpoint", n=1, timeout=1200),
             # a projection written, not renamed, half of them done (tiny: the 3rd of 6)
-            fault_kill(cmd, run, cache=cache, log=log, steps=steps, kind="projection", timeout=300,
+            fault_kill(cmd, run, cache=cache, log=log, steps=steps, kind="projection", timeout=1200,
                        n=(len(list(tiny_run.glob("*/round_*/projection.parquet"))) + 1) // 2),
         ]
         final = launch(cmd, cache=cache, log=log)
-        assert final.wait(timeout=600) == 0, log.read_text()[-3000:]
+        assert final.wait(timeout=1200) == 0, log.read_text()[-3000:]
     finally:
         reader.stop.set()
         reader.join()
