@@ -54,6 +54,11 @@ FAULTS = {"checkpoint": (r"^write:.*\.pt$", 3), "npz": (r"^write:.*\.npz$", 3),
           "progress": (r"^write:.*progress\.json$", 2),
           "done-marker": (r"^write:.*done\.json$", 2), "sqlite": (r"^sqlite:", 12),
           "corpus": (r"^write:.*synthetic-", 1)}
+# the steps that make each kind of write (a fault kill is drawn only among kinds a remaining step makes)
+FAULT_STEPS = {"checkpoint": ("stage1", "/round_"), "npz": ("stage1", "/round_"),
+               "parquet": ("/round_", "projections"), "projection": ("projections",),
+               "progress": ("stage1", "/round_"), "sqlite": ("stage1", "/round_", "projections"),
+               "done-marker": ("",), "corpus": ("corpus",)}
 NOT_COMPARED = (".ipynb", ".svg", ".pdf", ".png", ".html")  # records of a step (times, paths inside): exist only
 
 
@@ -330,7 +335,7 @@ def run_chain(cmd: Sequence[str], run_dir: Path, *, cache: Path, log: Path, step
             ev.update(moment_kill(cmd, run_dir, cache=cache, log=log, steps=steps, target=target,
                                   fraction=rng.random(), timeout=timeout))
         else:
-            kind = rng.choice([k for k in FAULTS if k != "corpus" or "corpus" in remaining])
+            kind = rng.choice([k for k in FAULTS if any(m in s for m in FAULT_STEPS[k] for s in remaining)])
             ev = {"kind": "fault", "target": kind}
             ev.update(fault_kill(cmd, run_dir, cache=cache, log=log, steps=steps, kind=kind,
                                  n=rng.randint(1, FAULTS[kind][1]), timeout=timeout))
