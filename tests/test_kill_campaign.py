@@ -51,16 +51,19 @@ class Reader(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            round_done = (self.run_dir / self.redo[0] / "done.json").exists()
+            done = [(self.run_dir / step / "done.json").exists() for step in self.redo]
             counts = _group_counts(RunStore(self.run_dir).scalars())
             self.reads += 1
             for key, n in counts.items():
                 if n != self.reference.get(key):
                     self.problems.append(f"{key}: {n} row(s), complete is {self.reference.get(key)}")
-            if round_done:
-                strategy, r = self.redo[0].split("/round_")
-                missing = [k for k in self.reference if k[0] == strategy and k[2] == r and k not in counts]
-                self.problems += [f"{k}: absent though the round is done" for k in missing]
+            strategy, r = self.redo[0].split("/round_")
+            # the round's own rows, and the projections step's (stage "projection", every round)
+            of_round = [k for k in self.reference if k[0] == strategy and k[2] == r and k[1] != "projection"]
+            of_projections = [k for k in self.reference if k[1] == "projection"]
+            for step_done, keys in zip(done, (of_round, of_projections)):
+                if step_done:
+                    self.problems += [f"{k}: absent though its step is done" for k in keys if k not in counts]
             self.stop.wait(0.05)
 
 

@@ -46,7 +46,8 @@ if str(ROOT) not in sys.path:
 from cometa.runs import LOCK_FILE, is_temporary  # noqa: E402  (after the checkout is on sys.path)
 
 TIMING_NAMES = ("epoch_seconds", "projection_seconds")  # wall-clock scalars: not compared
-TIMING_KEYS = {"seconds", "started_at", "finished_at", "build_seconds", "time", "root"}  # in JSON records
+# in JSON records: wall-clock times, the corpus cache's path and the run id (the directory's name)
+TIMING_KEYS = {"seconds", "started_at", "finished_at", "build_seconds", "time", "root", "run"}
 KEY_COLUMNS = ["strategy", "stage", "round", "epoch", "step", "modality", "name"]
 # the writes a fault kill freezes (regex on fault_point's ``where``) and the largest n drawn for each
 FAULTS = {"checkpoint": (r"^write:.*\.pt$", 3), "npz": (r"^write:.*\.npz$", 3),
