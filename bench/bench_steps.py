@@ -55,8 +55,8 @@ def random_batch(cfg, *, seed: int = 0) -> Batch:
     return Batch(audio, frames, labels, noisy, torch.arange(b))
 
 
-def build_variant(cfg, name: str, second_order: bool, *, seed: int = 0):
-    """Both classifiers (same initial θ for every variant, via the seed) and the strategy."""
+def build_variant(cfg, name: str, second_order: bool, *, seed: int = 0, device: str = "cpu"):
+    """Both classifiers (same initial θ for every variant, via the seed) on ``device``, and the strategy."""
     s2 = cfg.stage2
     torch.manual_seed(seed)
     audio = SpeakerClassifier(build_audio_model(cfg), cfg.audio_encoder.embed_dim, cfg.clustering.k,
@@ -64,6 +64,7 @@ def build_variant(cfg, name: str, second_order: bool, *, seed: int = 0):
     visual = SpeakerClassifier(build_visual_model(cfg), cfg.visual_encoder.embed_dim, cfg.clustering.k,
                                margin=s2.margin, scale=s2.scale)
     audio.train(), visual.train()
+    audio.to(device), visual.to(device)  # before the optimisers are built
     return build_strategy(name, audio, visual, lr=s2.beta, alpha=s2.alpha, second_order=second_order)
 
 
@@ -82,34 +83,36 @@ def _restore(strategy, theta: dict, opt: dict, *, seed: int) -> None:
 
 
 def main(preset: str = "demo", *, quick: bool = False, repeats: int | None = None, threads: int | None = None,
-         seed: int = 0) -> dict:
+         seed: int = 0, device: str = "cpu") -> dict:
     """Time one step of each strategy; print a table and return seconds and ratios to `baseline`.
 
     ``quick`` switches to the ``tiny`` preset and 3 repeats (unless given explicitly). ``threads``
     sets torch's intra-op threads for the measurement (default: torch's own choice). On a quiet
     2-core machine the ratios agreed at 1 and 2 threads; with other jobs running (load 5-6) single
-    2-thread steps varied up to x7 between repeats, so check ``load_disturbed``.
+    2-thread steps varied up to x7 between repeats, so check ``load_disturbed``. ``device``: where the
+    models and the batch live (``cuda``: each timed step ends with a synchronisation).
     """
     if quick:
         preset = "tiny"
     if threads is None:
-        return _measure(preset, repeats=repeats or (3 if quick else 9), seed=seed)
+        return _measure(preset, repeats=repeats or (3 if quick else 9), seed=seed, device=device)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _measure(preset, repeats=repeats or (3 if quick else 9), seed=seed)
+        return _measure(preset, repeats=repeats or (3 if quick else 9), seed=seed, device=device)
     finally:
         torch.set_num_threads(before)
 
 
-def _measure(preset: str, *, repeats: int, seed: int) -> dict:
+def _measure(preset: str, *, repeats: int, seed: int, device: str = "cpu") -> dict:
     """The measurement itself, under the current torch thread setting (see :func:`main`)."""
     cfg = load_config(preset)
     keep = 1.0 - cfg.stage2.tau  # λ(e) after the ramp (cometa.core.schedules)
-    batch = random_batch(cfg, seed=seed)
+    batch = random_batch(cfg, seed=seed).to(torch.device(device))
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)  # GPU work is asynchronous
     strategies, snaps, stats = {}, {}, {}
     for label, name, order in VARIANTS:
-        strategies[label] = build_variant(cfg, name, order, seed=seed)
+        strategies[label] = build_variant(cfg, name, order, seed=seed, device=device)
     n_params = {m: sum(p.numel() for p in getattr(strategies["baseline"], m).parameters()) for m in ("audio", "visual")}
 
     # every timed step starts from the initial θ (identical across variants, hence the same
@@ -118,8 +121,10 @@ def _measure(preset: str, *, repeats: int, seed: int) -> dict:
     warmup = {}
     for label, st in strategies.items():
         torch.manual_seed(seed)
+        sync()
         t0 = time.perf_counter()
         st.step(batch, keep_ratio=keep)
+        sync()
         warmup[label] = time.perf_counter() - t0
         snaps[label] = _snapshot(st)
 
@@ -129,8 +134,10 @@ def _measure(preset: str, *, repeats: int, seed: int) -> dict:
         for label in (labels if r % 2 == 0 else labels[::-1]):
             st = strategies[label]
             _restore(st, theta[label], snaps[label], seed=seed)
+            sync()
             t0 = time.perf_counter()
             s = st.step(batch, keep_ratio=keep)
+            sync()
             times[label].append(time.perf_counter() - t0)
             stats[label] = s
 
@@ -138,7 +145,7 @@ def _measure(preset: str, *, repeats: int, seed: int) -> dict:
     result = {
         "preset": preset, "batch_size": len(batch), "crop_seconds": cfg.features.crop_seconds,
         "image_size": cfg.visual_encoder.image_size, "k": cfg.clustering.k, "keep_ratio": keep,
-        "repeats": repeats, "torch_threads": torch.get_num_threads(),
+        "repeats": repeats, "torch_threads": torch.get_num_threads(), "device": device,
         "params_audio": n_params["audio"], "params_visual": n_params["visual"],
         "strategies": {},
     }
@@ -192,5 +199,6 @@ if __name__ == "__main__":
     ap.add_argument("--repeats", type=int, default=None, help="interleaved timed steps per strategy")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--quick", action="store_true", help="tiny preset, 3 repeats")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     a = ap.parse_args()
-    main(a.preset, quick=a.quick, repeats=a.repeats, threads=a.threads)
+    main(a.preset, quick=a.quick, repeats=a.repeats, threads=a.threads, device=a.device)

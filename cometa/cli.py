@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cometa.config import ConfigError, load_config
 from cometa.pipeline.run import PipelineError, run_pipeline, run_study
-from cometa.runs import list_runs
+from cometa.runs import RunFormatError, RunLockedError, list_runs
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"cometa: configuration error: {e}", file=sys.stderr)
         return 2
+    except (RunLockedError, RunFormatError) as e:  # nothing was written
+        print(f"cometa: {e}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("\ncometa: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -18,11 +18,14 @@ sees half a file; a step is complete only when its ``done.json`` exists (``mark_
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
+import re
 import sqlite3
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -34,7 +37,23 @@ import numpy as np
 import pandas as pd
 import yaml
 
-__all__ = ["RunStore", "COLUMNS", "git_sha", "list_runs", "study_runs", "atomic_write", "recorded_corpus_root"]
+__all__ = ["RunStore", "COLUMNS", "git_sha", "list_runs", "study_runs", "atomic_write", "recorded_corpus_root",
+           "RUN_FORMAT", "RunFormatError", "RunLockedError", "LOCK_FILE", "run_lock", "lock_holder", "fault_point",
+           "is_temporary", "remove_temporaries"]
+
+# The version of the run directory's layout and its store's schema, kept in the store (SQLite's
+# ``user_version``). Bump it when a run written by one cometa can no longer be read or resumed by
+# another; a store without one (0) predates the number and has the layout of format 1.
+RUN_FORMAT = 1
+LOCK_FILE = ".cometa.lock"  # held (flock) by the live run that writes the directory
+
+
+class RunFormatError(RuntimeError):
+    """The run directory was written by an incompatible version of the run format."""
+
+
+class RunLockedError(RuntimeError):
+    """Another live run holds the run directory."""
 
 COLUMNS = ("run", "strategy", "stage", "round", "epoch", "step", "modality", "name", "value", "time")
 _SCHEMA = """
@@ -46,6 +65,46 @@ CREATE INDEX IF NOT EXISTS scalars_by_stage ON scalars (stage, strategy, round, 
 _KEYS = frozenset(COLUMNS) - {"run", "time"}
 
 
+def fault_point(where: str) -> None:
+    """A place where a crash hurts most (a file written but not yet renamed, rows inserted but not yet
+    committed), for the kill campaign (``tools/kill_campaign.py``). With ``COMETA_FAULT=<regex>:<n>``
+    in the environment, the n-th time this process reaches a point whose ``where`` matches the regex
+    it writes ``where`` to the file ``COMETA_FAULT_MARK`` and stops there, for the campaign to SIGKILL
+    the whole process tree. Without ``COMETA_FAULT`` (always, outside the campaign) it does nothing."""
+    spec = os.environ.get("COMETA_FAULT")
+    if not spec:
+        return
+    pattern, _, n = spec.rpartition(":")
+    if not re.search(pattern, where):
+        return
+    _FAULT_HITS[pattern] = _FAULT_HITS.get(pattern, 0) + 1
+    if _FAULT_HITS[pattern] == int(n):
+        Path(os.environ["COMETA_FAULT_MARK"]).write_text(where)
+        while True:  # frozen mid-write until the campaign kills the tree
+            time.sleep(60)
+
+
+_FAULT_HITS: dict[str, int] = {}
+
+
+def is_temporary(path: str | Path) -> bool:
+    """A temporary file of an atomic write (:func:`atomic_write`, checkpoints, progress, the report's
+    tables): never read, renamed onto its target when complete; left behind only by a killed writer."""
+    name = Path(path).name
+    return ".tmp-" in name or name.endswith(".tmp")
+
+
+def remove_temporaries(run_dir: str | Path) -> list[Path]:
+    """Remove what killed writers left in ``run_dir`` (:func:`is_temporary`); call it only while
+    holding the run directory (:func:`run_lock`), when no writer is alive. Returns what was removed."""
+    removed = []
+    for p in sorted(Path(run_dir).rglob("*")):
+        if is_temporary(p) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 @contextmanager
 def atomic_write(path: str | Path):
     """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
@@ -54,10 +113,79 @@ def atomic_write(path: str | Path):
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
     try:
         yield tmp
+        fault_point(f"write:{path}")
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def lock_holder(run_dir: str | Path) -> dict | None:
+    """Who holds the run directory: the lock file's record (pid, host, started, command) while a live
+    process holds its lock, else None (no lock file, or the holder died: the kernel released it)."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(path)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_holder(path: Path) -> dict:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}  # the holder is still writing its record
+
+
+@contextmanager
+def run_lock(run_dir: str | Path, *, wait: float = 2.0):
+    """Hold ``run_dir`` for this process while the block runs; :class:`RunLockedError` naming the
+    holder when another live process holds it.
+
+    An exclusive ``flock`` on ``run_dir/.cometa.lock``: the kernel releases it when the holder ends,
+    however it ends (SIGKILL, OOM, power loss), so a lock left by a crash is never stale; the file
+    stays and the next run takes it. The descriptor is not inherited by the run's kernels and
+    torchrun workers (``O_CLOEXEC``), which never take the lock themselves. ``wait``: seconds to keep
+    trying (a reader's momentary probe, :func:`lock_holder`, is not a run).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            os.close(fd)
+            h = _read_holder(path)
+            raise RunLockedError(
+                f"{run_dir} is in use by a live run (pid {h.get('pid', '?')} on {h.get('host', '?')}, started "
+                f"{h.get('started', '?')}: {h.get('command', '?')}). Wait for it to finish, stop it, or give this "
+                f"run another --run-dir") from None
+    try:
+        record = {"pid": os.getpid(), "host": os.uname().nodename, "started_at": time.time(),
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime()),
+                  "command": " ".join(["cometa", *sys.argv[1:]])}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        yield path
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def git_sha(cwd: str | Path | None = None) -> str | None:
@@ -91,7 +219,15 @@ class RunStore:
                 raise FileNotFoundError(f"{self.run_dir}: no store.sqlite (is this a run directory?)")
             self.run_dir.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
+            version = int(con.execute("PRAGMA user_version").fetchone()[0])
+            if version not in (0, RUN_FORMAT):  # checked before anything is written
+                raise RunFormatError(
+                    f"{self.db_path}: written by run format {version}, this cometa reads format {RUN_FORMAT}. "
+                    f"Start a new run directory (--run-dir), or read and resume this one with the cometa that wrote "
+                    f"it (its config.yaml names the git_sha)")
             con.executescript(_SCHEMA)
+            if version == 0:
+                con.execute(f"PRAGMA user_version = {RUN_FORMAT}")
 
     # ------------------------------------------------------------------------------ scalars
     def _connect(self) -> _Closing:
@@ -128,6 +264,7 @@ class RunStore:
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             con.executemany(f"INSERT INTO scalars ({', '.join(COLUMNS)}) VALUES (?,?,?,?,?,?,?,?,?,?)", records)
+            fault_point(f"sqlite:{self.db_path}")
             con.execute("COMMIT")
         return len(records)
 
@@ -192,17 +329,26 @@ class RunStore:
                 np.savez(f, **{k: _plain(v) for k, v in arrays.items()})  # type: ignore[arg-type]  # (numpy's stub)
         return target
 
-    def load_arrays(self, relpath: str | Path) -> dict[str, np.ndarray]:
-        """Every array of an ``.npz`` file; a file that is not one raises an error naming it."""
+    def load_arrays(self, relpath: str | Path, *, finite: bool = False) -> dict[str, np.ndarray]:
+        """Every array of an ``.npz`` file; a file that is not one raises an error naming it. With
+        ``finite`` (embeddings), a NaN or infinity in a float array raises an error naming the file,
+        the array and the first row holding one."""
         path = self.path(relpath)
         try:
             with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
+                arrays = {k: z[k] for k in z.files}
         except FileNotFoundError:
             raise
         except (OSError, ValueError, EOFError) as e:
             raise ValueError(f"{path}: not a readable .npz array file ({e}); delete it and rerun the step "
                              "that writes it") from None
+        for name, a in arrays.items() if finite else ():
+            bad = ~np.isfinite(a) if a.dtype.kind == "f" else None
+            if bad is not None and bad.any():
+                row = int(np.argwhere(bad)[0][0])
+                raise ValueError(f"{path}: array '{name}' holds {int(bad.sum())} NaN or infinite value(s), the "
+                                 f"first in row {row}; delete the file and rerun the step that writes it")
+        return arrays
 
     def save_table(self, relpath: str | Path, df: pd.DataFrame) -> Path:
         """Write a DataFrame as Parquet, atomically."""

@@ -23,7 +23,7 @@ import yaml
 from cometa.results import figures as F
 from cometa.results.label_noise import merged_and_split  # noqa: F401 re-exported: it lived here before cometa.results.label_noise
 from cometa.results.report import read_scalars, strategies_of
-from cometa.runs import recorded_corpus_root, study_runs
+from cometa.runs import lock_holder, recorded_corpus_root, study_runs
 
 __all__ = ["RunData", "merged_and_split"]
 
@@ -63,6 +63,21 @@ def notebook_status(nb: dict) -> str:
     if meta.get("end_time"):
         return "completed"
     return "running" if meta.get("start_time") or "running" in cells else "pending"
+
+
+def _step_status(step_dir: Path, notebook: str | None, holder: dict | None) -> str:
+    """A step without a done marker: running, failed, interrupted, pending or incomplete (see RunData.steps)."""
+    try:
+        started = (step_dir / "inputs.json").stat().st_mtime
+    except OSError:
+        started = None
+    if holder is not None and started is not None and started >= float(holder.get("started_at", 0)) - 1:
+        return "failed" if notebook == "failed" else "running"
+    if notebook == "failed":
+        return "failed"
+    if notebook in ("running", "completed") or started is not None:
+        return "interrupted"
+    return "pending" if not step_dir.exists() else "incomplete"
 
 
 @pn.cache(max_items=256)
@@ -246,12 +261,17 @@ class RunData(param.Parameterized):
     def steps(self, run_id: str) -> pd.DataFrame:
         """One row per pipeline step: status, started, finished (UTC), seconds, notebook (relative path).
 
-        Status: ``done`` (done.json present), else papermill's status of the executed notebook
-        (``running`` / ``failed`` / ``completed`` without a done marker), else ``pending`` for rounds the
-        config plans but nothing exists yet. The projections step may sit at the run's top level (one
-        step for every strategy) or per strategy (older runs).
+        Status: ``done`` (done.json present); ``running`` while a live ``cometa run`` holds the run
+        directory (its lock, :func:`cometa.runs.lock_holder`) and the step started under it (its
+        ``inputs.json`` written since); ``failed`` when papermill's record of the executed notebook
+        says so; ``interrupted`` when the step started but no live run is finishing it (killed: its
+        notebook's record stops at ``running``, or at ``completed`` without a done marker);
+        ``pending`` for rounds the config plans but nothing exists yet (``incomplete``: a folder
+        without a record). The projections step may sit at the run's top level (one step for every
+        strategy) or per strategy (older runs).
         """
         run = self.path(run_id)
+        holder = lock_holder(run)  # the live run writing this directory, if any
         dirs = [run / "corpus", run / "stage1"]
         for s in self.strategies(run_id):
             rounds = sorted({*range(1, self.planned_rounds(run_id) + 1),
@@ -266,7 +286,7 @@ class RunData(param.Parameterized):
             meta = _notebook_meta(str(nbs[0]), _mtime(nbs[0])) if nbs else {}
             if not done and not nbs and d.name in ("projections", "report"):
                 continue  # optional steps that this run does not have (yet)
-            status = "done" if done else (meta.get("status") or ("pending" if not d.exists() else "incomplete"))
+            status = "done" if done else _step_status(d, meta.get("status"), holder)
             seconds = done.get("seconds", meta.get("duration"))
             rows.append({"step": str(d.relative_to(run)), "status": status,
                          "started": _when(done.get("started_at") or meta.get("start_time")),

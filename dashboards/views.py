@@ -19,7 +19,8 @@ from dashboards.notebooks import notebook_url
 
 __all__ = ["Overview", "LabelQuality", "TrainingDynamics", "Verification", "Embeddings"]
 
-_STATUS_COLOUR = {"done": "#2e7d32", "completed": "#2e7d32", "running": "#1565c0", "failed": "#c62828"}
+_STATUS_COLOUR = {"done": "#2e7d32", "completed": "#2e7d32", "running": "#1565c0", "failed": "#c62828",
+                  "interrupted": "#e65100"}
 
 
 # ----------------------------------------------------------------------------------------- overview

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cometa.runs import run_lock
 from tools.screenshot_dashboard import CHROMIUM, launch_chromium
 from tools.screenshot_dashboard import free_port as _free_port
 from tools.screenshot_dashboard import serve as start_server
@@ -105,11 +107,19 @@ def test_steps_show_a_round_in_progress(run_copy):
     nb["cells"][-1]["metadata"]["papermill"]["status"] = "running"
     nb_path.write_text(json.dumps(nb))
     (copy / "baseline" / "round_2" / "done.json").unlink()
-    steps = RunData([str(copy)]).steps("partial").set_index("step")
-    assert steps.loc["cometa/round_2", "status"] == "completed"  # papermill's own record, no done marker
+    with run_lock(copy):  # a live `cometa run` holds the directory; baseline round 2 started under it
+        time.sleep(0.05)
+        (copy / "baseline" / "round_2" / "inputs.json").touch()
+        steps = RunData([str(copy)]).steps("partial").set_index("step")
     assert steps.loc["baseline/round_2", "status"] == "running"
+    # started before the live run: an earlier, killed run's step, not (yet) resumed by this one
+    assert steps.loc["cometa/round_2", "status"] == "interrupted"
     assert steps.loc["cometa/round_1", "status"] == "done"
     assert steps.loc["coteaching_plus/round_2", "status"] == "pending"  # planned by the config, not started
+    # the run was killed (its lock died with it): the step it was running shows as interrupted, not running
+    steps = RunData([str(copy)]).steps("partial").set_index("step")
+    assert steps.loc["baseline/round_2", "status"] == "interrupted"
+    assert steps.loc["cometa/round_2", "status"] == "interrupted"  # papermill completed, no done marker
 
 
 def test_notebook_status_from_papermills_record():

@@ -210,7 +210,19 @@ def test_interrupted_build_leaves_nothing_that_looks_complete(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         build_corpus(replace(CFG, n_train_speakers=2, n_test_speakers=2), root, progress=False, workers=1)
     assert not (root / "corpus.json").exists()
-    assert list(tmp_path.iterdir()) == []  # the partial build directory was removed too
+    # the partial build directory was removed too; the builders' lock file stays (a lock, not a partial build)
+    assert [p.name for p in tmp_path.iterdir()] == [".c.lock"]
+
+
+def test_a_killed_builders_partial_tree_is_removed_by_the_next_build(tmp_path):
+    """SIGKILL runs no clean-up: the partial tree stays until the next builder, holding the lock (so
+    no builder is alive), removes it."""
+    cfg = replace(CFG, n_train_speakers=2, n_test_speakers=2)
+    stale = tmp_path / ".c.partial-dead1234"
+    (stale / "train").mkdir(parents=True)
+    (stale / "train" / "half.wav").write_bytes(b"RIFF")
+    build_corpus(cfg, tmp_path / "c", progress=False, workers=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".c.lock", "c"]
 
 
 def test_existing_foreign_root_is_an_error(tmp_path):

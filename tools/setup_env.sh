@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Create (or reuse) cometa's virtual environment with the pinned stack, and make sure Chromium is
-# present for kaleido and the browser tests. Idempotent: a complete venv is marked by .cometa-complete
+# Create (or reuse) cometa's virtual environment with the pinned stack, and make sure Chromium (for
+# kaleido and the browser tests) and ffmpeg (VoxCeleb2's .m4a) are present. Idempotent: a complete venv is marked by .cometa-complete
 # and reused; a half-built one (interrupted install) is removed and built again.
 #
 #   COMETA_VENV   where the venv lives (default: a cache dir keyed by the hash of requirements.txt)
-#   COMETA_NO_APT set to 1 to skip installing Chromium with apt-get
+#   COMETA_NO_APT set to 1 to skip installing Chromium and ffmpeg with apt-get
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 req="$here/requirements.txt"
@@ -36,12 +36,17 @@ else
   echo "cometa: environment ready in $(( $(date +%s) - start )) s, $(du -sh "$venv" | cut -f1)"
 fi
 
-if [ "${COMETA_NO_APT:-0}" != "1" ] && ! command -v chromium >/dev/null 2>&1; then
+# Debian's chromium (static figure export, the browser tests) and ffmpeg (VoxCeleb2's .m4a audio, and
+# its test against the real codec): installed with apt-get when missing and we are root.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+if [ "${COMETA_NO_APT:-0}" != "1" ] && [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "cometa: installing Debian's chromium (for static figure export and the browser tests)"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-      || echo "cometa: could not install chromium; figure export to PNG/PDF and the browser tests will be skipped" >&2
+    echo "cometa: installing Debian's ${missing[*]} (chromium: PNG/PDF export and the browser tests; ffmpeg: .m4a audio)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
+      || echo "cometa: could not install ${missing[*]}; without chromium figure export to PNG/PDF and the browser tests are skipped, without ffmpeg .m4a audio cannot be read (convert it to wav, README 'Preparing VoxCeleb')" >&2
   else
-    echo "cometa: chromium is missing; install it (sudo apt-get install chromium) for PNG/PDF export and the browser tests" >&2
+    echo "cometa: ${missing[*]} missing; install with: sudo apt-get install ${missing[*]} (chromium: PNG/PDF export and the browser tests; ffmpeg: .m4a audio and its test)" >&2
   fi
 fi

@@ -62,6 +62,7 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     nproc_per_node: int = bounded(1, ge=1)  # > 1 launches torchrun (DDP) for the training steps
     jobs: int = bounded(1, ge=1)  # pipeline steps run at once (independent strategies' rounds share the cores)
+    cores: int = bounded(0, ge=0)  # CPU cores the steps share (0 = this machine's); fixes each step's threads
     num_workers: int = bounded(0, ge=0)  # DataLoader workers (0 = load in the training process)
     cache_data: bool = True  # keep decoded audio and face frames in memory (embedded corpora)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)

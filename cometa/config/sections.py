@@ -340,6 +340,14 @@ class Stage2Config:
     lgl: LGLConfig = field(default_factory=LGLConfig)  # options of the `lgl` strategy
     dlg_lc: DLGLCConfig = field(default_factory=DLGLCConfig)  # options of the `dlg_lc` strategy
 
+    def validate(self) -> None:
+        """Raise ValueError when ``strategies`` names an unknown strategy, repeats one or is empty."""
+        unknown = [s for s in self.strategies if s not in STRATEGY_NAMES]
+        if unknown:
+            raise ValueError(f"strategies: unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGY_NAMES)}")
+        if not self.strategies or len(set(self.strategies)) != len(self.strategies):
+            raise ValueError(f"strategies: name each strategy once, at least one; got {self.strategies}")
+
 
 def check_stage2_options(cfg) -> None:
     """Refuse option combinations no single section can check (called when a run is planned):

@@ -71,8 +71,8 @@ def read_trials(path: str | Path) -> pd.DataFrame:
     """A VoxCeleb1 trial list (lines ``label enroll test``) as DataFrame(label int8, enroll, test).
 
     Blank lines are skipped; the index holds each trial's line number. A malformed line (not three
-    fields, or a label other than 0/1) or a list without trials raises :class:`DataError` naming
-    ``path:line``.
+    fields, or a label other than 0/1), a trial of an utterance with itself, a pair labelled both 0
+    and 1, or a list without trials raises :class:`DataError` naming ``path:line``.
     """
     df, bad = parse_trials(path)
     if bad:
@@ -81,7 +81,25 @@ def read_trials(path: str | Path) -> pd.DataFrame:
                         f"(expected 'label enroll test' with label 0 or 1; {len(bad)} such line(s))")
     if df.empty:
         raise DataError(f"{path}: no trials in the list")
+    _check_pairs(df, path)
     return df
+
+
+def _check_pairs(df: pd.DataFrame, path: str | Path) -> None:
+    """A trial of an utterance against itself, or a pair (in either order) labelled both 0 and 1, is an
+    error naming the line. A pair repeated with the same label is allowed (lists drawn with replacement,
+    as the embedded corpus's, repeat pairs)."""
+    same = (df["enroll"] == df["test"]).to_numpy()
+    if same.any():
+        line = int(df.index[same][0])
+        raise DataError(f"{path}:{line}: trial pairs {df['enroll'][line]} with itself (duplicate key)")
+    pair = pd.Series([tuple(sorted(p)) for p in zip(df["enroll"], df["test"])], index=df.index)
+    labels = df.groupby(pair.to_numpy())["label"].nunique()
+    if (labels > 1).any():
+        key = labels.index[(labels > 1).to_numpy()][0]
+        lines = df.index[pair.map(lambda p: p == key).to_numpy()].tolist()
+        raise DataError(f"{path}:{lines[1]}: trial {key[0]} {key[1]} is labelled {df['label'][lines[1]]} here and "
+                        f"{df['label'][lines[0]]} on line {lines[0]}")
 
 
 def _line_numbers(trials: pd.DataFrame) -> np.ndarray:
@@ -247,10 +265,10 @@ def _decode_m4a(path: Path, sample_rate: int) -> np.ndarray:
 
 
 def load_audio(path: str | Path, *, sample_rate: int = 16000) -> np.ndarray:
-    """(T,) float32 mono waveform (channels averaged).
+    """(T,) float32 mono waveform.
 
-    :class:`DataError` naming the file when it is unreadable, empty, or at another sample rate
-    (VoxCeleb is 16 kHz: resample offline, never silently here). ``.m4a`` is decoded with
+    :class:`DataError` naming the file when it is unreadable, empty, at another sample rate or not
+    mono (VoxCeleb is 16 kHz mono: resample and mix down offline, never silently here). ``.m4a`` is decoded with
     torchcodec or an ``ffmpeg`` binary (resampled to ``sample_rate``), else the error says how to
     convert it.
     """
@@ -268,8 +286,12 @@ def load_audio(path: str | Path, *, sample_rate: int = 16000) -> np.ndarray:
         except (RuntimeError, OSError) as e:  # sf.LibsndfileError is a RuntimeError
             raise DataError(f"{path}: unreadable audio ({e})") from None
         if sr != sample_rate:
-            raise DataError(f"{path}: sample rate {sr} Hz, expected {sample_rate} Hz")
-        wave = wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
+            raise DataError(f"{path}: sample rate {sr} Hz, expected {sample_rate} Hz "
+                            f"(resample it: ffmpeg -i in.wav -ar {sample_rate} -ac 1 out.wav)")
+        if wave.shape[1] != 1:  # VoxCeleb is mono: a stereo file is a conversion gone wrong, not mixed down here
+            raise DataError(f"{path}: {wave.shape[1]} channels, expected mono "
+                            f"(mix it down: ffmpeg -i in.wav -ar {sample_rate} -ac 1 out.wav)")
+        wave = wave[:, 0]
     if wave.size == 0:
         raise DataError(f"{path}: empty audio (0 samples)")
     return np.ascontiguousarray(wave, dtype=np.float32)

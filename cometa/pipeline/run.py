@@ -21,12 +21,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from cometa.config import Config, load_config
+from cometa.config import Config, ConfigError, load_config
 from cometa.config.sections import STRATEGY_NAMES
 from cometa.core.blas import apply_openblas_coretype
 from cometa.pipeline.plan import NOTEBOOK_DIR, Step, inputs_hash, notebook_parameters, plan_steps, report_step
-from cometa.pipeline.schedule import by_priority, chain_lengths, next_steps
-from cometa.runs import RunStore, atomic_write
+from cometa.pipeline.schedule import by_priority, chain_lengths, next_steps, step_threads
+from cometa.runs import RunStore, atomic_write, remove_temporaries, run_lock
 
 __all__ = ["PipelineError", "Step", "plan_steps", "inputs_hash", "execute_step", "run_pipeline", "run_study",
            "seed_dir", "STUDY_FILE"]
@@ -87,7 +87,8 @@ def execute_step(step: Step, *, progress: bool = True, log_output: bool = False,
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([root, *paths]))
     step.out_dir.mkdir(parents=True, exist_ok=True)
     inputs = step.out_dir / "inputs.json"
-    inputs.write_text(json.dumps({"inputs_hash": step.inputs_hash, "step": step.name}))
+    with atomic_write(inputs) as tmp:  # a truncated record would wipe the step's checkpoints on resume
+        tmp.write_text(json.dumps({"inputs_hash": step.inputs_hash, "step": step.name}))
     nb_out = step.out_dir / f"{Path(step.notebook).stem.split('_', 1)[1]}.ipynb"
     t0 = time.time()
     bar = tqdm(total=1, desc="", position=position, leave=False, disable=not progress,
@@ -125,7 +126,7 @@ def resolve_config(preset: str | None, *, config_path: str | Path | None = None,
     if strategies:
         unknown = [s for s in strategies if s not in STRATEGY_NAMES]
         if unknown:
-            raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGY_NAMES)}")
+            raise ConfigError(f"--strategies: unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGY_NAMES)}")
         cfg.stage2.strategies = list(strategies)
     if rounds is not None:
         cfg.stage2.rounds = int(rounds)
@@ -154,26 +155,36 @@ def run_pipeline(
     run_dir : where the run lives (default ``runs/<preset>``).
     only : run just these steps (by name) — their upstream steps must be complete.
     jobs : steps run at once (default ``cfg.jobs``). Independent steps (the strategies' rounds)
-        then share the cores: each kernel gets ``cores // running`` threads, so two kernels keep
-        both cores of a laptop busy through each other's start-up, data loading and Python work.
+        then share the cores (``cfg.cores``, 0 = this machine's): each kernel gets ``cores // min(jobs,
+        w)`` threads, ``w`` the steps that could run beside it in the plan
+        (:func:`cometa.pipeline.schedule.step_threads`), so two kernels keep both cores of a laptop busy
+        through each other's start-up, data loading and Python work, and a resumed run gives each step
+        the threads an uninterrupted one does.
     """
     cfg = resolve_config(preset, config_path=config_path, overrides=overrides, strategies=strategies, rounds=rounds)
     jobs = max(1, int(jobs if jobs is not None else cfg.jobs))
     run_dir = Path(run_dir or Path("runs") / cfg.preset).resolve()
-    store = RunStore(run_dir, create=True)
-    # faiss-cpu's bundled OpenBLAS runs generic kernels on CPUs newer than it (issue 18): the kernels
-    # started below (and their torchrun workers) inherit os.environ, so they get the matching core
-    blas = apply_openblas_coretype()
-    store.write_config(cfg.to_dict(), runtime={"openblas_coretype": asdict(blas)})
-    steps = plan_steps(cfg, run_dir)
-    if only:
-        steps = [s for s in steps if s.name in only]
-    return _run_steps(steps, store, jobs=jobs, progress=progress, log_output=log_output)
+    with run_lock(run_dir):  # one run per directory (RunLockedError names the live one), before any write
+        store = RunStore(run_dir, create=True)  # RunFormatError for a run of another format, before any write
+        remove_temporaries(run_dir)  # left by a killed run: nobody else writes here now
+        # faiss-cpu's bundled OpenBLAS runs generic kernels on CPUs newer than it (issue 18): the kernels
+        # started below (and their torchrun workers) inherit os.environ, so they get the matching core
+        blas = apply_openblas_coretype()
+        store.write_config(cfg.to_dict(), runtime={"openblas_coretype": asdict(blas)})
+        steps = plan_steps(cfg, run_dir)
+        # from the whole plan, before ``only`` narrows it: a step's threads never depend on what else runs
+        threads = step_threads({s.name: s.depends for s in steps}, jobs=jobs,
+                               cores=cfg.cores or os.cpu_count() or 1)
+        if only:
+            steps = [s for s in steps if s.name in only]
+        return _run_steps(steps, store, jobs=jobs, threads=threads, progress=progress, log_output=log_output)
 
 
-def _run_steps(steps: list[Step], store: RunStore, *, jobs: int, progress: bool, log_output: bool) -> dict[str, str]:
-    """Run ``steps`` (:mod:`cometa.pipeline.schedule` decides the order), ``jobs`` at once; each
-    step's outcome. The first failure is raised once the steps already running have finished."""
+def _run_steps(steps: list[Step], store: RunStore, *, jobs: int, threads: dict[str, int], progress: bool,
+               log_output: bool) -> dict[str, str]:
+    """Run ``steps`` (:mod:`cometa.pipeline.schedule` decides the order), ``jobs`` at once, each with
+    its ``threads``; each step's outcome. The first failure is raised once the steps already running
+    have finished."""
     by_name = {s.name: s for s in steps}
     depends = {s.name: list(s.depends) for s in steps}
     pending = by_priority(list(by_name), chain_lengths(depends, {s.name: s.weight for s in steps}))
@@ -187,8 +198,7 @@ def _run_steps(steps: list[Step], store: RunStore, *, jobs: int, progress: bool,
         while pending or running:
             decision = next_steps(pending, depends, done={n for n, o in outcome.items() if o != "failed"},
                                   failed={n for n, o in outcome.items() if o == "failed"}, complete=complete,
-                                  running=len(running), free_slots=len(free_slots), jobs=jobs,
-                                  cores=os.cpu_count() or 1)
+                                  free_slots=len(free_slots), threads=threads)
             for name in decision.skip:
                 outcome[name] = "skipped"
                 pending.remove(name)
@@ -283,7 +293,13 @@ def run_study(preset: str | None = "demo", *, study_dir: str | Path, seeds: list
     study_dir = Path(study_dir).resolve()
     if (study_dir / "store.sqlite").exists():
         raise PipelineError(f"{study_dir} is a single run's directory; give the study its own --run-dir")
-    study_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(study_dir):
+        return _run_seeds(preset, study_dir, seeds, overrides, report, kwargs)
+
+
+def _run_seeds(preset: str | None, study_dir: Path, seeds: list[int], overrides: list[str] | None, report: bool,
+               kwargs: dict) -> dict[int, dict[str, str]]:
+    """:func:`run_study`'s work, while it holds the study directory."""
     with atomic_write(study_dir / STUDY_FILE) as tmp:
         tmp.write_text(json.dumps({"preset": preset, "seeds": [int(x) for x in seeds],
                                    "overrides": list(overrides or []),

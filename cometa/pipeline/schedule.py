@@ -4,21 +4,27 @@ Longest chain first: a step's priority is the estimated work on the longest path
 end of the run (:func:`chain_lengths`), so that the slow strategy (Co-Meta's second-order steps)
 starts early and the others fill the free slots beside it, instead of running alone at the end.
 :func:`next_steps` then walks the waiting steps in that order: a step whose dependencies are done
-is skipped when it is already complete on disk, else started while slots are free, with its share
-of the cores. After a failure nothing new starts (the running steps finish).
+is skipped when it is already complete on disk, else started while slots are free. After a failure
+nothing new starts (the running steps finish).
+
+A step's thread count (:func:`step_threads`) is fixed by the plan, not by what happens to run beside
+it: ``cores // min(jobs, w)``, ``w`` being how many steps could ever run at once with it (itself and
+the steps that are neither upstream nor downstream of it). A run resumed after a crash, with fewer
+steps left to run side by side, therefore gives every step the same threads as an uninterrupted run,
+and computes the same numbers (reductions over a different number of threads differ in the last bits).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
-__all__ = ["Launch", "Decision", "chain_lengths", "by_priority", "next_steps"]
+__all__ = ["Launch", "Decision", "chain_lengths", "by_priority", "step_threads", "next_steps"]
 
 
 @dataclass(frozen=True)
 class Launch:
     step: str
-    threads: int  # torch/faiss threads of its kernel: cores // steps that can run now (at most jobs)
+    threads: int  # torch/faiss threads of its kernel (:func:`step_threads`)
 
 
 @dataclass(frozen=True)
@@ -53,9 +59,31 @@ def by_priority(steps: Sequence[str], chain: Mapping[str, float]) -> list[str]:
     return sorted(steps, key=lambda s: -chain[s])
 
 
+def step_threads(depends: Mapping[str, Sequence[str]], *, jobs: int, cores: int) -> dict[str, int]:
+    """Each planned step's threads: ``max(1, cores // min(jobs, w))`` with ``w`` = 1 + the planned steps
+    that are neither upstream nor downstream of it (those that may run beside it). A function of the
+    plan alone, so the same step gets the same threads however many steps are left when it starts."""
+    upstream: dict[str, set[str]] = {}
+
+    def ancestors(s: str) -> set[str]:
+        if s not in upstream:
+            upstream[s] = set()
+            for d in depends[s]:
+                if d in depends:
+                    upstream[s] |= {d} | ancestors(d)
+        return upstream[s]
+
+    for s in depends:
+        ancestors(s)
+    out = {}
+    for s in depends:
+        beside = [t for t in depends if t != s and t not in upstream[s] and s not in upstream[t]]
+        out[s] = max(1, int(cores) // min(max(1, int(jobs)), 1 + len(beside)))
+    return out
+
+
 def next_steps(pending: Sequence[str], depends: Mapping[str, Sequence[str]], *, done: Set[str],
-               failed: Set[str], complete: Set[str], running: int, free_slots: int, jobs: int,
-               cores: int) -> Decision:
+               failed: Set[str], complete: Set[str], free_slots: int, threads: Mapping[str, int]) -> Decision:
     """What to do now.
 
     Parameters
@@ -64,9 +92,8 @@ def next_steps(pending: Sequence[str], depends: Mapping[str, Sequence[str]], *, 
     depends : every planned step -> the steps it waits for (those not planned count as done).
     done : finished steps (ran or skipped); ``failed``: steps that failed (then nothing starts).
     complete : steps whose done-marker matches their inputs: skipped once their dependencies are done.
-    running, free_slots : steps running now, and how many more may start (``jobs`` at once in all).
-    cores : CPU cores shared by the kernels: a step starts with ``cores // min(jobs, n)`` threads,
-        ``n`` being the running steps plus those that could start now.
+    free_slots : how many more steps may start now (``jobs`` at once in all).
+    threads : each step's threads (:func:`step_threads`); a step missing from it gets 1.
     """
     if failed:
         return Decision()
@@ -87,8 +114,7 @@ def next_steps(pending: Sequence[str], depends: Mapping[str, Sequence[str]], *, 
                 skip.append(step)
                 finished.add(step)
             elif len(start) < free_slots:
-                runnable = running + len(start) + 1 + sum(ready(s) for s in waiting if s != step)
-                start.append(Launch(step, max(1, cores // min(jobs, runnable))))
+                start.append(Launch(step, int(threads.get(step, 1))))
             else:
                 break
             waiting.remove(step)

@@ -258,7 +258,7 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
         if is_main():
             store.delete_scalars(strategy=strategy, stage=["labels", "train"], round=round_)
         if round_ == 1:
-            audio_emb = store.load_arrays("stage1/embeddings.npz")["audio"]
+            audio_emb = store.load_arrays("stage1/embeddings.npz", finite=True)["audio"]
         else:
             audio_emb = ctx.audio_embeddings(audio, "train")
         visual_emb = ctx.visual_embeddings(visual, "train")
@@ -282,7 +282,7 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
     barrier()  # the other ranks read rank 0's labels
     if resuming or not is_main():
         table = store.load_table(rel / "labels.parquet")
-        emb = store.load_arrays(rel / "embeddings.npz")
+        emb = store.load_arrays(rel / "embeddings.npz", finite=True)
         audio_emb, visual_emb = emb["audio"], emb["visual"]
 
     # 3. train both encoders with the strategy (Stage I's embeddings: the teacher of distill.teacher stage1)
@@ -321,7 +321,7 @@ def projections_step(run_dir: str | Path, strategies: str | list[str], rounds: i
             prev = None
             for r in range(1, rounds + 1):
                 rel = round_dir(run_dir, strategy, r).relative_to(Path(run_dir))
-                emb = store.load_arrays(rel / "embeddings.npz")
+                emb = store.load_arrays(rel / "embeddings.npz", finite=True)
                 frames = []
                 t0 = time.time()
                 for view in ("audio", "visual", "joint"):

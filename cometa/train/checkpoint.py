@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from cometa.runs import fault_point
+
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """torch.save to a temporary name in the same directory, then rename (never a half file)."""
@@ -17,6 +19,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         torch.save(state, tmp)
+        fault_point(f"write:{path}")
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -49,4 +52,5 @@ def write_progress(step_dir: str | Path, *, done: int, total: int, desc: str) ->
     path = Path(step_dir) / "progress.json"
     tmp = path.with_name(f"progress.json.tmp-{os.getpid()}")
     tmp.write_text(json.dumps({"done": done, "total": total, "desc": desc}))
+    fault_point(f"write:{path}")
     os.replace(tmp, path)
