@@ -19,11 +19,12 @@ def _run(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.data_root:
         overrides.append(f"corpus.root={args.data_root}")
+    strategies = args.strategies.split(",") if args.strategies else None
     if args.dry_run:
         from cometa.pipeline.dryrun import dry_run  # loads torch (to count FLOPs): only for --dry-run
 
-        return dry_run(args.preset, config_path=args.config, overrides=overrides)
-    strategies = args.strategies.split(",") if args.strategies else None
+        return dry_run(args.preset, config_path=args.config, overrides=overrides, strategies=strategies,
+                       rounds=args.rounds)
     common = dict(strategies=strategies, rounds=args.rounds, config_path=args.config, progress=not args.quiet,
                   jobs=args.jobs)
     if args.seeds is not None:

@@ -44,3 +44,12 @@ def test_dry_run_reports_each_fault_by_name(tmp_path):
     assert "list_test_hard2.txt" in out and "not found" in out
     assert wav.name in out and "unreadable" in out
     assert "nothing was trained" in out
+
+
+def test_dry_run_plans_what_the_run_would_with_its_shorthands():
+    """--strategies and --rounds reach the dry run's plan (they were ignored: the plan showed the preset's)."""
+    buf = io.StringIO()
+    assert dry_run("tiny", strategies=["lgl", "baseline"], rounds=1, file=buf) == 0
+    out = buf.getvalue()
+    assert "stage II: strategies lgl, baseline; 1 rounds" in out
+    assert "cometa " not in out.split("estimated compute")[1]  # no Co-Meta line in the compute estimate

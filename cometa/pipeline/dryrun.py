@@ -14,11 +14,12 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cometa.config import Config, load_config
+from cometa.config import Config
 from cometa.data.corpus import scan_corpus
 from cometa.data.synthetic import build_corpus
 from cometa.models.build import build_audio_model, build_visual_model
 from cometa.pipeline.plan import plan_steps
+from cometa.pipeline.run import resolve_config
 from cometa.pipeline.steps import corpus_root
 
 # passes of (forward + backward) per sample and model, relative to one forward
@@ -51,9 +52,11 @@ def estimate_compute(cfg: Config, n_train: int, n_test: int) -> dict[str, float]
     return out
 
 
-def dry_run(preset: str | None, *, config_path=None, overrides=None, file=None) -> int:
-    """Print the data check and the plan; return 1 when the data has faults, else 0."""
-    cfg = load_config(preset, path=config_path, overrides=overrides)
+def dry_run(preset: str | None, *, config_path=None, overrides=None, strategies: list[str] | None = None,
+            rounds: int | None = None, file=None) -> int:
+    """Print the data check and the plan of the run ``cometa run`` would make with the same arguments
+    (``strategies``/``rounds``: its shorthands); return 1 when the data has faults, else 0."""
+    cfg = resolve_config(preset, config_path=config_path, overrides=overrides, strategies=strategies, rounds=rounds)
     if cfg.corpus.kind == "synthetic" and not cfg.corpus.root:
         build_corpus(cfg.corpus.synthetic, progress=False)
     root = corpus_root(cfg)
