@@ -17,7 +17,8 @@ def test_dry_run_on_the_embedded_corpus(capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "train.utterances" in out and " 96" in out  # the tiny corpus: 24 speakers x 2 x 2
-    assert "plan: 10 steps" in out and "nothing was trained" in out
+    # corpus, Stage I, 3 strategies x 2 rounds, projections, analysis of Stage I and of each strategy, report
+    assert "plan: 14 steps" in out and "nothing was trained" in out
     assert "faults" not in out
 
 

@@ -59,6 +59,18 @@ NOTEBOOKS = {
         ("code", "run = cometa.open_run(run_dir)\nfor strategy in strategies.split(','):\n"
                  '    F.show(run.projection_scatter(strategy, rounds, color_by="true identity"))'),
     ],
+    "40_analysis.ipynb": [
+        ("md", "# Analysis\nAS-norm scoring and label-issue scores of every finished round (no training; see "
+               "`cometa.pipeline.analysis`)."),
+        ("params", 'run_dir = ""\nstrategies = "baseline"  # comma separated\nrounds = 2\n'
+                   f'stage1 = False  # AS-norm of Stage I\n{_THREADS}'),
+        ("code", "from cometa.pipeline import steps\nfrom cometa.pipeline.analysis import analysis_step\n\n"
+                 "steps.set_threads(threads)\nanalysis_step(run_dir, strategies, rounds, stage1=stage1)"),
+        ("code", "from cometa.runs import RunStore\n\n"
+                 "df = RunStore(run_dir).scalars(name=['label_issue_auroc', 'label_issue_ap', 'eer', 'eer_asnorm'],\n"
+                 "                               strategy=strategies.split(',') if strategies else None)\n"
+                 "df.pivot_table(index=['round', 'modality'], columns=['stage', 'name'], values='value')"),
+    ],
     "90_report.ipynb": [
         ("md", "# Report\nTable 1 and Table 2 of the paper, and the figures, from the run store."),
         ("params", 'run_dir = ""'),
