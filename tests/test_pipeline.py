@@ -52,9 +52,10 @@ def test_rerun_skips_complete_steps(uninterrupted):
 
 def test_sigkill_mid_round_then_resume_matches_uninterrupted(uninterrupted, tmp_path):
     run_dir = tmp_path / "killed"
+    # the same run as RESUME_ARGS (the same plan, so every step gets the same threads as the uninterrupted run)
     cmd = [sys.executable, "-m", "cometa", "run", "--preset", "tiny", "--run-dir", str(run_dir), "--quiet",
-           "--strategies", "cometa", "--rounds", "2", "--set", "stage2.epochs_per_round=2",
-           "--set", "projection.enabled=false"]
+           "--strategies", ",".join(RESUME_ARGS["strategies"]), "--rounds", str(RESUME_ARGS["rounds"]),
+           *(a for o in RESUME_ARGS["overrides"] for a in ("--set", o))]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
