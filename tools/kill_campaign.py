@@ -47,7 +47,8 @@ from cometa.runs import LOCK_FILE, is_temporary  # noqa: E402  (after the checko
 
 TIMING_NAMES = ("epoch_seconds", "projection_seconds")  # wall-clock scalars: not compared
 # in JSON records: wall-clock times, the corpus cache's path and the run id (the directory's name)
-TIMING_KEYS = {"seconds", "started_at", "finished_at", "build_seconds", "time", "root", "run"}
+# (``step_seconds``: Table 6's wall-clock seconds per training step, in report/tables.json)
+TIMING_KEYS = {"seconds", "started_at", "finished_at", "build_seconds", "time", "root", "run", "step_seconds"}
 KEY_COLUMNS = ["strategy", "stage", "round", "epoch", "step", "modality", "name"]
 # the writes a fault kill freezes (regex on fault_point's ``where``) and the largest n drawn for each
 FAULTS = {"checkpoint": (r"^write:.*\.pt$", 3), "npz": (r"^write:.*\.npz$", 3),
@@ -60,7 +61,9 @@ FAULT_STEPS = {"checkpoint": ("stage1", "/round_"), "npz": ("stage1", "/round_")
                "parquet": ("/round_", "projections"), "projection": ("projections",),
                "progress": ("stage1", "/round_"), "sqlite": ("stage1", "/round_", "projections"),
                "done-marker": ("",), "corpus": ("corpus",)}
-NOT_COMPARED = (".ipynb", ".svg", ".pdf", ".png", ".html")  # records of a step (times, paths inside): exist only
+# records of a step (times, paths inside): exist only; table6.md prints wall-clock seconds per step (its
+# numbers are compared through report/tables.json, without them)
+NOT_COMPARED = (".ipynb", ".svg", ".pdf", ".png", ".html", "table6.md")
 
 
 # ------------------------------------------------------------------------------------- processes
