@@ -6,13 +6,16 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import norm
-from torch import nn
 
 from cometa.config.sections import DLGLCConfig, LGLConfig
 from cometa.core.loss_gate import correct_labels, fit_loss_gmm, fixed_gate, gmm_gate
-from cometa.core.strategies import STRATEGIES, Batch, SpeakerClassifier, build_strategy
+from cometa.core.strategies import STRATEGIES, Batch, build_strategy
+from tests.test_strategies import D_IN as _D_IN_MODELS
+from tests.test_strategies import D as _D_MODELS
+from tests.test_strategies import K as _K_MODELS
+from tests.test_strategies import _models
 
-B, D_IN, D, K = 16, 5, 4, 3
+B, D_IN, D, K = 16, 5, 4, 3  # D_IN, D, K as tests/test_strategies.py, whose _models these tests use
 
 
 def test_fixed_gate_keeps_losses_at_or_below_the_gate():
@@ -83,13 +86,6 @@ def test_correct_labels_hand_case():
 
 
 # ------------------------------------------------------------------ the strategies' steps
-
-
-def _models(seed=0):
-    torch.manual_seed(seed)
-    audio = SpeakerClassifier(nn.Linear(D_IN, D), D, K, margin=0.2, scale=8.0).double()
-    visual = SpeakerClassifier(nn.Sequential(nn.Flatten(), nn.Linear(12, D)), D, K, margin=0.2, scale=8.0).double()
-    return audio, visual
 
 
 def _batch(seed=1):
@@ -183,3 +179,7 @@ def test_dlg_lc_gate_comes_from_the_gmm_of_last_epochs_losses_and_corrects_label
     again = build_strategy("dlg_lc", *_models(), lr=1.0, alpha=0.01, second_order=True, options=DLGLCConfig())
     again.load_state_dict(state)
     assert again.gates == s.gates and again.epochs_done == 1
+
+
+def test_the_shared_models_have_this_modules_sizes():
+    assert (_D_IN_MODELS, _D_MODELS, _K_MODELS) == (D_IN, D, K)
