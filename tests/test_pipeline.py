@@ -19,10 +19,12 @@ from cometa.runs import RunStore
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-# cometa only, 2 rounds of 2 epochs: a round long enough to be killed in the middle of
+# cometa only, 2 rounds of 2 epochs: a round long enough to be killed in the middle of; the report
+# without its SVG/PDF/PNG export (test_report.py tests that; each export starts a Chromium, ~20 s)
 RESUME_ARGS = dict(strategies=["cometa"], rounds=2, overrides=["stage2.epochs_per_round=2", "projection.enabled=false",
                                                               "evaluation.as_norm.enabled=false",
-                                                              "evaluation.label_issues.enabled=false"])
+                                                              "evaluation.label_issues.enabled=false",
+                                                              "report.static=false"])
 
 
 def _final_metrics(run_dir):
@@ -146,3 +148,6 @@ def test_report_tables_match_the_store(uninterrupted):
         stored = store.scalars(stage="eval/H", name="min_dcf_0.01", strategy=row["strategy"], round=row["round"],
                                modality=row["modality"])["value"].iloc[-1]
         assert row["H/min_dcf_0.01"] == pytest.approx(stored)
+    # report.static=false: tables and report.html, no exported figure (and so no Chromium started)
+    assert (report / "report.html").exists()
+    assert [p.name for p in report.iterdir() if p.suffix in (".svg", ".pdf", ".png")] == []

@@ -33,3 +33,12 @@ def test_analysis_settings_rerun_only_the_analysis():
     # adding strategies leaves the paper's three (and Stage I) where they were
     three = _hashes(strategies=("baseline", "coteaching_plus", "cometa"))
     assert all(three[n] == base[n] for n in three if "/round_" in n or n in ("corpus", "stage1"))
+
+
+def test_report_static_reaches_the_report_step_and_keys_nothing():
+    base, off = (resolve_config("demo", overrides=o) for o in ([], ["report.static=false"]))
+    report = {c.report.static: plan_steps(c, Path("/tmp/run"))[-1] for c in (base, off)}
+    assert report[True].name == report[False].name == "report"
+    assert report[True].parameters["static"] is True and report[False].parameters["static"] is False
+    # only a parameter of the report step (which reruns every time): no step's hash changes
+    assert _hashes(["report.static=false"]) == _hashes()

@@ -73,9 +73,9 @@ NOTEBOOKS = {
     ],
     "90_report.ipynb": [
         ("md", "# Report\nTable 1 and Table 2 of the paper, and the figures, from the run store."),
-        ("params", 'run_dir = ""'),
+        ("params", 'run_dir = ""\nstatic = True  # SVG/PDF/PNG of the figures too (config report.static)'),
         ("code", "from IPython.display import Markdown, display\n\nfrom cometa.results.report import write_report\n\n"
-                 "report_dir = write_report(run_dir)\n"
+                 "report_dir = write_report(run_dir, static=static)\n"
                  "display(Markdown((report_dir / 'table1.md').read_text()))\n"
                  "display(Markdown((report_dir / 'table2.md').read_text()))"),
     ],

@@ -34,6 +34,7 @@ from cometa.config.sections import (
     FeatureConfig,
     LRScheduleConfig,
     ProjectionConfig,
+    ReportConfig,
     ResNetConfig,
     Stage1Config,
     Stage2Config,
@@ -42,8 +43,8 @@ from cometa.config.sections import (
 
 __all__ = ["Config", "ConfigError", "load_config", "apply_overrides", "config_from_dict", "load_run_config",
            "parse_override", "PRESETS", "PRESET_DIR", "AugmentConfig", "ClusteringConfig", "CorpusConfig",
-           "EcapaConfig", "EvalConfig", "FeatureConfig", "LRScheduleConfig", "ProjectionConfig", "ResNetConfig",
-           "Stage1Config", "Stage2Config", "SyntheticConfig"]
+           "EcapaConfig", "EvalConfig", "FeatureConfig", "LRScheduleConfig", "ProjectionConfig", "ReportConfig",
+           "ResNetConfig", "Stage1Config", "Stage2Config", "SyntheticConfig"]
 
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESETS = ("tiny", "demo", "paper")
@@ -76,6 +77,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)  # AS-norm, label issues
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)  # the report step's static figures
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON serialisable)."""

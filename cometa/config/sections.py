@@ -227,6 +227,13 @@ class ProjectionConfig:
     n_epochs: int = bounded(0, ge=0)  # UMAP optimisation epochs (0 = umap's default: 500 below 10k points, else 200)
 
 
+@dataclass
+class ReportConfig:
+    # the figures as SVG/PDF/PNG besides report.html (kaleido starts a Chromium, ~20 s); false: the tables,
+    # tables.json and report.html with its interactive figures only (no browser needed)
+    static: bool = True
+
+
 # ---------------------------------------------------------------------------------------------
 # evaluation and training
 

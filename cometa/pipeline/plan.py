@@ -119,7 +119,7 @@ def plan_steps(cfg: Config, run_dir: Path) -> list[Step]:
             {"projection": d["projection"], "seed": cfg.seed},
             depends=[f"{s}/round_{r}" for s in strategies for r in range(1, cfg.stage2.rounds + 1)]))
     steps += analysis_steps(cfg, run_dir)
-    steps.append(report_step(run_dir, depends=[s.name for s in steps]))
+    steps.append(report_step(run_dir, depends=[s.name for s in steps], static=cfg.report.static))
     by_name: dict[str, Step] = {}
     for s in steps:
         s.inputs_hash = inputs_hash(s, [by_name[n].inputs_hash for n in s.depends])
@@ -147,9 +147,10 @@ def analysis_steps(cfg: Config, run_dir: Path) -> list[Step]:
     return steps if ev.as_norm.enabled else steps[1:]
 
 
-def report_step(run_dir: Path, *, depends: list[str] | None = None) -> Step:
-    """The report of a run (its last step, rerun every time) or of a study of several seeds."""
-    return Step("report", "90_report.ipynb", Path(run_dir) / "report", {"run_dir": str(run_dir)}, {},
+def report_step(run_dir: Path, *, depends: list[str] | None = None, static: bool = True) -> Step:
+    """The report of a run (its last step, rerun every time) or of a study of several seeds;
+    ``static``: export the figures as SVG/PDF/PNG too (config ``report.static``)."""
+    return Step("report", "90_report.ipynb", Path(run_dir) / "report", {"run_dir": str(run_dir), "static": static}, {},
                 depends=list(depends or []), always=True, threaded=False)
 
 

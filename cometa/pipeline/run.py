@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from cometa.config import Config, ConfigError, load_config
+from cometa.config import Config, ConfigError, load_config, load_run_config
 from cometa.config.sections import STRATEGY_NAMES
 from cometa.core.blas import apply_openblas_coretype
 from cometa.pipeline.plan import NOTEBOOK_DIR, Step, inputs_hash, notebook_parameters, plan_steps, report_step
@@ -310,6 +310,7 @@ def _run_seeds(preset: str | None, study_dir: Path, seeds: list[int], overrides:
         outcomes[int(seed)] = run_pipeline(preset, run_dir=seed_dir(study_dir, seed),
                                            overrides=[*(overrides or []), f"seed={int(seed)}"], **kwargs)
     if report:
-        execute_step(report_step(study_dir), progress=kwargs.get("progress", True),
+        static = load_run_config(seed_dir(study_dir, seeds[0]) / "config.yaml").report.static
+        execute_step(report_step(study_dir, static=static), progress=kwargs.get("progress", True),
                      log_output=kwargs.get("log_output", False))
     return outcomes
