@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -54,6 +55,14 @@ def test_rerun_skips_complete_steps(uninterrupted):
 
 def test_sigkill_mid_round_then_resume_matches_uninterrupted(uninterrupted, tmp_path):
     run_dir = tmp_path / "killed"
+    # the uninterrupted run with its last round (folder and rows) and report undone: the killed run redoes
+    # only round 2 (Stage I and round 1 are skipped as complete), which saves a Stage I and a round
+    shutil.copytree(uninterrupted, run_dir, ignore=shutil.ignore_patterns("report"))
+    shutil.rmtree(run_dir / "cometa" / "round_2")
+    con = sqlite3.connect(run_dir / "store.sqlite")
+    with con:
+        con.execute("DELETE FROM scalars WHERE strategy = 'cometa' AND round = 2")
+    con.close()
     # the same run as RESUME_ARGS (the same plan, so every step gets the same threads as the uninterrupted run)
     cmd = [sys.executable, "-m", "cometa", "run", "--preset", "tiny", "--run-dir", str(run_dir), "--quiet",
            "--strategies", ",".join(RESUME_ARGS["strategies"]), "--rounds", str(RESUME_ARGS["rounds"]),
