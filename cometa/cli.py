@@ -26,7 +26,7 @@ def _run(args: argparse.Namespace) -> int:
         return dry_run(args.preset, config_path=args.config, overrides=overrides, strategies=strategies,
                        rounds=args.rounds)
     common = dict(strategies=strategies, rounds=args.rounds, config_path=args.config, progress=not args.quiet,
-                  jobs=args.jobs)
+                  jobs=args.jobs, reuse=args.reuse_from)
     if args.seeds is not None:
         return _run_seeds(args, overrides, common)
     try:
@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=_parse_seeds, metavar="S,S,...",
                    help="run the study once per training seed into RUN_DIR/seed_<s>/ (the corpus stays fixed) "
                         "and write a combined report (mean ± std) into RUN_DIR/report/")
+    r.add_argument("--from", dest="reuse_from", metavar="RUN_DIR",
+                   help="start a new run from this run's finished corpus and Stage I where they match the "
+                        "settings (with --seeds: a study, seed by seed); only Stage II then runs")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(fn=_run)
     c = sub.add_parser("corpus", help="build the embedded corpus")

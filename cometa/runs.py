@@ -288,6 +288,11 @@ class RunStore:
         df = source.scalars(**filters)
         if strategy_as is not None:
             df["strategy"] = strategy_as
+        return self.insert_scalars(df)
+
+    def insert_scalars(self, df: pd.DataFrame) -> int:
+        """Insert rows as :meth:`scalars` returns them (another run's), keeping their times; ``run``
+        becomes this run's id. Returns how many rows were inserted."""
         records = [(self.run_id, r.strategy, r.stage, int(r.round), _int_or_none(r.epoch), _int_or_none(r.step),
                     r.modality, r.name, None if r.value is None or math.isnan(r.value) else float(r.value),
                     float(r.time)) for r in df.itertuples(index=False)]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 from cometa.config import apply_overrides, load_run_config
 from cometa.config.sections import STRATEGY_NAMES
 from cometa.pipeline.plan import inputs_hash, notebook_parameters, plan_steps
+from cometa.pipeline.reuse import copy_step
 from cometa.pipeline.run import (
     PipelineError,
     _prepare_step_dir,  # the orchestrator's own step set-up
@@ -42,24 +42,6 @@ from cometa.runs import RunStore, atomic_write
 __all__ = ["what_if", "default_out_dir", "WHAT_IF_FILE"]
 
 WHAT_IF_FILE = "what_if.json"
-_LINKED = (".pt", ".npz", ".parquet")  # large, and only ever replaced by a rename
-
-
-def _copy_step(src: Path, dst: Path) -> None:
-    """Copy a finished step's directory: large files hard-linked (copied across file systems)."""
-    def link_or_copy(a: str, b: str) -> None:
-        if a.endswith(_LINKED):
-            try:
-                os.link(a, b)
-                return
-            except OSError:
-                pass
-        shutil.copy2(a, b)
-
-    shutil.copytree(src, dst, copy_function=link_or_copy,
-                    ignore=shutil.ignore_patterns(".*.tmp-*", "*.tmp-*", "progress.json"))
-
-
 def _done_hash(step_dir: Path) -> str:
     try:
         return json.loads((step_dir / "done.json").read_text())["inputs_hash"]
@@ -132,7 +114,7 @@ def what_if(run_dir: str | os.PathLike, *, round_: int, out_dir: str | os.PathLi
                                   "choose a new out_dir")
     else:
         for name, dest in upstream:
-            _copy_step(src / name, out / dest)
+            copy_step(src / name, out / dest)
         store = RunStore(out, create=True)
         source = RunStore(src)
         store.copy_scalars(source, strategy=None)  # the corpus and Stage I

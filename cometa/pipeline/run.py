@@ -25,6 +25,7 @@ from cometa.config import Config, ConfigError, load_config, load_run_config
 from cometa.config.sections import STRATEGY_NAMES
 from cometa.core.blas import apply_openblas_coretype
 from cometa.pipeline.plan import NOTEBOOK_DIR, Step, inputs_hash, notebook_parameters, plan_steps, report_step
+from cometa.pipeline.reuse import reuse_upstream
 from cometa.pipeline.schedule import by_priority, chain_lengths, next_steps, step_threads
 from cometa.runs import RunStore, atomic_write, remove_temporaries, run_lock
 
@@ -145,6 +146,7 @@ def run_pipeline(
     log_output: bool = False,
     only: list[str] | None = None,
     jobs: int | None = None,
+    reuse: str | Path | None = None,
 ) -> dict[str, str]:
     """Run (or resume) the whole study. Returns each step's outcome: "ran", "skipped".
 
@@ -154,6 +156,8 @@ def run_pipeline(
     strategies, rounds : shorthands for ``stage2.strategies`` / ``stage2.rounds``.
     run_dir : where the run lives (default ``runs/<preset>``).
     only : run just these steps (by name) — their upstream steps must be complete.
+    reuse : another run whose finished corpus and Stage I (and Stage I's analysis) this new run starts
+        from where they match its settings (:func:`cometa.pipeline.reuse.reuse_upstream`; ``--from``).
     jobs : steps run at once (default ``cfg.jobs``). Independent steps (the strategies' rounds)
         then share the cores (``cfg.cores``, 0 = this machine's): each kernel gets ``cores // min(jobs,
         w)`` threads, ``w`` the steps that could run beside it in the plan
@@ -165,19 +169,32 @@ def run_pipeline(
     jobs = max(1, int(jobs if jobs is not None else cfg.jobs))
     run_dir = Path(run_dir or Path("runs") / cfg.preset).resolve()
     with run_lock(run_dir):  # one run per directory (RunLockedError names the live one), before any write
+        steps = plan_steps(cfg, run_dir)
+        if reuse is not None:  # before the store exists: it refuses a directory that holds another run
+            _reuse(reuse, run_dir, steps, progress=progress)
         store = RunStore(run_dir, create=True)  # RunFormatError for a run of another format, before any write
         remove_temporaries(run_dir)  # left by a killed run: nobody else writes here now
         # faiss-cpu's bundled OpenBLAS runs generic kernels on CPUs newer than it (issue 18): the kernels
         # started below (and their torchrun workers) inherit os.environ, so they get the matching core
         blas = apply_openblas_coretype()
         store.write_config(cfg.to_dict(), runtime={"openblas_coretype": asdict(blas)})
-        steps = plan_steps(cfg, run_dir)
         # from the whole plan, before ``only`` narrows it: a step's threads never depend on what else runs
         threads = step_threads({s.name: s.depends for s in steps}, jobs=jobs,
                                cores=cfg.cores or os.cpu_count() or 1)
         if only:
             steps = [s for s in steps if s.name in only]
         return _run_steps(steps, store, jobs=jobs, threads=threads, progress=progress, log_output=log_output)
+
+
+def _reuse(source: str | Path, run_dir: Path, steps: list[Step], *, progress: bool) -> None:
+    """``run_pipeline(reuse=...)``: bring the source's matching upstream steps over, and say what was."""
+    try:
+        outcome = reuse_upstream(source, run_dir, steps)
+    except ValueError as e:
+        raise PipelineError(str(e)) from None
+    if progress:
+        print(f"cometa: from {Path(source).resolve()}: " + ", ".join(f"{k} {v}" for k, v in outcome.items()),
+              flush=True)
 
 
 def _run_steps(steps: list[Step], store: RunStore, *, jobs: int, threads: dict[str, int], progress: bool,
@@ -284,7 +301,8 @@ def run_study(preset: str | None = "demo", *, study_dir: str | Path, seeds: list
     augmentations differ. ``study_dir/study.json`` lists the seeds; ``study_dir/report/`` gets Table
     1/2 and the figures as mean ± std over the seeds (:func:`cometa.results.report.write_report`,
     run through the report step's notebook, as a run's own report). Other keyword arguments go to
-    :func:`run_pipeline` for every seed.
+    :func:`run_pipeline` for every seed; ``reuse`` may name another study, whose ``seed_<s>`` run
+    each seed then starts from.
     """
     if not seeds:
         raise ValueError("run_study needs at least one seed")
@@ -305,9 +323,11 @@ def _run_seeds(preset: str | None, study_dir: Path, seeds: list[int], overrides:
                                    "overrides": list(overrides or []),
                                    "runs": [seed_dir(study_dir, x).name for x in seeds]}, indent=2))
     outcomes = {}
+    reuse = kwargs.pop("reuse", None)  # another study: each seed starts from the same seed's run
     for i, seed in enumerate(seeds, 1):
         print(f"cometa: seed {seed} ({i} of {len(seeds)}) -> {seed_dir(study_dir, seed)}", flush=True)
-        outcomes[int(seed)] = run_pipeline(preset, run_dir=seed_dir(study_dir, seed),
+        source = seed_dir(Path(reuse), seed) if reuse and (Path(reuse) / STUDY_FILE).exists() else reuse
+        outcomes[int(seed)] = run_pipeline(preset, run_dir=seed_dir(study_dir, seed), reuse=source,
                                            overrides=[*(overrides or []), f"seed={int(seed)}"], **kwargs)
     if report:
         static = load_run_config(seed_dir(study_dir, seeds[0]) / "config.yaml").report.static
