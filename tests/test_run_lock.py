@@ -54,6 +54,20 @@ def test_second_run_on_a_held_directory_is_refused_and_writes_nothing(tmp_path, 
         proc.wait()
 
 
+def test_a_what_if_into_a_held_directory_is_refused_and_writes_nothing(tiny_run, tmp_path):
+    from cometa.pipeline.rerun import what_if
+
+    out = tmp_path / "whatif"
+    proc = _holder(out)
+    try:
+        with pytest.raises(RunLockedError, match=f"pid {proc.pid}"):
+            what_if(tiny_run, round_=1, out_dir=out, overrides=["stage2.tau=0.3"], strategy="cometa")
+        assert [p.name for p in out.iterdir()] == [LOCK_FILE]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_a_crashed_holder_leaves_no_stale_lock(tmp_path):
     run_dir = tmp_path / "run"
     proc = _holder(run_dir)

@@ -37,7 +37,7 @@ from cometa.pipeline.run import (
     _prepare_step_dir,  # the orchestrator's own step set-up
     execute_step,
 )
-from cometa.runs import RunStore, atomic_write
+from cometa.runs import LOCK_FILE, RunStore, atomic_write, run_lock
 
 __all__ = ["what_if", "default_out_dir", "WHAT_IF_FILE"]
 
@@ -103,8 +103,16 @@ def what_if(run_dir: str | os.PathLike, *, round_: int, out_dir: str | os.PathLi
     upstream += [(f"{strategy}/round_{r}", f"{target}/round_{r}") for r in range(1, round_)]
     for name, _ in upstream:
         _done_hash(src / name)  # fail before writing anything
+    with run_lock(out):  # one writer per directory, as for cometa run (RunLockedError names the other)
+        return _rerun_round(src, out, cfg, spec, upstream, strategy=strategy, target=target, round_=round_,
+                            threads=threads, progress=progress)
+
+
+def _rerun_round(src: Path, out: Path, cfg, spec: dict, upstream: list[tuple[str, str]], *, strategy: str,
+                 target: str, round_: int, threads: int, progress: bool) -> Path:
+    """:func:`what_if`'s work, while it holds ``out``: copy the upstream steps (once), run the round."""
     record = out / WHAT_IF_FILE
-    if out.exists() and any(out.iterdir()):
+    if any(p.name != LOCK_FILE for p in out.iterdir()):
         try:
             previous = json.loads(record.read_text())
         except (OSError, ValueError):
