@@ -39,7 +39,7 @@ import yaml
 
 __all__ = ["RunStore", "COLUMNS", "git_sha", "list_runs", "study_runs", "atomic_write", "recorded_corpus_root",
            "RUN_FORMAT", "RunFormatError", "RunLockedError", "LOCK_FILE", "run_lock", "lock_holder", "fault_point",
-           "is_temporary", "remove_temporaries"]
+           "is_temporary", "remove_temporaries", "done_hash"]
 
 # The version of the run directory's layout and its store's schema, kept in the store (SQLite's
 # ``user_version``). Bump it when a run written by one cometa can no longer be read or resumed by
@@ -399,11 +399,15 @@ class RunStore:
     def is_done(self, step_dir: str | Path, *, inputs_hash: str) -> bool:
         """True when the step's done-marker exists and records the same input hash."""
         step_dir = Path(step_dir)
-        done = step_dir / "done.json" if step_dir.is_absolute() else self.run_dir / step_dir / "done.json"
-        try:
-            return json.loads(done.read_text()).get("inputs_hash") == inputs_hash
-        except (OSError, ValueError):
-            return False
+        return done_hash(step_dir if step_dir.is_absolute() else self.run_dir / step_dir) == inputs_hash
+
+
+def done_hash(step_dir: str | Path) -> str | None:
+    """The input hash a finished step recorded in its ``done.json``; None when it has none (not finished)."""
+    try:
+        return json.loads((Path(step_dir) / "done.json").read_text())["inputs_hash"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class _Closing:

@@ -37,16 +37,16 @@ from cometa.pipeline.run import (
     _prepare_step_dir,  # the orchestrator's own step set-up
     execute_step,
 )
-from cometa.runs import LOCK_FILE, RunStore, atomic_write, run_lock
+from cometa.runs import LOCK_FILE, RunStore, atomic_write, done_hash, run_lock
 
 __all__ = ["what_if", "default_out_dir", "WHAT_IF_FILE"]
 
 WHAT_IF_FILE = "what_if.json"
 def _done_hash(step_dir: Path) -> str:
-    try:
-        return json.loads((step_dir / "done.json").read_text())["inputs_hash"]
-    except (OSError, ValueError, KeyError):
-        raise PipelineError(f"{step_dir} is not a finished step (no done.json): finish the source run first") from None
+    h = done_hash(step_dir)
+    if h is None:
+        raise PipelineError(f"{step_dir} is not a finished step (no done.json): finish the source run first")
+    return h
 
 
 def default_out_dir(run_dir: str | os.PathLike, *, round_: int, overrides: Sequence[str] | dict = (),

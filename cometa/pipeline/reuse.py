@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from cometa.pipeline.plan import Step
-from cometa.runs import RunStore, atomic_write
+from cometa.runs import RunStore, atomic_write, done_hash
 
 __all__ = ["REUSED_FILE", "UPSTREAM", "copy_step", "reuse_upstream"]
 
@@ -43,13 +43,6 @@ def copy_step(src: Path, dst: Path) -> None:
 
     shutil.copytree(src, dst, copy_function=link_or_copy,
                     ignore=shutil.ignore_patterns(".*.tmp-*", "*.tmp-*", "progress.json"))
-
-
-def _done_hash(step_dir: Path) -> str | None:
-    try:
-        return json.loads((step_dir / "done.json").read_text())["inputs_hash"]
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def reuse_upstream(source: str | os.PathLike, run_dir: Path, steps: list[Step]) -> dict[str, str]:
@@ -78,7 +71,7 @@ def reuse_upstream(source: str | os.PathLike, run_dir: Path, steps: list[Step]) 
     for name in UPSTREAM:
         if name not in planned:
             continue
-        have = _done_hash(src / name)
+        have = done_hash(src / name)
         if have is None:
             outcome[name] = "not finished in the source"
         elif have != planned[name].inputs_hash:
