@@ -102,8 +102,12 @@ def execute_step(step: Step, *, progress: bool = True, log_output: bool = False,
                             parameters=parameters if parameters is not None else notebook_parameters(step, 0),
                             kernel_name=kernel, progress_bar=False, log_output=log_output,
                             cwd=str(NOTEBOOK_DIR),
-                            # the kernel listens on 127.0.0.1 only; silence its plain-TCP warning
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                            # the kernel's own log, not the notebook's output or errors (those come back
+                            # through papermill): its plain-TCP warning (it listens on 127.0.0.1 only) and
+                            # the "KeyboardInterrupt caught in kernel" it logs as an error when jupyter_client's
+                            # SIGINT, sent to every kernel before its shutdown request, finds it still
+                            # finishing its last message
+                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except Exception as exc:  # papermill raises PapermillExecutionError with ename/evalue
         raise _notebook_failure(nb_out, step, exc) from None
     finally:
