@@ -27,6 +27,8 @@ from tools.screenshot_dashboard import free_port as _free_port
 from tools.screenshot_dashboard import serve as start_server
 from tools.screenshot_dashboard import stop as stop_server
 
+pytestmark = pytest.mark.slow  # the dashboard served and driven in Chromium
+
 ROOT = Path(__file__).resolve().parents[1]
 TABS = {  # tab -> text a plot title shows once the tab rendered
     "Label quality": "purity per round",

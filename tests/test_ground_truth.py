@@ -14,6 +14,8 @@ from cometa.config import load_config
 from cometa.pipeline import steps
 from cometa.runs import RunStore
 
+pytestmark = pytest.mark.slow  # Stage I and a round trained twice
+
 STRATEGIES = ("baseline", "coteaching_plus", "cometa", "lgl", "dlg_lc")
 
 

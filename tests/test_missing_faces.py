@@ -10,6 +10,8 @@ from cometa.data.synthetic import build_corpus
 from cometa.pipeline import steps
 from cometa.runs import RunStore
 
+pytestmark = pytest.mark.slow  # a corpus with missing faces through every round
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

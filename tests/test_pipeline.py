@@ -1,6 +1,7 @@
 """The tiny study end to end through papermill: resume after SIGKILL, failing notebooks, reruns.
 
-These tests share two tiny runs (module-scoped) to keep the suite fast.
+These tests share one tiny run (module-scoped), which starts from the session's tiny run's corpus and
+Stage I (``--from``), to keep the suite fast.
 """
 import json
 import os
@@ -36,10 +37,13 @@ def _final_metrics(run_dir):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def uninterrupted(tiny_run, tmp_path_factory):
+    # the session's tiny run has the same corpus and Stage I (RESUME_ARGS changes neither): start from them
     run_dir = tmp_path_factory.mktemp("pipe") / "straight"
-    outcome = run_pipeline("tiny", run_dir=run_dir, progress=False, **RESUME_ARGS)
-    assert set(outcome.values()) == {"ran"}
+    outcome = run_pipeline("tiny", run_dir=run_dir, progress=False, reuse=tiny_run, **RESUME_ARGS)
+    assert outcome == {"corpus": "skipped", "stage1": "skipped", "cometa/round_1": "ran", "cometa/round_2": "ran",
+                       "report": "ran"}, outcome
+    assert json.loads((run_dir / "reused.json").read_text())["steps"] == {"corpus": "reused", "stage1": "reused"}
     return run_dir
 
 

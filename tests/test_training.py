@@ -7,6 +7,8 @@ from cometa.config import load_config
 from cometa.pipeline import steps
 from cometa.runs import RunStore
 
+pytestmark = pytest.mark.slow  # Stage I and rounds trained, interrupted and resumed
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):

@@ -323,6 +323,7 @@ def _train_rows(run, strategy, name, **filters):
     return RunStore(run).scalars(strategy=strategy, stage="train", name=name, **filters)
 
 
+@pytest.mark.slow
 def test_tiny_adapters_with_stage1_teacher_keep_stage1_and_freeze_the_visual_from_round_2(tiny_run, tmp_path):
     """Adapter-only Stage II (Co-Meta, two rounds) with the Stage I teacher: the audio encoder stays
     Stage I's to the last buffer, the visual one is frozen after round 1 but for its adapters; the
@@ -365,6 +366,7 @@ def test_tiny_adapters_with_stage1_teacher_keep_stage1_and_freeze_the_visual_fro
     assert len(ablation_table(tiny_run, [run])) == len(rows)
 
 
+@pytest.mark.slow
 def test_tiny_query_attention_pooling_with_a_peer_teacher(tiny_run, tmp_path):
     """query_attention trains its own Stage I (one epoch here), then a co-teaching+ round with the
     cross-modal (peer) teacher logs loss_distill for both models."""
