@@ -42,3 +42,15 @@ def test_report_static_reaches_the_report_step_and_keys_nothing():
     assert report[True].parameters["static"] is True and report[False].parameters["static"] is False
     # only a parameter of the report step (which reruns every time): no step's hash changes
     assert _hashes(["report.static=false"]) == _hashes()
+
+
+def test_lr_scope_stage_keys_every_round_and_makes_rounds_key_them():
+    """lr_scope: stage changes every round's schedule (never Stage I's), and its length is rounds ·
+    epochs_per_round, so ``rounds`` keys the rounds too; at the default (round) it keys none of them,
+    so a run extended with --rounds keeps its finished rounds."""
+    base, stage = _hashes(), _hashes(["stage2.lr_scope=stage"])
+    assert stage["corpus"] == base["corpus"] and stage["stage1"] == base["stage1"]
+    assert all(stage[n] != base[n] for n in base if "/round_" in n)
+    four = _hashes(["stage2.lr_scope=stage", "stage2.rounds=4"])
+    assert four["cometa/round_1"] != stage["cometa/round_1"]
+    assert _hashes(["stage2.rounds=4"])["cometa/round_1"] == base["cometa/round_1"]

@@ -154,3 +154,26 @@ def test_lr_schedule_exponential_and_constant():
     for bad in (dict(kind="step"), dict(final_ratio=0.0), dict(final_ratio=1.5)):
         with pytest.raises(ValueError):
             lr_schedule(1e-3, epochs=2, steps_per_epoch=2, **bad)
+
+
+def test_stage2_lr_scope_round_restarts_and_stage_slices_one_schedule():
+    """stage2.lr_scope: ``round`` repeats one round's schedule; ``stage`` cuts one schedule over all
+    rounds · epochs_per_round epochs into the rounds' slices (against the formula, written out)."""
+    from cometa.config.sections import LRScheduleConfig, Stage2Config
+    from cometa.train.stage2 import round_lr_schedule
+
+    s2 = Stage2Config(rounds=3, epochs_per_round=2, beta=0.1,
+                      lr_schedule=LRScheduleConfig(kind="cosine", warmup_epochs=1.0, final_ratio=0.1))
+    spe, r = 4, 0.1
+    per_round = [round_lr_schedule(s2, k, spe) for k in (1, 2, 3)]
+    t = np.arange(8)  # one round: 4 warm-up steps, then the cosine over steps 4..7
+    one_round = np.where(t < 4, 0.1 * (t + 1) / 4, 0.1 * (r + (1 - r) * 0.5 * (1 + np.cos(np.pi * (t - 4) / 3))))
+    for lrs in per_round:
+        np.testing.assert_allclose(lrs, one_round, rtol=0, atol=1e-15)
+    s2.lr_scope = "stage"
+    per_round = [round_lr_schedule(s2, k, spe) for k in (1, 2, 3)]
+    assert [len(x) for x in per_round] == [8, 8, 8]
+    t = np.arange(24)  # the stage: 4 warm-up steps, then one cosine over steps 4..23
+    stage = np.where(t < 4, 0.1 * (t + 1) / 4, 0.1 * (r + (1 - r) * 0.5 * (1 + np.cos(np.pi * (t - 4) / 19))))
+    np.testing.assert_allclose(np.concatenate(per_round), stage, rtol=0, atol=1e-15)
+    assert per_round[1][0] < 0.1 and per_round[2][-1] == pytest.approx(0.1 * r)  # no second warm-up; one decay

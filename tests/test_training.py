@@ -66,6 +66,41 @@ def test_round_resumed_equals_uninterrupted(run_dir, tmp_path):
     assert sel["epoch"].tolist() == [1, 2] and sel["value"].tolist() == pytest.approx([1.0, 0.98])
 
 
+def test_lr_scope_round_and_stage_reach_the_optimiser(run_dir, tmp_path):
+    """The rate Adam holds after each epoch (the ``lr`` row: the epoch's last step) is the schedule's:
+    round scope restarts it every round, stage scope runs one schedule over both rounds."""
+    import shutil
+
+    import yaml
+
+    from cometa.core.schedules import lr_schedule
+
+    if not (run_dir / "stage1" / "model.pt").exists():
+        steps.stage1_step(run_dir, progress=False)
+    got = {}
+    for scope in ("round", "stage"):
+        run = tmp_path / scope
+        shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("baseline", "cometa", "coteaching_plus"))
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        cfg["stage2"]["lr_scope"] = scope
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        for r in (1, 2):
+            steps.round_step(run, "baseline", r, progress=False)
+        rows = RunStore(run).scalars(strategy="baseline", stage="train", name="lr")
+        got[scope] = rows.sort_values("epoch")["value"].to_numpy()
+    s2 = load_config("tiny", overrides=["stage2.epochs_per_round=2"]).stage2
+    per_step = RunStore(run).scalars(stage="train", name="disagreement_frac").dropna(subset=["step"])
+    spe = int((per_step["epoch"] == 1).sum())  # steps per epoch: one disagreement row per step (and one per epoch)
+    kw = dict(steps_per_epoch=spe, kind=s2.lr_schedule.kind, warmup_epochs=s2.lr_schedule.warmup_epochs,
+              final_ratio=s2.lr_schedule.final_ratio)
+    one_round = lr_schedule(s2.beta, epochs=2, **kw)
+    whole = lr_schedule(s2.beta, epochs=4, **kw)
+    last = np.arange(1, 5) * spe - 1  # the last step of each epoch, counted over the stage
+    np.testing.assert_allclose(got["round"], one_round[[spe - 1, 2 * spe - 1] * 2], rtol=1e-12)
+    np.testing.assert_allclose(got["stage"], whole[last], rtol=1e-12)
+    assert got["stage"][-1] == pytest.approx(s2.beta * s2.lr_schedule.final_ratio) and got["round"][2] > got["stage"][2]
+
+
 def test_heads_start_at_cluster_means_except_round_1_visual():
     from torch import nn
 

@@ -34,7 +34,7 @@ from cometa.config.bounds import bounded
 __all__ = ["SyntheticConfig", "CorpusConfig", "FeatureConfig", "AugmentConfig", "EcapaConfig", "ResNetConfig",
            "ClusteringConfig", "LRScheduleConfig", "ProjectionConfig", "EvalConfig", "Stage1Config", "Stage2Config",
            "LGLConfig", "DLGLCConfig", "AsNormConfig", "LabelIssueConfig", "EvaluationConfig", "STRATEGY_OPTIONS",
-           "PAPER_STRATEGIES", "AdapterConfig", "DistillConfig", "MISSING_FACES_POLICIES", "LR_KINDS",
+           "PAPER_STRATEGIES", "AdapterConfig", "DistillConfig", "MISSING_FACES_POLICIES", "LR_KINDS", "LR_SCOPES",
            "STRATEGY_NAMES", "POOLINGS", "STAGE2_TRAIN", "DISTILL_TEACHERS", "split_shape", "check_stage2_options"]
 
 MISSING_FACES_POLICIES = ("exclude", "audio_only", "error")
@@ -46,6 +46,7 @@ STRATEGY_OPTIONS = ("lgl", "dlg_lc")
 LR_KINDS = ("constant", "cosine", "exponential")
 # the audio encoder's pooling (its classes: the registry of cometa.models.encoders.pooling)
 POOLINGS = ("asp", "query_attention")
+LR_SCOPES = ("round", "stage")  # what Stage II's learning-rate schedule spans (Stage2Config.lr_scope)
 STAGE2_TRAIN = ("full", "adapters")  # what Stage II trains (cometa.models.adapters)
 DISTILL_TEACHERS = ("none", "stage1", "peer")  # the frozen teacher of stage2.distill (cometa.core.distill)
 
@@ -337,9 +338,12 @@ class Stage2Config:
     second_order: bool = True  # differentiate through the inner step (False = first-order MAML)
     margin: float = bounded(0.2, ge=0, lt=1.5707963)  # AAM-softmax, radians
     scale: float = bounded(32.0, gt=0)
-    # schedule of the outer (Adam, β) rate within each round: the heads and Adam start afresh with
-    # each relabelling, so every round warms up and decays again
+    # schedule of the outer (Adam, β) rate
     lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
+    # round: the schedule spans one round and restarts with every relabelling, as the heads and Adam
+    # do | stage: one schedule over all rounds · epochs_per_round epochs (one warm-up, one decay, as
+    # wespeaker schedules a whole training); each round trains on its slice of it
+    lr_scope: str = bounded("round", choices=LR_SCOPES)
     # full: every parameter trains | adapters: only the adapters and the AAM heads (the audio encoder
     # stays Stage I's; the visual one trains fully in round 1 and is frozen from round 2 on)
     train: str = bounded("full", choices=STAGE2_TRAIN)

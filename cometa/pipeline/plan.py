@@ -73,12 +73,17 @@ def _encoder_sections(d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
 
 
 def _stage2_section(d: dict[str, Any]) -> dict[str, Any]:
-    """The stage2 keys a round reads: ``train`` only when not ``full``, ``distill`` only with a teacher."""
+    """The stage2 keys a round reads: ``train`` only when not ``full``, ``distill`` only with a teacher,
+    ``lr_scope`` only when not ``round`` (and then ``rounds`` too)."""
     out = {k: v for k, v in d["stage2"].items() if k not in STAGE2_FIELDS_NOT_AFFECTING_ROUNDS}
     if out.get("train") == "full":
         del out["train"]
     if out.get("distill", {}).get("teacher") == "none":
         del out["distill"]
+    if out.get("lr_scope") == "round":
+        del out["lr_scope"]
+    elif "lr_scope" in out:  # one schedule over the whole stage: its length, so every round's slice, reads rounds
+        out["rounds"] = d["stage2"]["rounds"]
     return out
 
 

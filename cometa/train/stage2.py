@@ -40,8 +40,8 @@ from cometa.models.augment import AudioAugmenter, build_eval_transform, build_vi
 from cometa.models.distributed import broadcast_module, is_main, param_divergence, shard_batches, world_size
 from cometa.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_progress
 
-__all__ = ["Stage2Config", "RoundSamples", "round_samples", "start_heads", "set_trainable", "distillation",
-           "train_round"]
+__all__ = ["Stage2Config", "RoundSamples", "round_samples", "round_lr_schedule", "start_heads", "set_trainable",
+           "distillation", "train_round"]
 
 
 @dataclass
@@ -220,6 +220,21 @@ def _share_buffers(audio: SpeakerClassifier, visual: SpeakerClassifier) -> float
     return max(param_divergence(audio), param_divergence(visual))
 
 
+def round_lr_schedule(s2: Stage2Config, round_: int, steps_per_epoch: int) -> np.ndarray:
+    """(epochs_per_round · steps_per_epoch,) outer rate (β, lines 10-11) of every step of the round.
+
+    ``lr_scope: round``: ``lr_schedule`` over the round's epochs, the same in every round (it
+    restarts with the relabelling, as the heads and Adam do). ``stage``: round r's slice of one
+    schedule over all ``rounds · epochs_per_round`` epochs (one warm-up, one decay).
+    """
+    sched, n = s2.lr_schedule, s2.epochs_per_round * steps_per_epoch
+    stage = s2.lr_scope == "stage"
+    lrs = lr_schedule(s2.beta, epochs=s2.epochs_per_round * (s2.rounds if stage else 1),
+                      steps_per_epoch=steps_per_epoch, kind=sched.kind, warmup_epochs=sched.warmup_epochs,
+                      final_ratio=sched.final_ratio)
+    return lrs[(round_ - 1) * n:round_ * n] if stage else lrs
+
+
 def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, visual_model: nn.Module,
                 table: pd.DataFrame, audio_bank, frame_bank, *, audio_emb: np.ndarray, visual_emb: np.ndarray,
                 store, out_dir: str | Path, device: torch.device, progress: bool = True,
@@ -252,9 +267,7 @@ def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, vi
     ds = _paired_samples(cfg, audio_bank, frame_bank, samples)
     last_epoch = first_epoch + s2.epochs_per_round - 1
     steps_per_epoch = len(shard_batches(epoch_batches(len(ds), s2.batch_size, (cfg.seed, 10_000 + first_epoch))))
-    sched = s2.lr_schedule
-    lrs = lr_schedule(s2.beta, epochs=s2.epochs_per_round, steps_per_epoch=steps_per_epoch, kind=sched.kind,
-                      warmup_epochs=sched.warmup_epochs, final_ratio=sched.final_ratio)
+    lrs = round_lr_schedule(s2, round_, steps_per_epoch)
     for epoch in range(start, last_epoch + 1):
         # line 13 runs after each epoch: epoch e trains with λ(e - 1), epoch 1 with λ = 1
         lam = keep_ratio_in_epoch(epoch, tau=s2.tau, e_k=s2.e_k)
