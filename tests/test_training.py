@@ -89,7 +89,8 @@ def test_lr_scope_round_and_stage_reach_the_optimiser(run_dir, tmp_path):
         rows = RunStore(run).scalars(strategy="baseline", stage="train", name="lr")
         got[scope] = rows.sort_values("epoch")["value"].to_numpy()
     s2 = load_config("tiny", overrides=["stage2.epochs_per_round=2"]).stage2
-    per_step = RunStore(run).scalars(stage="train", name="disagreement_frac").dropna(subset=["step"])
+    per_step = RunStore(run).scalars(strategy="baseline", stage="train", name="disagreement_frac")
+    per_step = per_step.dropna(subset=["step"])
     spe = int((per_step["epoch"] == 1).sum())  # steps per epoch: one disagreement row per step (and one per epoch)
     kw = dict(steps_per_epoch=spe, kind=s2.lr_schedule.kind, warmup_epochs=s2.lr_schedule.warmup_epochs,
               final_ratio=s2.lr_schedule.final_ratio)
