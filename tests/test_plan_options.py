@@ -54,3 +54,14 @@ def test_lr_scope_stage_keys_every_round_and_makes_rounds_key_them():
     four = _hashes(["stage2.lr_scope=stage", "stage2.rounds=4"])
     assert four["cometa/round_1"] != stage["cometa/round_1"]
     assert _hashes(["stage2.rounds=4"])["cometa/round_1"] == base["cometa/round_1"]
+
+
+def test_optimizer_scope_stage_keys_every_round_and_round_keys_none():
+    """optimizer_scope: stage changes what every round trains from (round 1 must also save its
+    moments), never the corpus or Stage I; at the default (round) no hash changes, so runs made
+    before the option existed stay complete, and ``rounds`` keys no round under either scope."""
+    base, stage = _hashes(), _hashes(["stage2.optimizer_scope=stage"])
+    assert _hashes(["stage2.optimizer_scope=round"]) == base
+    assert stage["corpus"] == base["corpus"] and stage["stage1"] == base["stage1"]
+    assert all(stage[n] != base[n] for n in base if "/round_" in n)
+    assert _hashes(["stage2.optimizer_scope=stage", "stage2.rounds=4"])["cometa/round_3"] == stage["cometa/round_3"]

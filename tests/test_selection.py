@@ -177,3 +177,55 @@ def test_stage2_lr_scope_round_restarts_and_stage_slices_one_schedule():
     stage = np.where(t < 4, 0.1 * (t + 1) / 4, 0.1 * (r + (1 - r) * 0.5 * (1 + np.cos(np.pi * (t - 4) / 19))))
     np.testing.assert_allclose(np.concatenate(per_round), stage, rtol=0, atol=1e-15)
     assert per_round[1][0] < 0.1 and per_round[2][-1] == pytest.approx(0.1 * r)  # no second warm-up; one decay
+
+
+def _adam_update(p0, g, m0, v0, t0, lr, b1=0.9, b2=0.999, eps=1e-8):
+    """One Adam step written out (Kingma & Ba, Algorithm 1) from moments m0, v0 after t0 steps."""
+    m, v, t = b1 * m0 + (1 - b1) * g, b2 * v0 + (1 - b2) * g * g, t0 + 1
+    return p0 - lr * (m / (1 - b1 ** t)) / (torch.sqrt(v / (1 - b2 ** t)) + eps)
+
+
+def test_optimizer_scope_stage_carries_the_encoders_adam_moments_not_the_heads():
+    """stage2.optimizer_scope: stage: the next round's Adam continues the encoder's moments and step
+    count (its first update is Adam's step t0 + 1 from them, against the formula written out), while
+    the new head starts empty (step 1: a step of ~lr along -sign(g))."""
+    from torch import nn
+
+    from cometa.core.strategies import SpeakerClassifier
+    from cometa.train.stage2 import adam_moments, carry_moments
+
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Linear(5, 4))
+    x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+    old = SpeakerClassifier(encoder, 4, 3, margin=0.2, scale=30)
+    opt = torch.optim.Adam(old.parameters(), lr=0.01)
+    for _ in range(3):  # round r: three steps
+        opt.zero_grad()
+        old(x, y)[1].mean().backward()
+        opt.step()
+    moments = adam_moments(old, opt)
+    assert set(moments) == {"encoder.0.weight", "encoder.0.bias"}  # the head's are not carried
+    assert all(float(s["step"]) == 3 for s in moments.values())
+
+    new = SpeakerClassifier(encoder, 4, 3, margin=0.2, scale=30)  # round r + 1: same encoder, new head
+    opt2 = torch.optim.Adam(new.parameters(), lr=0.01)
+    assert carry_moments(new, opt2, moments) == 5 * 4 + 4  # parameter values carried
+    before = {n: p.detach().clone() for n, p in new.named_parameters()}
+    opt2.zero_grad()
+    new(x, y)[1].mean().backward()
+    grads = {n: p.grad.detach().clone() for n, p in new.named_parameters()}
+    opt2.step()
+    for name, p in new.named_parameters():
+        if name.startswith("encoder."):
+            s = moments[name]
+            want = _adam_update(before[name], grads[name], s["exp_avg"], s["exp_avg_sq"], 3, 0.01)
+        else:  # the head: Adam's first step from zero moments
+            want = _adam_update(before[name], grads[name], 0.0, 0.0, 0, 0.01)
+        torch.testing.assert_close(p.detach(), want, rtol=1e-5, atol=1e-7)
+    assert float(opt2.state[new.encoder[0].weight]["step"]) == 4 and float(opt2.state[new.head.weight]["step"]) == 1
+    # the saved moments are copies: stepping the new optimiser left them as they were
+    assert float(moments["encoder.0.weight"]["step"]) == 3
+
+    wrong = {"encoder.0.weight": {k: v[:2] if v.ndim else v for k, v in moments["encoder.0.weight"].items()}}
+    with pytest.raises(ValueError, match=r"encoder\.0\.weight: shape \(2, 5\)"):
+        carry_moments(new, torch.optim.Adam(new.parameters()), wrong)

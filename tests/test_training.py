@@ -102,6 +102,61 @@ def test_lr_scope_round_and_stage_reach_the_optimiser(run_dir, tmp_path):
     assert got["stage"][-1] == pytest.approx(s2.beta * s2.lr_schedule.final_ratio) and got["round"][2] > got["stage"][2]
 
 
+def test_optimizer_scope_stage_continues_the_encoders_adam_into_the_next_round(run_dir, tmp_path):
+    """With optimizer_scope: stage, round 1's checkpoint holds its encoders' Adam state (what round 1's
+    own last epoch state holds, by name), and round 2's Adam continues it: after round 2's first epoch
+    an encoder parameter has taken 3 epochs of steps, the new head one epoch's."""
+    import shutil
+
+    import yaml
+
+    if not (run_dir / "stage1" / "model.pt").exists():
+        steps.stage1_step(run_dir, progress=False)
+    run = tmp_path / "carry"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("baseline", "cometa", "coteaching_plus"))
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["stage2"]["optimizer_scope"] = "stage"
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    steps.round_step(run, "baseline", 1, progress=False)
+    r1 = run / "baseline" / "round_1"
+    moments = torch.load(r1 / "checkpoint.pt", weights_only=True)["moments"]
+    state = torch.load(r1 / "train_state.pt", weights_only=True)
+    for key in ("audio", "visual"):
+        params = [n for n, _ in _named(run, key)]  # the optimiser's order (every parameter trains)
+        opt = state["strategy"][f"opt_{key}"]["state"]
+        assert set(moments[key]) == {n for n in params if not n.startswith("head.")}
+        for i, name in enumerate(params):
+            if not name.startswith("head."):
+                assert torch.equal(moments[key][name]["exp_avg_sq"], opt[i]["exp_avg_sq"].cpu()), name
+    spe = int(float(state["strategy"]["opt_audio"]["state"][0]["step"])) // 2  # round 1: two epochs
+    steps.round_step(run, "baseline", 2, progress=False, stop_after_epoch=3)  # round 2's first epoch (epoch 3)
+    after = torch.load(run / "baseline" / "round_2" / "train_state.pt", weights_only=True)
+    for key in ("audio", "visual"):
+        names = [n for n, _ in _named(run, key)]
+        opt = after["strategy"][f"opt_{key}"]["state"]
+        got = {n: int(float(opt[i]["step"])) for i, n in enumerate(names)}
+        assert {n: v for n, v in got.items() if n.startswith("head.")} == {"head.weight": spe}
+        assert all(v == 3 * spe for n, v in got.items() if not n.startswith("head.")), got
+    carried = RunStore(run).scalars(strategy="baseline", stage="train", round=2, name="adam_carried_params")
+    trainable = RunStore(run).scalars(strategy="baseline", stage="train", round=2, name="trainable_params")
+    for key in ("audio", "visual"):
+        c = carried[carried["modality"] == key]["value"].tolist()
+        t = trainable[trainable["modality"] == key]["value"].tolist()
+        assert c == [t[0] - after[key]["head.weight"].numel()]  # every trainable value but the head's
+
+
+def _named(run, key):
+    """(name, parameter) of a tiny classifier of modality ``key`` as a round builds it (names in order)."""
+    from cometa.config import load_run_config
+    from cometa.core.strategies import SpeakerClassifier
+    from cometa.models.build import build_audio_model, build_visual_model
+
+    cfg = load_run_config(run / "config.yaml")
+    enc = build_audio_model(cfg) if key == "audio" else build_visual_model(cfg)
+    dim = (cfg.audio_encoder if key == "audio" else cfg.visual_encoder).embed_dim
+    return list(SpeakerClassifier(enc, dim, cfg.clustering.k, margin=0.2, scale=30).named_parameters())
+
+
 def test_heads_start_at_cluster_means_except_round_1_visual():
     from torch import nn
 

@@ -35,7 +35,8 @@ __all__ = ["SyntheticConfig", "CorpusConfig", "FeatureConfig", "AugmentConfig", 
            "ClusteringConfig", "LRScheduleConfig", "ProjectionConfig", "EvalConfig", "Stage1Config", "Stage2Config",
            "LGLConfig", "DLGLCConfig", "AsNormConfig", "LabelIssueConfig", "EvaluationConfig", "STRATEGY_OPTIONS",
            "PAPER_STRATEGIES", "AdapterConfig", "DistillConfig", "MISSING_FACES_POLICIES", "LR_KINDS", "LR_SCOPES",
-           "STRATEGY_NAMES", "POOLINGS", "STAGE2_TRAIN", "DISTILL_TEACHERS", "split_shape", "check_stage2_options"]
+           "OPTIMIZER_SCOPES", "STRATEGY_NAMES", "POOLINGS", "STAGE2_TRAIN", "DISTILL_TEACHERS", "split_shape",
+           "check_stage2_options"]
 
 MISSING_FACES_POLICIES = ("exclude", "audio_only", "error")
 # the Stage II strategies (their classes: the registry of cometa.core.strategies, which needs torch)
@@ -47,6 +48,7 @@ LR_KINDS = ("constant", "cosine", "exponential")
 # the audio encoder's pooling (its classes: the registry of cometa.models.encoders.pooling)
 POOLINGS = ("asp", "query_attention")
 LR_SCOPES = ("round", "stage")  # what Stage II's learning-rate schedule spans (Stage2Config.lr_scope)
+OPTIMIZER_SCOPES = ("round", "stage")  # how long Stage II's Adam moments live (Stage2Config.optimizer_scope)
 STAGE2_TRAIN = ("full", "adapters")  # what Stage II trains (cometa.models.adapters)
 DISTILL_TEACHERS = ("none", "stage1", "peer")  # the frozen teacher of stage2.distill (cometa.core.distill)
 
@@ -344,6 +346,10 @@ class Stage2Config:
     # do | stage: one schedule over all rounds · epochs_per_round epochs (one warm-up, one decay, as
     # wespeaker schedules a whole training); each round trains on its slice of it
     lr_scope: str = bounded("round", choices=LR_SCOPES)
+    # round: each round's Adam starts empty, as its heads do | stage: from round 2 on, the encoders'
+    # (and distillation maps') Adam moments and step counts continue from the previous round's end;
+    # the heads' start empty, their rows being the new round's clusters
+    optimizer_scope: str = bounded("round", choices=OPTIMIZER_SCOPES)
     # full: every parameter trains | adapters: only the adapters and the AAM heads (the audio encoder
     # stays Stage I's; the visual one trains fully in round 1 and is frozen from round 2 on)
     train: str = bounded("full", choices=STAGE2_TRAIN)

@@ -74,7 +74,8 @@ def _encoder_sections(d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
 
 def _stage2_section(d: dict[str, Any]) -> dict[str, Any]:
     """The stage2 keys a round reads: ``train`` only when not ``full``, ``distill`` only with a teacher,
-    ``lr_scope`` only when not ``round`` (and then ``rounds`` too)."""
+    ``lr_scope`` only when not ``round`` (and then ``rounds`` too), ``optimizer_scope`` only when not
+    ``round``."""
     out = {k: v for k, v in d["stage2"].items() if k not in STAGE2_FIELDS_NOT_AFFECTING_ROUNDS}
     if out.get("train") == "full":
         del out["train"]
@@ -84,6 +85,8 @@ def _stage2_section(d: dict[str, Any]) -> dict[str, Any]:
         del out["lr_scope"]
     elif "lr_scope" in out:  # one schedule over the whole stage: its length, so every round's slice, reads rounds
         out["rounds"] = d["stage2"]["rounds"]
+    if out.get("optimizer_scope") == "round":
+        del out["optimizer_scope"]
     return out
 
 

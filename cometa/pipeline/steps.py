@@ -216,8 +216,10 @@ def load_stage1_encoder(audio: torch.nn.Module, state: dict) -> None:
 
 def _load_encoders(ctx: RunContext, strategy: str, round_: int):
     """The encoders a round starts from: Stage I audio + a fresh visual net for round 1, else the
-    previous round's final encoders."""
+    previous round's final encoders; and with ``stage2.optimizer_scope: stage``, from round 2 on, the
+    previous round's Adam moments (else None)."""
     cfg = ctx.cfg
+    moments = None
     torch.manual_seed(cfg.seed + 17)
     audio, visual = build_audio_model(cfg), build_visual_model(cfg)
     if round_ == 1:
@@ -226,12 +228,18 @@ def _load_encoders(ctx: RunContext, strategy: str, round_: int):
             raise FileNotFoundError(f"{ctx.run_dir / 'stage1'} has no model.pt; run Stage I first")
         load_stage1_encoder(audio, stage1["audio"])
     else:
-        state = load_checkpoint(round_dir(ctx.run_dir, strategy, round_ - 1) / "checkpoint.pt")
+        path = round_dir(ctx.run_dir, strategy, round_ - 1) / "checkpoint.pt"
+        state = load_checkpoint(path)
         if state is None:
             raise FileNotFoundError(f"round {round_ - 1} of {strategy} has no checkpoint; run it first")
         audio.load_state_dict(state["audio"])
         visual.load_state_dict(state["visual"])
-    return audio.to(ctx.device), visual.to(ctx.device)
+        if cfg.stage2.optimizer_scope == "stage":
+            moments = state.get("moments")
+            if moments is None:
+                raise FileNotFoundError(f"{path} holds no Adam moments (its round ran with stage2.optimizer_scope: "
+                                        f"round); stage2.optimizer_scope: stage needs them")
+    return audio.to(ctx.device), visual.to(ctx.device), moments
 
 
 def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: bool = True,
@@ -247,7 +255,7 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
     out = round_dir(ctx.run_dir, strategy, round_)
     out.mkdir(parents=True, exist_ok=True)
     rel = out.relative_to(ctx.run_dir)
-    audio, visual = _load_encoders(ctx, strategy, round_)
+    audio, visual, moments = _load_encoders(ctx, strategy, round_)
 
     # 1. embeddings of the training utterances (round 1: Stage I's, computed once)
     keys = ctx.corpus.train["key"].tolist()
@@ -289,10 +297,10 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
     stage1_emb = None
     if cfg.stage2.distill.teacher == "stage1":
         stage1_emb = store.load_arrays("stage1/embeddings.npz")["audio"]
-    a_clf, v_clf = train_round(cfg, strategy, round_, audio, visual, table, ctx.audio_bank("train"),
-                               ctx.frame_bank("train"), audio_emb=audio_emb, visual_emb=visual_emb, store=store,
-                               out_dir=out, device=ctx.device, progress=progress, stop_after_epoch=stop_after_epoch,
-                               stage1_emb=stage1_emb)
+    a_clf, v_clf, moments = train_round(cfg, strategy, round_, audio, visual, table, ctx.audio_bank("train"),
+                                        ctx.frame_bank("train"), audio_emb=audio_emb, visual_emb=visual_emb,
+                                        store=store, out_dir=out, device=ctx.device, progress=progress,
+                                        stop_after_epoch=stop_after_epoch, stage1_emb=stage1_emb, moments=moments)
     last = round_ * cfg.stage2.epochs_per_round
     if stop_after_epoch is not None and stop_after_epoch < last:
         return {}
@@ -302,7 +310,8 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
             "visual": ctx.visual_embeddings(v_clf.encoder, "test")}
     if not is_main():
         return {}
-    save_checkpoint(out / "checkpoint.pt", {"audio": a_clf.encoder.state_dict(), "visual": v_clf.encoder.state_dict()})
+    encoders = {"audio": a_clf.encoder.state_dict(), "visual": v_clf.encoder.state_dict()}
+    save_checkpoint(out / "checkpoint.pt", encoders if moments is None else {**encoders, "moments": moments})
     store.save_array(rel / "test_embeddings.npz", keys=np.array(ctx.corpus.test["key"]), **test)  # for AS-norm
     metrics = ctx.evaluate(test, strategy=strategy, round_=round_, out_dir=out)
     quality = store.scalars(strategy=strategy, stage="labels", round=round_)

@@ -6,6 +6,10 @@ runs Algorithm 1 lines 1-13 for ``epochs_per_round`` epochs, resumable after eve
 Options of the cross-lingual transfer paper: ``stage2.train: adapters`` (only the adapters and the
 heads train, :func:`set_trainable`) and ``stage2.distill`` (a frozen teacher's embeddings of the
 round's samples, :func:`distillation`). Every epoch logs ``trainable_params`` per modality.
+
+``stage2.optimizer_scope: stage`` starts each round's Adam, from round 2 on, with the encoders'
+moments of the previous round's end (:func:`adam_moments`, :func:`carry_moments`): the third of the
+three restarts a relabelling makes (heads, schedule, optimiser) that can be switched off.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -41,7 +46,7 @@ from cometa.models.distributed import broadcast_module, is_main, param_divergenc
 from cometa.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_progress
 
 __all__ = ["Stage2Config", "RoundSamples", "round_samples", "round_lr_schedule", "start_heads", "set_trainable",
-           "distillation", "train_round"]
+           "distillation", "adam_moments", "carry_moments", "TrainedRound", "train_round"]
 
 
 @dataclass
@@ -91,6 +96,46 @@ def start_heads(audio: SpeakerClassifier, visual: SpeakerClassifier, audio_emb: 
         audio.head.weight.copy_(torch.from_numpy(centroids(audio_emb, labels, k)))
         if visual_trained:
             visual.head.weight.copy_(torch.from_numpy(centroids(visual_emb, labels, k)))
+
+
+def _carried(name: str, p: nn.Parameter) -> bool:
+    """Whether an optimiser state of parameter ``name`` may continue into the next round: every
+    trainable one but the head's, whose rows are the next round's (new) clusters."""
+    return p.requires_grad and not name.startswith("head.")
+
+
+def adam_moments(model: SpeakerClassifier, opt: torch.optim.Optimizer) -> dict[str, dict[str, torch.Tensor]]:
+    """``opt``'s state of each of ``model``'s parameters that may carry over (:func:`_carried`), by
+    name, copied to the CPU: Adam's ``step``, ``exp_avg`` and ``exp_avg_sq``. A parameter that has
+    not been stepped yet has no state and is left out."""
+    out = {}
+    for name, p in model.named_parameters():
+        if _carried(name, p) and opt.state.get(p):
+            out[name] = {k: v.detach().to("cpu", copy=True) for k, v in opt.state[p].items()}
+    return out
+
+
+def carry_moments(model: SpeakerClassifier, opt: torch.optim.Optimizer,
+                  moments: dict[str, dict[str, torch.Tensor]]) -> int:
+    """Start ``opt``'s state of every parameter of ``model`` that may carry over and is named in
+    ``moments`` (from :func:`adam_moments` of the previous round) from that state; the others (the
+    head, a parameter new to this round) start empty, as Adam's do. Returns how many parameter values
+    (elements) were carried: the ``adam_carried_params`` row.
+
+    Adam's ``step`` stays on the CPU, where Adam keeps it (neither fused nor capturable); the
+    moments go to the parameter's device.
+    """
+    n = 0
+    for name, p in model.named_parameters():
+        saved = moments.get(name)
+        if saved is None or not _carried(name, p):
+            continue
+        if saved["exp_avg"].shape != p.shape:
+            raise ValueError(f"Adam moments of {name}: shape {tuple(saved['exp_avg'].shape)}, the parameter's "
+                             f"{tuple(p.shape)}")
+        opt.state[p] = {k: v.clone() if k == "step" else v.to(p.device, copy=True) for k, v in saved.items()}
+        n += p.numel()
+    return n
 
 
 def _classifiers(cfg, round_: int, audio_model: nn.Module, visual_model: nn.Module, samples: RoundSamples, *,
@@ -235,17 +280,28 @@ def round_lr_schedule(s2: Stage2Config, round_: int, steps_per_epoch: int) -> np
     return lrs[(round_ - 1) * n:round_ * n] if stage else lrs
 
 
+class TrainedRound(NamedTuple):
+    """What :func:`train_round` returns: both classifiers, and with ``stage2.optimizer_scope: stage``
+    the Adam moments the next round starts from (modality -> :func:`adam_moments`), else None."""
+
+    audio: SpeakerClassifier
+    visual: SpeakerClassifier
+    moments: dict[str, dict[str, dict[str, torch.Tensor]]] | None
+
+
 def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, visual_model: nn.Module,
                 table: pd.DataFrame, audio_bank, frame_bank, *, audio_emb: np.ndarray, visual_emb: np.ndarray,
                 store, out_dir: str | Path, device: torch.device, progress: bool = True,
                 stop_after_epoch: int | None = None,
-                stage1_emb: np.ndarray | None = None) -> tuple[SpeakerClassifier, SpeakerClassifier]:
+                stage1_emb: np.ndarray | None = None,
+                moments: dict[str, dict[str, dict[str, torch.Tensor]]] | None = None) -> TrainedRound:
     """Train both encoders on the round's consensus labels with the named strategy.
 
     Resumable: the state after every epoch goes to ``out_dir/train_state.pt``; a rerun continues
-    with the next epoch and reproduces an uninterrupted run. Returns the two classifiers.
-    ``stage1_emb`` (N, D): Stage I's embeddings of the table's rows, the teacher of
-    ``stage2.distill.teacher: stage1``.
+    with the next epoch and reproduces an uninterrupted run. ``stage1_emb`` (N, D): Stage I's
+    embeddings of the table's rows, the teacher of ``stage2.distill.teacher: stage1``. ``moments``:
+    the previous round's :attr:`TrainedRound.moments`, which ``stage2.optimizer_scope: stage``
+    needs from round 2 on.
     """
     s2: Stage2Config = cfg.stage2
     out_dir = Path(out_dir)
@@ -259,6 +315,13 @@ def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, vi
                               distill=distill, options=getattr(s2, strategy_name, None))
     if isinstance(strategy, GatedStrategy):  # instrumentation only: is a (corrected) training label wrong?
         strategy.label_is_wrong = _label_judge(table, samples)
+    carry = s2.optimizer_scope == "stage"
+    pairs = (("audio", audio, strategy.opt_audio), ("visual", visual, strategy.opt_visual))
+    carried: dict[str, int] = {}
+    if carry and round_ > 1:
+        if moments is None:
+            raise ValueError(f"stage2.optimizer_scope: stage: round {round_} needs round {round_ - 1}'s Adam moments")
+        carried = {m: carry_moments(clf, opt, moments[m]) for m, clf, opt in pairs}
     first_epoch = (round_ - 1) * s2.epochs_per_round + 1
     state_path = out_dir / "train_state.pt"
     start = _resume(state_path, device, audio, visual, strategy, first_epoch=first_epoch)
@@ -279,6 +342,7 @@ def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, vi
         epoch_rows += [dict(name="epoch_seconds", value=res.seconds),
                        dict(name="lr", value=strategy.opt_audio.param_groups[0]["lr"])]
         epoch_rows += [dict(name="trainable_params", modality=m, value=float(n)) for m, n in n_trainable.items()]
+        epoch_rows += [dict(name="adam_carried_params", modality=m, value=float(n)) for m, n in carried.items()]
         if world_size() > 1:
             epoch_rows.append(dict(name="ddp_param_divergence", value=_share_buffers(audio, visual)))
         if is_main():
@@ -290,4 +354,4 @@ def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, vi
                            desc=f"{strategy_name} round {round_}: epoch {epoch} (λ={lam:.3f})")
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
-    return audio, visual
+    return TrainedRound(audio, visual, {m: adam_moments(clf, opt) for m, clf, opt in pairs} if carry else None)
