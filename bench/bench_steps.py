@@ -18,6 +18,14 @@ change in machine load hits them all alike. ``ratio_median`` is the ratio of the
 ``ratio_min`` compares the best steps; ``ratio_paired_median`` is the median over repeats of each
 step's ratio to the baseline step of the same repeat.
 Run: ``python -m bench.bench_steps [--preset tiny] [--repeats N]``.
+
+``--profile`` says where each step's time goes instead: the same batch and states, a few steps of
+each variant under ``torch.profiler``, split by the ranges the strategies mark (``cometa.forward[audio]``,
+``cometa.inner_gradient[visual]``, ...: :data:`PHASES`), each model's part of the step as a multiple
+of the baseline's forward + backward of that model, and the second-order outer gradient by the
+autograd node whose work it is, beside the baseline's backward. The profiler's own overhead inflates
+small operators; read the ratios, not the milliseconds, as the result.
+Run: ``python -m bench.bench_steps --profile [--threads 1]``.
 """
 from __future__ import annotations
 
@@ -25,8 +33,10 @@ import argparse
 import copy
 import statistics
 import time
+import warnings
 
 import torch
+from torch.profiler import ProfilerActivity, record_function
 
 from bench.common import summarise, text_table
 from cometa.config import load_config
@@ -40,6 +50,16 @@ VARIANTS = (
     ("cometa_1st_order", "cometa", False),
     ("cometa_2nd_order", "cometa", True),
 )
+
+
+# the profiler ranges the strategies mark (cometa.core.strategies, cometa.core.meta), in step order;
+# "[m]" stands for each modality
+PHASES = ("front_end", "forward[m]", "selection", "backward[m]", "inner_gradient[m]", "query_forward[m]",
+          "outer_gradient[m]", "optimiser")
+
+
+def _phase_names() -> list[str]:
+    return [p.replace("[m]", f"[{m}]") for p in PHASES for m in (("audio", "visual") if "[m]" in p else ("",))]
 
 
 def random_batch(cfg, *, seed: int = 0) -> Batch:
@@ -193,6 +213,112 @@ def _measure(preset: str, *, repeats: int, seed: int, device: str = "cpu") -> di
     return result
 
 
+_NODE = "autograd::engine::evaluate_function: "  # the profiler's name of a backward node's work
+
+
+def _enclosing(event, prefix: str) -> str | None:
+    """The name, ``prefix`` removed, of the innermost range around ``event`` whose name starts with
+    ``prefix`` (None when there is none)."""
+    e = event.cpu_parent
+    while e is not None and not e.name.startswith(prefix):
+        e = e.cpu_parent
+    return None if e is None else e.name.removeprefix(prefix)
+
+
+def _profile_variant(strategy, batch, keep: float, theta: dict, snap: dict, *, steps: int, seed: int):
+    """µs per step: (phase -> inclusive time of the range), ((phase, autograd node) -> self time of the
+    operators the node ran; "(forward)" outside every node), step total."""
+    ranges: dict[str, float] = {}
+    nodes: dict[tuple[str, str], float] = {}
+    step_us = 0.0
+    for _ in range(steps):
+        _restore(strategy, theta, snap, seed=seed)  # outside the profile
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Profiler clears events.*")  # read once, below
+            with torch.profiler.profile(activities=[ProfilerActivity.CPU]) as prof, record_function("cometa.step"):
+                strategy.step(batch, keep_ratio=keep)
+        for e in prof.events():
+            if e.name == "cometa.step":
+                step_us += e.cpu_time_total
+            elif e.name.startswith("cometa."):
+                phase = e.name.removeprefix("cometa.")
+                ranges[phase] = ranges.get(phase, 0.0) + e.cpu_time_total
+            elif not e.name.startswith("autograd::engine"):
+                key = (_enclosing(e, "cometa.") or "(unmarked)", _enclosing(e, _NODE) or "(forward)")
+                nodes[key] = nodes.get(key, 0.0) + e.self_cpu_time_total
+    return ({k: v / steps for k, v in ranges.items()}, {k: v / steps for k, v in nodes.items()}, step_us / steps)
+
+
+def profile(preset: str = "demo", *, steps: int = 3, threads: int | None = None, seed: int = 0,
+            top: int = 8) -> dict:
+    """Where one step of each variant spends its time (see the module docstring).
+
+    Returns per variant the milliseconds of each phase (:data:`PHASES`), the step, and each model's
+    part of the step over the baseline's forward + backward of the same model (``x_fwd_bwd_<m>``;
+    the shared log-mel front end counts to the audio part, as the baseline's audio forward holds
+    it); and, per modality, the ``top`` autograd nodes of the second-order outer gradient by the self
+    time of the operators they ran, beside the same node's time in the baseline's backward: there
+    ``ConvolutionBackward0`` is a backward through a forward graph, ``ConvolutionBackwardBackward0``
+    the double backward of the inner gradient's convolutions. Each of ``steps`` profiled steps starts
+    from the same θ and Adam state, as in :func:`main`.
+    """
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        cfg = load_config(preset)
+        keep = 1.0 - cfg.stage2.tau
+        batch = random_batch(cfg, seed=seed)
+        result: dict = {"preset": preset, "steps": steps, "torch_threads": torch.get_num_threads(), "variants": {}}
+        nodes = {}
+        for label, name, order in VARIANTS:
+            st = build_variant(cfg, name, order, seed=seed)
+            theta = _snapshot(st)
+            torch.manual_seed(seed)
+            st.step(batch, keep_ratio=keep)  # untimed: allocates Adam's state
+            snap = _snapshot(st)
+            for _ in range(2):  # untimed: the kernels' first calls (oneDNN builds its primitives then)
+                _restore(st, theta, snap, seed=seed)
+                st.step(batch, keep_ratio=keep)
+            ranges, nodes[label], step_us = _profile_variant(st, batch, keep, theta, snap, steps=steps,
+                                                           seed=seed)
+            phases = {n: round(ranges[n] / 1e3, 1) for n in _phase_names() if n in ranges}
+            result["variants"][label] = {"step_ms": round(step_us / 1e3, 1), "phases_ms": phases,
+                                         "unmarked_ms": round(step_us / 1e3 - sum(phases.values()), 1)}
+    finally:
+        torch.set_num_threads(before)
+    var = result["variants"]
+    base = var["baseline"]["phases_ms"]
+    for v in var.values():
+        for m in ("audio", "visual"):
+            part = sum(t for k, t in v["phases_ms"].items() if k.endswith(f"[{m}]"))
+            part += v["phases_ms"].get("front_end", 0.0) if m == "audio" else 0.0
+            v[f"x_fwd_bwd_{m}"] = round(part / (base[f"forward[{m}]"] + base[f"backward[{m}]"]), 2)
+    result["outer_gradient_nodes"] = {}
+    for m in ("audio", "visual"):
+        outer = {nd: us for (ph, nd), us in nodes["cometa_2nd_order"].items() if ph == f"outer_gradient[{m}]"}
+        result["outer_gradient_nodes"][m] = [
+            {"node": nd, "outer_ms": round(us / 1e3, 1),
+             "baseline_backward_ms": round(nodes["baseline"].get((f"backward[{m}]", nd), 0.0) / 1e3, 1)}
+            for nd, us in sorted(outer.items(), key=lambda kv: -kv[1])[:top]]
+
+    labels = [label for label, _, _ in VARIANTS]
+    rows = [[n, *(var[lb]["phases_ms"].get(n, "-") for lb in labels)] for n in _phase_names()]
+    rows += [["(unmarked)", *(var[lb]["unmarked_ms"] for lb in labels)],
+             ["step", *(var[lb]["step_ms"] for lb in labels)],
+             ["step / baseline", *(round(var[lb]["step_ms"] / var["baseline"]["step_ms"], 2) for lb in labels)],
+             *[[f"{m} part / baseline {m} fwd+bwd", *(var[lb][f"x_fwd_bwd_{m}"] for lb in labels)]
+               for m in ("audio", "visual")]]
+    print(f"Stage II step profile, preset {preset}, ms per step (mean of {steps}), "
+          f"{result['torch_threads']} torch threads; the profiler's overhead is included")
+    print(text_table(rows, ["phase", *labels]))
+    for m, rows_m in result["outer_gradient_nodes"].items():
+        print(f"second-order outer gradient [{m}] by autograd node, and the same node in the baseline's backward")
+        print(text_table([[o["node"], o["outer_ms"], o["baseline_backward_ms"]] for o in rows_m],
+                         ["autograd node", "outer gradient ms", "baseline backward ms"]))
+    return result
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="demo", choices=["tiny", "demo", "paper"])
@@ -200,5 +326,9 @@ if __name__ == "__main__":
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--quick", action="store_true", help="tiny preset, 3 repeats")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    ap.add_argument("--profile", action="store_true", help="where the step's time goes (torch.profiler; CPU)")
     a = ap.parse_args()
-    main(a.preset, quick=a.quick, repeats=a.repeats, threads=a.threads, device=a.device)
+    if a.profile:
+        profile(a.preset if not a.quick else "tiny", threads=a.threads)
+    else:
+        main(a.preset, quick=a.quick, repeats=a.repeats, threads=a.threads, device=a.device)

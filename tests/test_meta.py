@@ -1,4 +1,5 @@
 """Algorithm 1, lines 5-6 and 10-11, against independent autograd computations."""
+import pytest
 import torch
 from torch import nn
 
@@ -80,3 +81,25 @@ def test_inner_update_moves_parameters_by_alpha_times_gradient():
     fast = inner_update(model, loss, alpha=ALPHA, second_order=False)
     for (name, p), g in zip(model.named_parameters(), grads):
         torch.testing.assert_close(fast[name], p.detach() - ALPHA * g)
+
+
+@pytest.mark.parametrize("second_order", [True, False])
+def test_profiled_step_double_backward_only_in_the_second_order_outer_gradient(second_order):
+    """bench_steps --profile attributes the step's work to the ranges the strategy marks: a Co-Meta
+    step runs the double backward of the inner gradient (``*BackwardBackward0`` nodes) inside its
+    outer gradients, and only there, when second order; first order runs none at all."""
+    from bench.bench_steps import _phase_names, _profile_variant, _snapshot, build_variant, random_batch
+    from cometa.config import load_config
+
+    cfg = load_config("tiny")
+    batch = random_batch(cfg)
+    st = build_variant(cfg, "cometa", second_order)
+    theta = _snapshot(st)
+    st.step(batch, keep_ratio=0.8)
+    ranges, nodes, step_us = _profile_variant(st, batch, 0.8, theta, _snapshot(st), steps=1, seed=0)
+    meta = [f"{p}[{m}]" for p in ("inner_gradient", "query_forward", "outer_gradient") for m in ("audio", "visual")]
+    assert set(meta) | {"front_end", "forward[audio]", "forward[visual]", "selection", "optimiser"} == set(ranges)
+    assert set(ranges) <= set(_phase_names())
+    assert sum(ranges.values()) <= step_us  # the ranges do not overlap
+    double = {ph for (ph, node), us in nodes.items() if node.endswith("BackwardBackward0") and us > 0}
+    assert double == ({"outer_gradient[audio]", "outer_gradient[visual]"} if second_order else set())

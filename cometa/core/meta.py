@@ -24,6 +24,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.profiler import record_function
 
 __all__ = ["inner_update", "call_with", "frozen_bn_stats", "meta_gradients"]
 
@@ -92,6 +93,7 @@ def meta_gradients(
     *,
     alpha: float,
     second_order: bool = True,
+    tag: str = "",
 ) -> tuple[list[torch.Tensor | None], torch.Tensor]:
     """Outer gradient ∇_θ ℓ_query(θ − α ∇_θ ℓ_support(θ)) (Algorithm 1, lines 5 + 10).
 
@@ -101,6 +103,8 @@ def meta_gradients(
     support_loss : ℓ(D̄; θ), computed from ``model`` with its own parameters (graph attached).
     query_loss_fn : maps parameters θ' to the scalar query loss ℓ(D̄'; θ') (use :func:`call_with`).
     alpha, second_order : see :func:`inner_update`.
+    tag : names the profiler ranges of the three parts, ``cometa.inner_gradient[<tag>]``,
+        ``cometa.query_forward[<tag>]`` and ``cometa.outer_gradient[<tag>]`` (``bench_steps --profile``).
 
     Returns
     -------
@@ -108,15 +112,18 @@ def meta_gradients(
         written into ``p.grad`` before ``optimizer.step()``.
     query_loss : the detached query loss.
     """
-    fast = inner_update(model, support_loss, alpha=alpha, second_order=second_order)
-    q_loss = query_loss_fn(fast)
+    with record_function(f"cometa.inner_gradient[{tag}]"):
+        fast = inner_update(model, support_loss, alpha=alpha, second_order=second_order)
+    with record_function(f"cometa.query_forward[{tag}]"):
+        q_loss = query_loss_fn(fast)
     params = [p for p in model.parameters() if p.requires_grad]
-    if second_order:
-        grads = torch.autograd.grad(q_loss, params, allow_unused=True)
-    else:
-        # dθ'/dθ = I: the gradient at θ' is the gradient with respect to θ.
-        fast_list = [fast[n] for n, p in model.named_parameters() if p.requires_grad]
-        grads = torch.autograd.grad(q_loss, fast_list, allow_unused=True)
+    with record_function(f"cometa.outer_gradient[{tag}]"):
+        if second_order:
+            grads = torch.autograd.grad(q_loss, params, allow_unused=True)
+        else:
+            # dθ'/dθ = I: the gradient at θ' is the gradient with respect to θ.
+            fast_list = [fast[n] for n, p in model.named_parameters() if p.requires_grad]
+            grads = torch.autograd.grad(q_loss, fast_list, allow_unused=True)
     out: list[torch.Tensor | None] = []
     it = iter(grads)
     for p in model.parameters():

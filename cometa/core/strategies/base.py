@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.profiler import record_function
 
 from cometa.core.selection import disagreement, small_loss
 from cometa.core.strategies.stats import StepStats
@@ -199,8 +200,9 @@ class Strategy(abc.ABC):
     def prepare(self, batch: Batch) -> Batch:
         """The batch with each model's parameter-free front end applied (the audio's log-mel):
         computed once per step, however many forward passes the strategy makes."""
-        return Batch(self.audio.prepare(batch.audio), self.visual.prepare(batch.frames), batch.labels, batch.noisy,
-                     batch.index)
+        with record_function("cometa.front_end"):
+            return Batch(self.audio.prepare(batch.audio), self.visual.prepare(batch.frames), batch.labels,
+                         batch.noisy, batch.index)
 
     def forward_and_select(self, batch: Batch, keep_ratio: float, *, teachers: bool = False):
         """Lines 5-9 under θ, shared by the strategies that learn from disagreement: one forward
@@ -214,14 +216,17 @@ class Strategy(abc.ABC):
         its peers' all-reduce with zero gradients.
         """
         stats = StepStats(n=len(batch))
-        logits_a, loss_a, *dist_a = self.audio(batch.audio, batch.labels, prepared=True,
-                                               teacher=self.teacher("audio", batch) if teachers else None)
-        logits_v, loss_v, *dist_v = self.visual(batch.frames, batch.labels, prepared=True,
-                                                teacher=self.teacher("visual", batch) if teachers else None)
+        with record_function("cometa.forward[audio]"):
+            logits_a, loss_a, *dist_a = self.audio(batch.audio, batch.labels, prepared=True,
+                                                   teacher=self.teacher("audio", batch) if teachers else None)
+        with record_function("cometa.forward[visual]"):
+            logits_v, loss_v, *dist_v = self.visual(batch.frames, batch.labels, prepared=True,
+                                                    teacher=self.teacher("visual", batch) if teachers else None)
         stats.loss_support_audio = float(loss_a.detach().mean())
         stats.loss_support_visual = float(loss_v.detach().mean())
-        sel = select_by_disagreement(logits_a, logits_v, loss_a, loss_v, keep_ratio)
-        fill_selection_stats(stats, sel, batch.noisy)
+        with record_function("cometa.selection"):
+            sel = select_by_disagreement(logits_a, logits_v, loss_a, loss_v, keep_ratio)
+            fill_selection_stats(stats, sel, batch.noisy)
         if skip_step(stats.empty, batch.labels.device):  # the models agree on every sample: no step
             return stats, None, None, None, None
         if stats.empty:  # DDP: this rank agrees everywhere, another rank does not
@@ -262,10 +267,11 @@ class Strategy(abc.ABC):
     @staticmethod
     def _apply(opt: torch.optim.Optimizer, params: list[nn.Parameter], grads) -> None:
         """Write explicit gradients into ``.grad`` (all-reduced first under DDP) and step."""
-        for p, g in zip(params, grads):
-            p.grad = None if g is None else g.detach()
-        all_reduce_grads(params)
-        opt.step()
+        with record_function("cometa.optimiser"):
+            for p, g in zip(params, grads):
+                p.grad = None if g is None else g.detach()
+            all_reduce_grads(params)
+            opt.step()
 
 
 def trainable(model: nn.Module) -> list[nn.Parameter]:

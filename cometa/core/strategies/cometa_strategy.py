@@ -50,7 +50,8 @@ class CoMeta(Strategy):
                 parts["query"] = losses[peer_sel].mean()
                 return self.with_distill(stats, key, parts["query"], distill[0] if distill else None)
 
-            grads, _ = meta_gradients(model, support, query_loss, alpha=self.alpha, second_order=self.second_order)
+            grads, _ = meta_gradients(model, support, query_loss, alpha=self.alpha, second_order=self.second_order,
+                                      tag=key)
             self._apply(opt, trainable(model), [g for g, p in zip(grads, model.parameters()) if p.requires_grad])
             setattr(stats, f"loss_query_{key}", float(parts["query"].detach()))
         return stats

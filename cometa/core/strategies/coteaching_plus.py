@@ -8,6 +8,7 @@ label-free) is taken over the whole mini-batch and added to that loss.
 from __future__ import annotations
 
 import torch
+from torch.profiler import record_function
 
 from cometa.core.strategies.base import Batch, StepStats, Strategy
 
@@ -25,7 +26,8 @@ class CoTeachingPlus(Strategy):
             q = losses[peer_sel].mean()
             params = [p for p in model.parameters() if p.requires_grad]
             total = self.with_distill(stats, key, q, distill[key])
-            grads = torch.autograd.grad(total, params, allow_unused=True, retain_graph=True)
+            with record_function(f"cometa.backward[{key}]"):
+                grads = torch.autograd.grad(total, params, allow_unused=True, retain_graph=True)
             self._apply(opt, params, grads)
             setattr(stats, f"loss_query_{key}", float(q.detach()))
         return stats
