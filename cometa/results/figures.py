@@ -252,9 +252,7 @@ _DYNAMICS: dict[str, list[tuple[str, str | None]]] = {  # panel title -> [(name,
              ("loss_query", "visual"), ("loss", "audio"), ("loss", "visual")],
     # stage2.distill only (shown when logged): the mean 1 - cos(student, frozen teacher) of the epoch
     "loss_distill: 1 − cos(student, frozen teacher)": [("loss_distill", "audio"), ("loss_distill", "visual")],
-    "trainable parameters": [("trainable_params", "audio"), ("trainable_params", "visual"),
-                             # stage2.optimizer_scope: stage only: how many start from the last round's Adam
-                             ("adam_carried_params", "audio"), ("adam_carried_params", "visual")],
+    "trainable parameters": [("trainable_params", "audio"), ("trainable_params", "visual")],
 }
 _DASH_OF = {"selected_frac_visual": "dash", "disagreement_noisy_frac": "dot", "loss_query": "dot"}
 
