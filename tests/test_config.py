@@ -44,6 +44,10 @@ def test_mistyped_value_names_key(tmp_path):
 def test_validation_errors_name_the_section():
     with pytest.raises(ConfigError, match="vote_policy"):
         load_config("tiny", overrides={"clustering.vote_policy": "coin"})
+    with pytest.raises(ConfigError, match=r"clustering\.truth_noise' must be in \[0, 1\)"):
+        load_config("tiny", overrides=["clustering.method=truth", "clustering.truth_noise=1.0"])
+    with pytest.raises(ConfigError, match=r"clustering\.truth_noise_unit"):
+        load_config("tiny", overrides=["clustering.truth_noise_unit=speaker"])
     with pytest.raises(ConfigError, match="unknown preset"):
         load_config("huge")
 

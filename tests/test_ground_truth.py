@@ -74,3 +74,35 @@ def test_shuffled_identities_leave_training_bit_identical(stage1_run, tmp_path, 
         pa = store_a.scalars(strategy=s, stage="labels", name="purity")["value"].to_numpy()
         pb = store_b.scalars(strategy=s, stage="labels", name="purity")["value"].to_numpy()
         assert not np.array_equal(pa, pb)
+
+
+def test_truth_labels_are_the_same_every_round_and_measured_as_injected(stage1_run, tmp_path):
+    """clustering.method: truth, 30 % moved by video: rounds 1 and 2 train on one labelling; every
+    video carries one label; what the instrumentation counts as wrong is what was moved (purity of the
+    consensus = the unmoved fraction, every wrong label in a wholly wrong video); and what round 1
+    trains on is exactly those labels."""
+    import yaml
+
+    run = tmp_path / "truth"
+    shutil.copytree(stage1_run, run, ignore=shutil.ignore_patterns(*STRATEGIES))
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["clustering"].update(method="truth", truth_noise=0.3, truth_noise_unit="video")
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    steps.round_step(run, "baseline", 1, progress=False)
+    steps.round_step(run, "baseline", 2, progress=False)
+    store = RunStore(run)
+    t1, t2 = (store.load_table(f"baseline/round_{r}/labels.parquet") for r in (1, 2))
+    np.testing.assert_array_equal(t1["consensus"].to_numpy(), t2["consensus"].to_numpy())
+    assert (t1["visual"] == -1).all() and (t2["visual"] == t2["consensus"]).all()  # round 1 has no visual view
+    true = np.unique(t1["speaker"].to_numpy(), return_inverse=True)[1]
+    moved = t1["consensus"].to_numpy() != true
+    assert 0.3 <= moved.mean() < 0.3 + 8 / len(true)  # whole videos until 30 % is reached
+    assert t1.groupby(t1["key"].str.rsplit("/", n=1).str[0])["consensus"].nunique().max() == 1
+    quality = store.scalars(strategy="baseline", stage="labels", round=1, modality="consensus")
+    value = dict(zip(quality["name"], quality["value"]))
+    labels = t1["consensus"].to_numpy()
+    direct = sum(np.bincount(true[labels == c]).max() for c in np.unique(labels)) / len(labels)
+    assert value["purity"] == pytest.approx(direct) and direct >= 1 - moved.mean()  # a moved video may win a cluster
+    assert value["session_coherence"] == 1.0
+    flips = store.scalars(strategy="baseline", stage="labels", round=2, name="flip_rate")["value"].tolist()
+    assert flips == [0.0]

@@ -65,3 +65,15 @@ def test_optimizer_scope_stage_keys_every_round_and_round_keys_none():
     assert stage["corpus"] == base["corpus"] and stage["stage1"] == base["stage1"]
     assert all(stage[n] != base[n] for n in base if "/round_" in n)
     assert _hashes(["stage2.optimizer_scope=stage", "stage2.rounds=4"])["cometa/round_3"] == stage["cometa/round_3"]
+
+
+def test_truth_labels_key_the_rounds_only_and_their_noise_keys_nothing_under_kmeans():
+    """clustering.truth_noise / truth_noise_unit are read only with method: truth, so at the default
+    (kmeans) they key no step, and finished runs keep their hashes; with truth they key the rounds."""
+    base = _hashes()
+    assert _hashes(["clustering.truth_noise=0.3", "clustering.truth_noise_unit=video"]) == base
+    truth = _hashes(["clustering.method=truth", "clustering.truth_noise=0.3"])
+    video = _hashes(["clustering.method=truth", "clustering.truth_noise=0.3", "clustering.truth_noise_unit=video"])
+    assert truth["corpus"] == base["corpus"] and truth["stage1"] == base["stage1"]
+    rounds = [n for n in base if "/round_" in n]
+    assert all(truth[n] != base[n] and video[n] != truth[n] for n in rounds)

@@ -15,6 +15,7 @@ from cometa.core.pseudo_labels import (
     kmeans,
     kmeans_plus_plus,
     l2_normalise,
+    truth_labels,
 )
 
 BACKENDS = ("faiss", "sklearn", "torch")
@@ -180,3 +181,69 @@ def test_centroids_weigh_each_member_once_whatever_its_norm():
     emb = np.array([[100.0, 0.0], [0.0, 0.01], [0.0, 0.01]])  # one long row, two short ones
     (c,) = centroids(emb, np.array([0, 0, 0]), 1)
     np.testing.assert_allclose(c, np.array([1.0, 2.0]) / np.sqrt(5.0), atol=1e-7)  # (e1 + 2 e2) / √5
+
+
+# --- labels of known noise (clustering.method: truth) ---------------------------------------------
+
+def _speakers_sessions(n_ids=10, videos=6, per_video=5):
+    """(speakers, sessions) of a corpus laid out like the embedded one: ids x videos x utterances."""
+    speakers = np.repeat([f"id{i:02d}" for i in range(n_ids)], videos * per_video)
+    sessions = np.array([f"{s}/v{j // per_video}" for s, j in zip(speakers, np.tile(np.arange(videos * per_video),
+                                                                                     n_ids))])
+    return speakers, sessions
+
+
+def test_truth_labels_without_noise_are_the_identities():
+    speakers, sessions = _speakers_sessions()
+    got = truth_labels(speakers, sessions, noise=0.0, unit="video", seed=0)
+    np.testing.assert_array_equal(got, np.repeat(np.arange(10), 30))
+
+
+def test_truth_labels_by_utterance_move_exactly_the_fraction_each_to_another_identity():
+    speakers, sessions = _speakers_sessions()
+    true = np.repeat(np.arange(10), 30)
+    got = truth_labels(speakers, sessions, noise=0.3, unit="utterance", seed=1)
+    assert (got != true).sum() == 90  # round(0.3 x 300)
+    assert got.min() >= 0 and got.max() <= 9
+    np.testing.assert_array_equal(got, truth_labels(speakers, sessions, noise=0.3, unit="utterance", seed=1))
+    assert not np.array_equal(got, truth_labels(speakers, sessions, noise=0.3, unit="utterance", seed=2))
+    # two identities: a moved label is the other one
+    two = truth_labels(np.repeat(["a", "b"], 50), np.repeat(["a/v", "b/v"], 50), noise=0.5, unit="utterance", seed=0)
+    assert (two != np.repeat([0, 1], 50)).sum() == 50
+    # the wrong label is uniform over the other identities: each offset 1..4 of 5, 10,000 draws
+    big = np.repeat([f"s{i}" for i in range(5)], 4000)
+    moved = truth_labels(big, big, noise=0.5, unit="utterance", seed=3)
+    offset = (moved - np.repeat(np.arange(5), 4000)) % 5
+    counts = np.bincount(offset[offset > 0], minlength=5)[1:]
+    assert counts.sum() == 10_000 and np.abs(counts - 2500).max() < 4 * np.sqrt(10_000 * 0.25 * 0.75)
+
+
+def test_truth_labels_by_video_move_whole_videos_as_one():
+    """Checked with the session measures of cometa.core.label_quality (their own computation): every
+    wrong label sits in a video that is wrong as a whole under one label, and every video is one label;
+    scattered noise of the same rate almost never makes a whole video wrong."""
+    from cometa.core.label_quality import session_coherence, wrong_whole_session_frac
+
+    speakers, sessions = _speakers_sessions()
+    true = np.repeat(np.arange(10), 30)
+    got = truth_labels(speakers, sessions, noise=0.3, unit="video", seed=4)
+    wrong = got != true
+    assert 90 <= wrong.sum() < 95  # whole 5-utterance videos until 90 are reached
+    assert wrong.sum() % 5 == 0
+    assert session_coherence(sessions, got) == 1.0
+    assert wrong_whole_session_frac(true, sessions, got) == 1.0
+    scattered = truth_labels(speakers, sessions, noise=0.3, unit="utterance", seed=4)
+    assert session_coherence(sessions, scattered) < 0.9
+    assert wrong_whole_session_frac(true, sessions, scattered) < 0.05
+
+
+def test_truth_labels_refuse_what_they_cannot_do():
+    speakers, sessions = _speakers_sessions()
+    with pytest.raises(ValueError, match="truth_noise"):
+        truth_labels(speakers, sessions, noise=1.0, unit="utterance", seed=0)
+    with pytest.raises(ValueError, match="truth_noise_unit"):
+        truth_labels(speakers, sessions, noise=0.1, unit="speaker", seed=0)
+    with pytest.raises(ValueError, match="2 identities"):
+        truth_labels(np.repeat(["a"], 10), np.repeat(["a/v"], 10), noise=0.5, unit="utterance", seed=0)
+    with pytest.raises(ValueError, match="clusters nothing"):
+        cluster(np.eye(4, dtype=np.float32), ClusteringConfig(method="truth", k=2), seed=0)

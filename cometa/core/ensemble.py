@@ -15,7 +15,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 
 from cometa.config.sections import ClusteringConfig
-from cometa.core.pseudo_labels import cluster, l2_normalise
+from cometa.core.label_quality import session_of
+from cometa.core.pseudo_labels import cluster, l2_normalise, truth_labels
 
 __all__ = ["joint_embeddings", "align", "vote", "vote_counts", "consensus", "make_round_labels"]
 
@@ -135,7 +136,8 @@ def consensus(joint: np.ndarray, audio: np.ndarray, visual: np.ndarray, *,
 
 
 def make_round_labels(keys, speakers, audio_emb: np.ndarray, visual_emb: np.ndarray | None, *,
-                      clustering: ClusteringConfig, seed: int) -> tuple[pd.DataFrame, dict[str, int]]:
+                      clustering: ClusteringConfig, seed: int,
+                      truth_seed: int | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
     """Cluster each view and vote: the round's labelling table and the vote counts.
 
     With no visual embeddings (round 1: the visual encoder has no Stage I) the consensus is the
@@ -144,7 +146,19 @@ def make_round_labels(keys, speakers, audio_emb: np.ndarray, visual_emb: np.ndar
     aligned onto the joint (reference) ids. Utterances whose visual row is not finite (no face
     frames, ``corpus.missing_faces: audio_only``) get visual -1: the visual clustering runs on the
     others, and their joint view is their voice alone (see :func:`joint_embeddings`).
+
+    ``clustering.method: truth`` clusters nothing: every view is :func:`truth_labels` of ``speakers``
+    drawn with ``truth_seed`` (default ``seed``; the pipeline passes one seed for every round, so
+    the labels are the same in every round), the visual view -1 where the clustering leaves it so.
     """
+    if clustering.method == "truth":
+        labels = truth_labels(speakers, session_of(keys), noise=clustering.truth_noise,
+                              unit=clustering.truth_noise_unit, seed=seed if truth_seed is None else truth_seed)
+        visual = labels.copy()
+        visual[np.ones(len(labels), dtype=bool) if visual_emb is None else ~np.isfinite(visual_emb).all(axis=1)] = -1
+        table = pd.DataFrame({"key": list(keys), "speaker": list(speakers), "audio": labels, "visual": visual,
+                              "joint": labels, "consensus": labels, "kept": np.ones(len(labels), dtype=bool)})
+        return table, {"all_agree": len(labels), "two_agree": 0, "all_differ": 0}
     audio = cluster(audio_emb, clustering, seed=seed)
     if visual_emb is None:
         n = len(audio)

@@ -1,6 +1,9 @@
 """Pseudo labels by clustering L2-normalised embeddings (paper Sec. 2.2): k-means (k-means++ seeding,
 then Lloyd's iterations on faiss, scikit-learn or torch: :mod:`cometa.core.lloyd`) or agglomerative;
-and the mean embedding of each cluster (:func:`centroids`)."""
+and the mean embedding of each cluster (:func:`centroids`).
+
+:func:`truth_labels` is the controlled experiment beside them (``clustering.method: truth``): the
+true identities with a known fraction moved elsewhere, utterance by utterance or video by video."""
 from __future__ import annotations
 
 import os
@@ -12,7 +15,9 @@ from cometa.core.blas import SIMD, blas_cores, cpu_info, kmeans_backend, simd_le
 from cometa.core.lloyd import lloyd
 
 __all__ = ["ClusteringConfig", "l2_normalise", "kmeans_plus_plus", "random_init", "kmeans", "agglomerative",
-           "clustering_backend", "cluster", "centroids"]
+           "clustering_backend", "cluster", "centroids", "truth_labels", "NOISE_UNITS"]
+
+NOISE_UNITS = ("utterance", "video")
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -144,6 +149,9 @@ def clustering_backend(cfg: ClusteringConfig, *, gpu: str | bool = "auto") -> di
     if cfg.method == "kmeans":
         choice = kmeans_backend(backend=cfg.backend, gpu=gpu)
         out.update(backend=choice.backend, device=choice.device, reason=choice.reason)
+    elif cfg.method == "truth":
+        out.update(backend="none", device="cpu", reason=f"labels of known noise: the true identities, "
+                   f"{cfg.truth_noise:g} moved by {cfg.truth_noise_unit} (a controlled experiment; nothing clustered)")
     else:
         out.update(backend="sklearn", device="cpu", reason=f"{cfg.method} clustering runs on scikit-learn")
     return out
@@ -156,7 +164,51 @@ def cluster(embeddings: np.ndarray, cfg: ClusteringConfig, *, seed: int) -> np.n
         return kmeans(embeddings, k, seed=seed, niter=cfg.niter, nredo=cfg.nredo, init=cfg.init, backend=cfg.backend)
     if cfg.method == "agglomerative":
         return agglomerative(embeddings, k)
-    raise ValueError(f"clustering.method must be kmeans|agglomerative, got {cfg.method!r}")
+    if cfg.method == "truth":
+        raise ValueError("clustering.method: truth clusters nothing: its labels come from truth_labels "
+                         "(cometa.core.ensemble.make_round_labels)")
+    raise ValueError(f"clustering.method must be kmeans|agglomerative|truth, got {cfg.method!r}")
+
+
+def truth_labels(speakers, sessions, *, noise: float, unit: str, seed: int) -> np.ndarray:
+    """(N,) int64 labels of known noise: each sample's true identity (0..S-1, in sorted order of
+    ``speakers``), then about ``noise`` × N samples moved to another identity.
+
+    Each moved unit gets ``(identity + d) mod S`` with d uniform in 1..S-1, so a wrong label is
+    uniform over the other identities (the symmetric noise of the co-teaching papers). ``unit``:
+
+    - ``"utterance"``: exactly ``round(noise × N)`` samples, drawn without replacement, each moved on
+      its own (scattered noise);
+    - ``"video"``: whole sessions (``sessions``: each sample's video, one identity per video) drawn
+      in random order until they hold ``round(noise × N)`` samples or more, each moved as one to one
+      identity: the noise the demo's k-means makes (README, "Labels of known noise").
+    """
+    speakers, sessions = np.asarray(speakers), np.asarray(sessions)
+    if len(speakers) != len(sessions):
+        raise ValueError(f"speakers and sessions differ in length: {len(speakers)} and {len(sessions)}")
+    if not 0.0 <= noise < 1.0:
+        raise ValueError(f"clustering.truth_noise must be in [0, 1), got {noise!r}")
+    if unit not in NOISE_UNITS:
+        raise ValueError(f"clustering.truth_noise_unit must be one of {'|'.join(NOISE_UNITS)}, got {unit!r}")
+    names, labels = np.unique(speakers, return_inverse=True)
+    labels = labels.astype(np.int64)
+    n_ids, target = len(names), int(round(noise * len(labels)))
+    if target == 0:
+        return labels
+    if n_ids < 2:
+        raise ValueError("clustering.truth_noise > 0 needs at least 2 identities to move labels between")
+    rng = np.random.default_rng(seed)
+    if unit == "utterance":
+        moved = rng.choice(len(labels), size=target, replace=False)
+        labels[moved] = (labels[moved] + rng.integers(1, n_ids, size=target)) % n_ids
+        return labels
+    videos, video_of = np.unique(sessions, return_inverse=True)
+    order = rng.permutation(len(videos))
+    sizes = np.bincount(video_of, minlength=len(videos))[order]
+    chosen = order[: int(np.searchsorted(np.cumsum(sizes), target)) + 1]  # the shortest prefix reaching target
+    shift = np.zeros(len(videos), dtype=np.int64)
+    shift[chosen] = rng.integers(1, n_ids, size=len(chosen))
+    return (labels + shift[video_of]) % n_ids
 
 
 def centroids(embeddings: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

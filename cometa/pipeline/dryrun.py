@@ -83,6 +83,10 @@ def dry_run(preset: str | None, *, config_path=None, overrides=None, strategies:
       f"{cfg.stage2.epochs_per_round} epochs (E_max {cfg.stage2.rounds * cfg.stage2.epochs_per_round}), "
       f"k = {cfg.clustering.k}, tau {cfg.stage2.tau}, E_k {cfg.stage2.e_k}, alpha {cfg.stage2.alpha}, "
       f"beta {cfg.stage2.beta}")
+    if cfg.clustering.method == "truth":
+        p(f"   labels: the TRUE identities, {cfg.clustering.truth_noise:.0%} moved by "
+          f"{cfg.clustering.truth_noise_unit} (clustering.method: truth, a controlled experiment that reads "
+          f"the ground truth; k is the number of identities)")
     est = estimate_compute(cfg, n_train, n_test)
     p(f"\n estimated compute (forward: audio {est['audio_forward_gflops']:.2f} GFLOP per "
       f"{cfg.features.crop_seconds:g} s crop, visual {est['visual_forward_gflops']:.2f} GFLOP per face)")

@@ -6,8 +6,8 @@ steps it depends on, so a change reruns the step and everything downstream of it
 directory is not part of it: a finished step copied into another run directory is complete there.
 
 Options added after runs existed hash only where they change something (:func:`_encoder_sections`,
-:func:`_stage2_section`): at their defaults a step's hash is what it was before they existed, so
-finished runs stay complete. Stage I never has adapters (``*.adapters``, ``stage2.train`` and
+:func:`_stage2_section`, :func:`_clustering_section`): at their defaults a step's hash is what it was
+before they existed, so finished runs stay complete. Stage I never has adapters (``*.adapters``, ``stage2.train`` and
 ``stage2.distill`` key the rounds only, and one Stage I serves every such variant); the audio
 encoder's ``pooling`` changes Stage I's model and keys Stage I (and so everything after it).
 """
@@ -72,6 +72,16 @@ def _encoder_sections(d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     return audio, visual, ({"audio_adapters": adapters} if adapters["enabled"] else {})
 
 
+def _clustering_section(d: dict[str, Any]) -> dict[str, Any]:
+    """The clustering keys a round reads: ``truth_noise`` and ``truth_noise_unit`` only with
+    ``method: truth``."""
+    out = dict(d["clustering"])
+    if out["method"] != "truth":
+        out.pop("truth_noise", None)
+        out.pop("truth_noise_unit", None)
+    return out
+
+
 def _stage2_section(d: dict[str, Any]) -> dict[str, Any]:
     """The stage2 keys a round reads: ``train`` only when not ``full``, ``distill`` only with a teacher,
     ``lr_scope`` only when not ``round`` (and then ``rounds`` too), ``optimizer_scope`` only when not
@@ -116,8 +126,8 @@ def plan_steps(cfg: Config, run_dir: Path) -> list[Step]:
                 {"run_dir": rd, "strategy": strategy, "round_no": r},
                 {**common, "strategy": strategy, "round": r,
                  "stage2": {**stage2, **({strategy: d["stage2"][strategy]} if strategy in STRATEGY_OPTIONS else {})},
-                 "visual_encoder": visual_encoder, **audio_adapters,
-                 **{k: d[k] for k in ("clustering", "augment", "features", "eval")}},
+                 "visual_encoder": visual_encoder, **audio_adapters, "clustering": _clustering_section(d),
+                 **{k: d[k] for k in ("augment", "features", "eval")}},
                 depends=[prev]))
     if cfg.projection.enabled:  # one step for every strategy: UMAP's JIT warm-up is paid once
         strategies = list(cfg.stage2.strategies)

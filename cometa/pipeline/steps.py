@@ -275,7 +275,8 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
         store.save_json(rel / "clustering_backend.json", clustering_backend(cfg.clustering))  # where k-means ran, why
         table, counts = make_round_labels(keys, ctx.corpus.train["speaker"].tolist(), audio_emb,
                                           None if round_ == 1 else visual_emb,
-                                          clustering=cfg.clustering, seed=cfg.seed + 100 * round_)
+                                          clustering=cfg.clustering, seed=cfg.seed + 100 * round_,
+                                          truth_seed=cfg.seed)
         previous = None
         if round_ > 1:
             previous = store.load_table(round_dir(ctx.run_dir, strategy, round_ - 1).relative_to(ctx.run_dir)

@@ -18,12 +18,13 @@ import pandas as pd
 
 from cometa.results import figures as F
 
-__all__ = ["variant_label", "table6", "table6_markdown"]
+__all__ = ["variant_label", "truth_label_note", "table6", "table6_markdown"]
 
 
 def variant_label(config: Mapping) -> str:
     """What a run's Stage II trains, from its resolved config (``RunStore.config()``): ``full`` or
-    ``adapters``, then ``distill <teacher>`` and the audio pooling where they are not the defaults."""
+    ``adapters``, then ``distill <teacher>``, the audio pooling and labels of known noise
+    (:func:`truth_label_note`) where they are not the defaults."""
     s2 = config.get("stage2", {}) or {}
     parts = [str(s2.get("train", "full"))]
     teacher = (s2.get("distill") or {}).get("teacher", "none")
@@ -32,7 +33,20 @@ def variant_label(config: Mapping) -> str:
     pooling = (config.get("audio_encoder", {}) or {}).get("pooling", "asp")
     if pooling != "asp":
         parts.append(f"pooling {pooling}")
+    labels = truth_label_note(config)
+    if labels:
+        parts.append(labels)
     return " + ".join(parts)
+
+
+def truth_label_note(config: Mapping) -> str:
+    """``"true labels, 35 % moved by video"`` for a run with ``clustering.method: truth`` (labels of
+    known noise, which read the ground truth), ``""`` for pseudo labels."""
+    c = config.get("clustering", {}) or {}
+    if c.get("method") != "truth":
+        return ""
+    noise, unit = 100 * float(c.get("truth_noise", 0.0)), c.get("truth_noise_unit", "utterance")
+    return f"true labels, {noise:g} % moved by {unit}"
 
 
 def _mean(v: pd.Series) -> float:

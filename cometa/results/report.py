@@ -30,7 +30,7 @@ import pandas as pd
 from plotly.offline import get_plotlyjs
 
 from cometa.results import figures as F
-from cometa.results.ablation import table6, table6_markdown, variant_label
+from cometa.results.ablation import table6, table6_markdown, truth_label_note, variant_label
 from cometa.results.comparison import table3, table3_markdown, table4, table4_markdown
 from cometa.runs import COLUMNS, RunStore, study_runs
 
@@ -477,6 +477,10 @@ def write_report(run_dir: str | Path, *, static: bool = True, compare: Sequence[
     seeds = F.n_seeds(scalars)
     title = f"cometa report: {run_dir.name}" + (f" ({seeds} seeds; projections and DET curves: "
                                                  f"{files_dir(run_dir).name})" if seeds > 1 else "")
+    config_path = files_dir(run_dir) / "config.yaml"
+    note = truth_label_note(RunStore(files_dir(run_dir)).config() if config_path.exists() else {})
+    if note:  # a controlled experiment: say so where the figures are read
+        title += f" [{note}: clustering.method truth]"
     write_html(out / "report.html", title, [md1, md2, md3, *([md4] if md4 else []), md6], figs)
     return out
 
