@@ -1,6 +1,7 @@
 """Public API, kept where it has always been: ``cometa.pseudo_labels`` re-exports
 :mod:`cometa.core.pseudo_labels` (k-means and agglomerative pseudo labels, Sec. 2.2). New code may import either."""
 from cometa.core.pseudo_labels import (
+                                       NOISE_UNITS,
                                        ClusteringConfig,
                                        agglomerative,
                                        centroids,
@@ -10,7 +11,8 @@ from cometa.core.pseudo_labels import (
                                        kmeans_plus_plus,
                                        l2_normalise,
                                        random_init,
+                                       truth_labels,
 )
 
 __all__ = ["ClusteringConfig", "l2_normalise", "kmeans_plus_plus", "random_init", "kmeans", "agglomerative",
-           "clustering_backend", "cluster", "centroids"]
+           "clustering_backend", "cluster", "centroids", "truth_labels", "NOISE_UNITS"]
