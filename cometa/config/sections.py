@@ -35,8 +35,8 @@ __all__ = ["SyntheticConfig", "CorpusConfig", "FeatureConfig", "AugmentConfig", 
            "ClusteringConfig", "LRScheduleConfig", "ProjectionConfig", "EvalConfig", "Stage1Config", "Stage2Config",
            "LGLConfig", "DLGLCConfig", "AsNormConfig", "LabelIssueConfig", "EvaluationConfig", "STRATEGY_OPTIONS",
            "PAPER_STRATEGIES", "AdapterConfig", "DistillConfig", "MISSING_FACES_POLICIES", "LR_KINDS", "LR_SCOPES",
-           "OPTIMIZER_SCOPES", "STRATEGY_NAMES", "POOLINGS", "STAGE2_TRAIN", "DISTILL_TEACHERS", "split_shape",
-           "check_stage2_options"]
+           "NOISE_UNITS", "OPTIMIZER_SCOPES", "STRATEGY_NAMES", "POOLINGS", "STAGE2_TRAIN", "DISTILL_TEACHERS",
+           "split_shape", "check_stage2_options"]
 
 MISSING_FACES_POLICIES = ("exclude", "audio_only", "error")
 # the Stage II strategies (their classes: the registry of cometa.core.strategies, which needs torch)
@@ -45,6 +45,7 @@ PAPER_STRATEGIES = ("baseline", "coteaching_plus", "cometa")  # the study's thre
 # strategies with their own options under stage2.<name>: only that strategy's rounds read (and hash) them
 STRATEGY_OPTIONS = ("lgl", "dlg_lc")
 LR_KINDS = ("constant", "cosine", "exponential")
+NOISE_UNITS = ("utterance", "video")  # clustering.truth_noise_unit: what moves as one
 # the audio encoder's pooling (its classes: the registry of cometa.models.encoders.pooling)
 POOLINGS = ("asp", "query_attention")
 LR_SCOPES = ("round", "stage")  # what Stage II's learning-rate schedule spans (Stage2Config.lr_scope)
@@ -215,7 +216,7 @@ class ClusteringConfig:
     # reference | drop  (where audio, visual, joint all differ)
     vote_policy: str = bounded("reference", choices=("reference", "drop"))
     truth_noise: float = bounded(0.0, ge=0, lt=1)  # method truth: the fraction of utterances given a wrong label
-    truth_noise_unit: str = bounded("utterance", choices=("utterance", "video"))  # method truth: what moves as one
+    truth_noise_unit: str = bounded("utterance", choices=NOISE_UNITS)  # method truth: what moves as one
 
 
 @dataclass

@@ -10,14 +10,13 @@ import os
 
 import numpy as np
 
-from cometa.config.sections import ClusteringConfig
+from cometa.config.sections import NOISE_UNITS, ClusteringConfig
 from cometa.core.blas import SIMD, blas_cores, cpu_info, kmeans_backend, simd_level
 from cometa.core.lloyd import lloyd
 
 __all__ = ["ClusteringConfig", "l2_normalise", "kmeans_plus_plus", "random_init", "kmeans", "agglomerative",
            "clustering_backend", "cluster", "centroids", "truth_labels", "NOISE_UNITS"]
 
-NOISE_UNITS = ("utterance", "video")
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

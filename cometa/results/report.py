@@ -426,15 +426,19 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def _run_config(run: Path) -> dict:
+    """The resolved config of a run (a study's first seed run), ``{}`` when it has none."""
+    config_path = files_dir(run) / "config.yaml"
+    return (RunStore(files_dir(run)).config() or {}) if config_path.exists() else {}
+
+
 def ablation_table(run_dir: str | Path, compare: Sequence[str | Path] = (),
                    scalars: pd.DataFrame | None = None) -> list[dict]:
     """Table 6 rows of ``run_dir`` and the ``compare`` runs, each labelled by its variant
     (:func:`cometa.results.ablation.variant_label`) and, when compared, its directory name."""
     variants = {}
     for i, run in enumerate([Path(run_dir), *map(Path, compare)]):
-        config_path = files_dir(run) / "config.yaml"
-        cfg = RunStore(files_dir(run)).config() if config_path.exists() else {}
-        label = variant_label(cfg or {}) + (f" ({run.name})" if compare else "")
+        label = variant_label(_run_config(run)) + (f" ({run.name})" if compare else "")
         variants[label] = scalars if (i == 0 and scalars is not None) else read_scalars(run)
     return table6(variants)
 
@@ -477,8 +481,7 @@ def write_report(run_dir: str | Path, *, static: bool = True, compare: Sequence[
     seeds = F.n_seeds(scalars)
     title = f"cometa report: {run_dir.name}" + (f" ({seeds} seeds; projections and DET curves: "
                                                  f"{files_dir(run_dir).name})" if seeds > 1 else "")
-    config_path = files_dir(run_dir) / "config.yaml"
-    note = truth_label_note(RunStore(files_dir(run_dir)).config() if config_path.exists() else {})
+    note = truth_label_note(_run_config(run_dir))
     if note:  # a controlled experiment: say so where the figures are read
         title += f" [{note}: clustering.method truth]"
     write_html(out / "report.html", title, [md1, md2, md3, *([md4] if md4 else []), md6], figs)
