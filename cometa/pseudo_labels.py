@@ -1,6 +1,7 @@
 """Public API, kept where it has always been: ``cometa.pseudo_labels`` re-exports
 :mod:`cometa.core.pseudo_labels` (k-means and agglomerative pseudo labels, Sec. 2.2). New code may import either."""
 from cometa.core.pseudo_labels import (
+                                       NOISE_TARGETS,
                                        NOISE_UNITS,
                                        ClusteringConfig,
                                        agglomerative,
@@ -15,4 +16,5 @@ from cometa.core.pseudo_labels import (
 )
 
 __all__ = ["ClusteringConfig", "l2_normalise", "kmeans_plus_plus", "random_init", "kmeans", "agglomerative",
-           "clustering_backend", "cluster", "centroids", "truth_labels", "NOISE_UNITS"]
+           "clustering_backend", "cluster", "centroids", "truth_labels", "NOISE_UNITS",
+           "NOISE_TARGETS"]

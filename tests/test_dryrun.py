@@ -54,3 +54,22 @@ def test_dry_run_plans_what_the_run_would_with_its_shorthands():
     out = buf.getvalue()
     assert "stage II: strategies lgl, baseline; 1 rounds" in out
     assert "cometa " not in out.split("estimated compute")[1]  # no Co-Meta line in the compute estimate
+
+
+def test_labels_of_known_noise_are_named_where_they_read_the_ground_truth():
+    """clustering.method: truth reads the true identities: the dry run says so, and how the noise was
+    made; the report's note (its title and Table 6's variant) names the rate, unit and target."""
+    from cometa.results.ablation import truth_label_note
+
+    buf = io.StringIO()
+    overrides = ["clustering.method=truth", "clustering.truth_noise=0.35", "clustering.truth_noise_unit=video",
+                 "clustering.truth_noise_target=audio_nearest"]
+    assert dry_run("tiny", overrides=overrides, file=buf) == 0
+    assert ("labels: the TRUE identities, 35% moved by video (those Stage I's audio encoder confuses most, to the "
+            "identity each sounds nearest)") in buf.getvalue()
+    cfg = load_config("tiny", overrides=["clustering.method=truth", "clustering.truth_noise=0.35",
+                                         "clustering.truth_noise_unit=video"]).to_dict()
+    assert truth_label_note(cfg) == "true labels, 35 % moved by video"
+    cfg["clustering"]["truth_noise_target"] = "audio_nearest"
+    assert truth_label_note(cfg) == "true labels, 35 % moved by video to the nearest voice"
+    assert truth_label_note(load_config("tiny").to_dict()) == ""

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from cometa.config import load_config
+from cometa.core.pseudo_labels import truth_labels
 from cometa.pipeline import steps
 from cometa.runs import RunStore
 
@@ -77,22 +78,28 @@ def test_shuffled_identities_leave_training_bit_identical(stage1_run, tmp_path, 
 
 
 def test_truth_labels_are_the_same_every_round_and_measured_as_injected(stage1_run, tmp_path):
-    """clustering.method: truth, 30 % moved by video: rounds 1 and 2 train on one labelling; every
-    video carries one label; what the instrumentation counts as wrong is what was moved (purity of the
-    consensus = the unmoved fraction, every wrong label in a wholly wrong video); and what round 1
-    trains on is exactly those labels."""
+    """clustering.method: truth, 30 % moved by video to the nearest voice: rounds 1 and 2 train on one
+    labelling, the one truth_labels gives on Stage I's audio embeddings (round 2 embeds with round 1's
+    encoder, yet its labels still follow Stage I's); every video carries one label; what the
+    instrumentation counts as wrong is what was moved (purity of the consensus = the unmoved fraction,
+    every wrong label in a wholly wrong video); and what round 1 trains on is exactly those labels."""
     import yaml
 
     run = tmp_path / "truth"
     shutil.copytree(stage1_run, run, ignore=shutil.ignore_patterns(*STRATEGIES))
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    cfg["clustering"].update(method="truth", truth_noise=0.3, truth_noise_unit="video")
+    cfg["clustering"].update(method="truth", truth_noise=0.3, truth_noise_unit="video",
+                             truth_noise_target="audio_nearest")
     (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     steps.round_step(run, "baseline", 1, progress=False)
     steps.round_step(run, "baseline", 2, progress=False)
     store = RunStore(run)
     t1, t2 = (store.load_table(f"baseline/round_{r}/labels.parquet") for r in (1, 2))
     np.testing.assert_array_equal(t1["consensus"].to_numpy(), t2["consensus"].to_numpy())
+    sessions = t1["key"].str.rsplit("/", n=1).str[0].to_numpy()
+    expected = truth_labels(t1["speaker"].to_numpy(), sessions, noise=0.3, unit="video", seed=0,
+                            target="audio_nearest", embeddings=store.load_arrays("stage1/embeddings.npz")["audio"])
+    np.testing.assert_array_equal(t1["consensus"].to_numpy(), expected)
     assert (t1["visual"] == -1).all() and (t2["visual"] == t2["consensus"]).all()  # round 1 has no visual view
     true = np.unique(t1["speaker"].to_numpy(), return_inverse=True)[1]
     moved = t1["consensus"].to_numpy() != true

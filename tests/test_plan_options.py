@@ -68,8 +68,9 @@ def test_optimizer_scope_stage_keys_every_round_and_round_keys_none():
 
 
 def test_truth_labels_key_the_rounds_only_and_their_noise_keys_nothing_under_kmeans():
-    """clustering.truth_noise / truth_noise_unit are read only with method: truth, so at the default
-    (kmeans) they key no step, and finished runs keep their hashes; with truth they key the rounds."""
+    """clustering.truth_noise / truth_noise_unit / truth_noise_target are read only with method: truth,
+    so at the default (kmeans) they key no step, and finished runs keep their hashes; with truth they
+    key the rounds."""
     base = _hashes()
     assert _hashes(["clustering.truth_noise=0.3", "clustering.truth_noise_unit=video"]) == base
     truth = _hashes(["clustering.method=truth", "clustering.truth_noise=0.3"])
@@ -77,3 +78,10 @@ def test_truth_labels_key_the_rounds_only_and_their_noise_keys_nothing_under_kme
     assert truth["corpus"] == base["corpus"] and truth["stage1"] == base["stage1"]
     rounds = [n for n in base if "/round_" in n]
     assert all(truth[n] != base[n] and video[n] != truth[n] for n in rounds)
+    # truth_noise_target keys the rounds only when not its default (runs made before it keep their hashes)
+    assert _hashes(["clustering.method=truth", "clustering.truth_noise=0.3",
+                    "clustering.truth_noise_target=uniform"]) == truth
+    assert _hashes(["clustering.truth_noise_target=audio_nearest"]) == base
+    nearest = _hashes(["clustering.method=truth", "clustering.truth_noise=0.3",
+                       "clustering.truth_noise_target=audio_nearest"])
+    assert nearest["stage1"] == base["stage1"] and all(nearest[n] != truth[n] for n in rounds)

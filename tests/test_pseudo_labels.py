@@ -237,12 +237,69 @@ def test_truth_labels_by_video_move_whole_videos_as_one():
     assert wrong_whole_session_frac(true, sessions, scattered) < 0.05
 
 
+def _at(degrees):
+    return np.stack([np.cos(np.radians(degrees)), np.sin(np.radians(degrees))], axis=1)
+
+
+def test_truth_labels_audio_nearest_move_the_most_confused_to_the_nearest_identity():
+    """Hand-checked in 2-D. Three identities of four utterances: a at 0, 0, 0, 25 degrees, b at 30, 30,
+    30, 5, c at 120 (far from both). Centroids: a near 6, b near 24 degrees, so a's 25-degree
+    utterance sounds like b and b's 5-degree one like a: at 2 of 12 those two swap, and nothing goes to
+    the uniform draw's c. By video (two videos of two per identity, a's second at 25 and 35 degrees):
+    that whole video goes to b."""
+    speakers = np.repeat(["a", "b", "c"], 4)
+    sessions = np.array([f"{s}/v{j // 2}" for s, j in zip(speakers, np.tile(np.arange(4), 3))])
+    emb = _at([0, 0, 0, 25, 30, 30, 30, 5, 120, 120, 120, 120])
+    got = truth_labels(speakers, sessions, noise=2 / 12, unit="utterance", seed=0, target="audio_nearest",
+                       embeddings=emb)
+    np.testing.assert_array_equal(got, [0, 0, 0, 1, 1, 1, 1, 0, 2, 2, 2, 2])
+    # the seed draws nothing: the most confused units and their destinations are fixed by the embeddings
+    np.testing.assert_array_equal(got, truth_labels(speakers, sessions, noise=2 / 12, unit="utterance", seed=7,
+                                                    target="audio_nearest", embeddings=3.0 * emb))
+    by_video = truth_labels(speakers, sessions, noise=2 / 12, unit="video", seed=0, target="audio_nearest",
+                            embeddings=_at([0, 0, 25, 35, 30, 30, 30, 30, 120, 120, 120, 120]))
+    np.testing.assert_array_equal(by_video, [0, 0, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2])
+
+
+def test_truth_labels_audio_nearest_against_a_direct_computation():
+    """Random embeddings of 10 identities x 30: the moved utterances are exactly the round(0.2 x 300)
+    of smallest margin (cosine to the own identity's mean direction minus the best other's), each at
+    its best other identity, computed here one utterance and one identity at a time."""
+    speakers, sessions = _speakers_sessions()
+    true = np.repeat(np.arange(10), 30)
+    rng = np.random.default_rng(5)
+    emb = rng.normal(size=(300, 8)) + 1.5 * rng.normal(size=(10, 8))[true]
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    means = [unit[true == s].mean(axis=0) for s in range(10)]
+    means = [m / np.linalg.norm(m) for m in means]
+    margin, nearest = [], []
+    for i in range(300):
+        others = [(float(unit[i] @ means[s]), s) for s in range(10) if s != true[i]]
+        best = max(others)
+        margin.append(float(unit[i] @ means[true[i]]) - best[0])
+        nearest.append(best[1])
+    moved = set(np.argsort(margin)[:60].tolist())
+    got = truth_labels(speakers, sessions, noise=0.2, unit="utterance", seed=0, target="audio_nearest",
+                       embeddings=emb)
+    assert set(np.flatnonzero(got != true).tolist()) == moved
+    assert all(got[i] == nearest[i] for i in moved)
+
+
 def test_truth_labels_refuse_what_they_cannot_do():
     speakers, sessions = _speakers_sessions()
     with pytest.raises(ValueError, match="truth_noise"):
         truth_labels(speakers, sessions, noise=1.0, unit="utterance", seed=0)
     with pytest.raises(ValueError, match="truth_noise_unit"):
         truth_labels(speakers, sessions, noise=0.1, unit="speaker", seed=0)
+    with pytest.raises(ValueError, match="truth_noise_target"):
+        truth_labels(speakers, sessions, noise=0.1, unit="video", seed=0, target="nearest")
+    with pytest.raises(ValueError, match="audio_nearest needs the Stage I audio embeddings"):
+        truth_labels(speakers, sessions, noise=0.1, unit="video", seed=0, target="audio_nearest")
+    with pytest.raises(ValueError, match=r"embeddings must be \(300, D\)"):
+        truth_labels(speakers, sessions, noise=0.1, unit="video", seed=0, target="audio_nearest",
+                     embeddings=np.ones((299, 4)))
+    with pytest.raises(ValueError, match="one identity per video"):
+        truth_labels(np.array(["a", "b"] * 5), np.repeat(["v"], 10), noise=0.2, unit="video", seed=0)
     with pytest.raises(ValueError, match="2 identities"):
         truth_labels(np.repeat(["a"], 10), np.repeat(["a/v"], 10), noise=0.5, unit="utterance", seed=0)
     with pytest.raises(ValueError, match="clusters nothing"):

@@ -35,8 +35,8 @@ __all__ = ["SyntheticConfig", "CorpusConfig", "FeatureConfig", "AugmentConfig", 
            "ClusteringConfig", "LRScheduleConfig", "ProjectionConfig", "EvalConfig", "Stage1Config", "Stage2Config",
            "LGLConfig", "DLGLCConfig", "AsNormConfig", "LabelIssueConfig", "EvaluationConfig", "STRATEGY_OPTIONS",
            "PAPER_STRATEGIES", "AdapterConfig", "DistillConfig", "MISSING_FACES_POLICIES", "LR_KINDS", "LR_SCOPES",
-           "NOISE_UNITS", "OPTIMIZER_SCOPES", "STRATEGY_NAMES", "POOLINGS", "STAGE2_TRAIN", "DISTILL_TEACHERS",
-           "split_shape", "check_stage2_options"]
+           "NOISE_UNITS", "NOISE_TARGETS", "OPTIMIZER_SCOPES", "STRATEGY_NAMES", "POOLINGS", "STAGE2_TRAIN",
+           "DISTILL_TEACHERS", "split_shape", "check_stage2_options"]
 
 MISSING_FACES_POLICIES = ("exclude", "audio_only", "error")
 # the Stage II strategies (their classes: the registry of cometa.core.strategies, which needs torch)
@@ -46,6 +46,7 @@ PAPER_STRATEGIES = ("baseline", "coteaching_plus", "cometa")  # the study's thre
 STRATEGY_OPTIONS = ("lgl", "dlg_lc")
 LR_KINDS = ("constant", "cosine", "exponential")
 NOISE_UNITS = ("utterance", "video")  # clustering.truth_noise_unit: what moves as one
+NOISE_TARGETS = ("uniform", "audio_nearest")  # clustering.truth_noise_target: which units move, and where
 # the audio encoder's pooling (its classes: the registry of cometa.models.encoders.pooling)
 POOLINGS = ("asp", "query_attention")
 LR_SCOPES = ("round", "stage")  # what Stage II's learning-rate schedule spans (Stage2Config.lr_scope)
@@ -203,6 +204,9 @@ class ClusteringConfig:
     # reads the ground truth. Every utterance gets its true identity, then a fraction ``truth_noise``
     # is moved to another identity (uniformly drawn), one utterance at a time ("utterance") or one
     # whole video at a time ("video": the noise k-means makes, see README "Labels of known noise").
+    # ``truth_noise_target`` says which units move and where: "uniform" (random units, each to a random
+    # other identity) or "audio_nearest" (the units Stage I's audio encoder confuses most, each to the
+    # identity it sounds most like: the errors k-means makes, at a known rate, with the rest true).
     # The same labels every round; k, niter, nredo, init, backend and vote_policy are then unused.
     method: str = bounded("kmeans", choices=("kmeans", "agglomerative", "truth"))
     k: int = bounded(6000, ge=2)
@@ -217,6 +221,7 @@ class ClusteringConfig:
     vote_policy: str = bounded("reference", choices=("reference", "drop"))
     truth_noise: float = bounded(0.0, ge=0, lt=1)  # method truth: the fraction of utterances given a wrong label
     truth_noise_unit: str = bounded("utterance", choices=NOISE_UNITS)  # method truth: what moves as one
+    truth_noise_target: str = bounded("uniform", choices=NOISE_TARGETS)  # method truth: which units, where to
 
 
 @dataclass

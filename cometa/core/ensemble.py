@@ -137,7 +137,8 @@ def consensus(joint: np.ndarray, audio: np.ndarray, visual: np.ndarray, *,
 
 def make_round_labels(keys, speakers, audio_emb: np.ndarray, visual_emb: np.ndarray | None, *,
                       clustering: ClusteringConfig, seed: int,
-                      truth_seed: int | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
+                      truth_seed: int | None = None,
+                      truth_embeddings: np.ndarray | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
     """Cluster each view and vote: the round's labelling table and the vote counts.
 
     With no visual embeddings (round 1: the visual encoder has no Stage I) the consensus is the
@@ -149,11 +150,14 @@ def make_round_labels(keys, speakers, audio_emb: np.ndarray, visual_emb: np.ndar
 
     ``clustering.method: truth`` clusters nothing: every view is :func:`truth_labels` of ``speakers``
     drawn with ``truth_seed`` (default ``seed``; the pipeline passes one seed for every round, so
-    the labels are the same in every round), the visual view -1 where the clustering leaves it so.
+    the labels are the same in every round) and, for ``truth_noise_target: audio_nearest``,
+    ``truth_embeddings`` (the pipeline passes Stage I's audio embeddings in every round); the visual
+    view -1 where the clustering leaves it so.
     """
     if clustering.method == "truth":
         labels = truth_labels(speakers, session_of(keys), noise=clustering.truth_noise,
-                              unit=clustering.truth_noise_unit, seed=seed if truth_seed is None else truth_seed)
+                              unit=clustering.truth_noise_unit, seed=seed if truth_seed is None else truth_seed,
+                              target=clustering.truth_noise_target, embeddings=truth_embeddings)
         visual = labels.copy()
         visual[np.ones(len(labels), dtype=bool) if visual_emb is None else ~np.isfinite(visual_emb).all(axis=1)] = -1
         table = pd.DataFrame({"key": list(keys), "speaker": list(speakers), "audio": labels, "visual": visual,

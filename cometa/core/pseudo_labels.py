@@ -3,19 +3,21 @@ then Lloyd's iterations on faiss, scikit-learn or torch: :mod:`cometa.core.lloyd
 and the mean embedding of each cluster (:func:`centroids`).
 
 :func:`truth_labels` is the controlled experiment beside them (``clustering.method: truth``): the
-true identities with a known fraction moved elsewhere, utterance by utterance or video by video."""
+true identities with a known fraction moved elsewhere, utterance by utterance or video by video, to
+random identities or to the ones Stage I's audio encoder confuses them with."""
 from __future__ import annotations
 
 import os
 
 import numpy as np
 
-from cometa.config.sections import NOISE_UNITS, ClusteringConfig
+from cometa.config.sections import NOISE_TARGETS, NOISE_UNITS, ClusteringConfig
 from cometa.core.blas import SIMD, blas_cores, cpu_info, kmeans_backend, simd_level
 from cometa.core.lloyd import lloyd
 
 __all__ = ["ClusteringConfig", "l2_normalise", "kmeans_plus_plus", "random_init", "kmeans", "agglomerative",
-           "clustering_backend", "cluster", "centroids", "truth_labels", "NOISE_UNITS"]
+           "clustering_backend", "cluster", "centroids", "truth_labels", "NOISE_UNITS",
+           "NOISE_TARGETS"]
 
 
 
@@ -150,7 +152,8 @@ def clustering_backend(cfg: ClusteringConfig, *, gpu: str | bool = "auto") -> di
         out.update(backend=choice.backend, device=choice.device, reason=choice.reason)
     elif cfg.method == "truth":
         out.update(backend="none", device="cpu", reason=f"labels of known noise: the true identities, "
-                   f"{cfg.truth_noise:g} moved by {cfg.truth_noise_unit} (a controlled experiment; nothing clustered)")
+                   f"{cfg.truth_noise:g} moved by {cfg.truth_noise_unit} to {cfg.truth_noise_target} "
+                   "(a controlled experiment; nothing clustered)")
     else:
         out.update(backend="sklearn", device="cpu", reason=f"{cfg.method} clustering runs on scikit-learn")
     return out
@@ -169,18 +172,29 @@ def cluster(embeddings: np.ndarray, cfg: ClusteringConfig, *, seed: int) -> np.n
     raise ValueError(f"clustering.method must be kmeans|agglomerative|truth, got {cfg.method!r}")
 
 
-def truth_labels(speakers, sessions, *, noise: float, unit: str, seed: int) -> np.ndarray:
+def truth_labels(speakers, sessions, *, noise: float, unit: str, seed: int, target: str = "uniform",
+                 embeddings: np.ndarray | None = None) -> np.ndarray:
     """(N,) int64 labels of known noise: each sample's true identity (0..S-1, in sorted order of
     ``speakers``), then about ``noise`` × N samples moved to another identity.
 
-    Each moved unit gets ``(identity + d) mod S`` with d uniform in 1..S-1, so a wrong label is
-    uniform over the other identities (the symmetric noise of the co-teaching papers). ``unit``:
+    ``unit``: what moves as one.
 
-    - ``"utterance"``: exactly ``round(noise × N)`` samples, drawn without replacement, each moved on
-      its own (scattered noise);
-    - ``"video"``: whole sessions (``sessions``: each sample's video, one identity per video) drawn
-      in random order until they hold ``round(noise × N)`` samples or more, each moved as one to one
-      identity: the noise the demo's k-means makes (README, "Labels of known noise").
+    - ``"utterance"``: exactly ``round(noise × N)`` samples, each moved on its own (scattered noise);
+    - ``"video"``: whole sessions (``sessions``: each sample's video, one identity per video) until
+      they hold ``round(noise × N)`` samples or more, each moved as one to one identity: the noise
+      the demo's k-means makes (README, "Labels of known noise").
+
+    ``target``: which units move, and where to.
+
+    - ``"uniform"``: units drawn at random (``seed``), each to ``(identity + d) mod S`` with d uniform
+      in 1..S-1, so a wrong label is uniform over the other identities (the symmetric noise of the
+      co-teaching papers);
+    - ``"audio_nearest"``: the units ``embeddings`` (N, D; Stage I's audio embeddings) confuse most,
+      each to the identity it is nearest to. A unit's embedding is the L2-normalised mean of its
+      samples' L2-normalised rows, an identity's is its :func:`centroids` row; units are taken in
+      order of margin (cosine to their own identity minus cosine to the nearest other, smallest
+      first, ties by index) and each goes to that nearest other identity: the errors k-means makes
+      on these embeddings, at a known rate, with every other label true. ``seed`` is unused.
     """
     speakers, sessions = np.asarray(speakers), np.asarray(sessions)
     if len(speakers) != len(sessions):
@@ -189,25 +203,56 @@ def truth_labels(speakers, sessions, *, noise: float, unit: str, seed: int) -> n
         raise ValueError(f"clustering.truth_noise must be in [0, 1), got {noise!r}")
     if unit not in NOISE_UNITS:
         raise ValueError(f"clustering.truth_noise_unit must be one of {'|'.join(NOISE_UNITS)}, got {unit!r}")
+    if target not in NOISE_TARGETS:
+        raise ValueError(f"clustering.truth_noise_target must be one of {'|'.join(NOISE_TARGETS)}, got {target!r}")
     names, labels = np.unique(speakers, return_inverse=True)
     labels = labels.astype(np.int64)
-    n_ids, target = len(names), int(round(noise * len(labels)))
-    if target == 0:
+    n_ids, n_target = len(names), int(round(noise * len(labels)))
+    if n_target == 0:
         return labels
     if n_ids < 2:
         raise ValueError("clustering.truth_noise > 0 needs at least 2 identities to move labels between")
-    rng = np.random.default_rng(seed)
+    # the units: each sample on its own, or each video as one
     if unit == "utterance":
-        moved = rng.choice(len(labels), size=target, replace=False)
-        labels[moved] = (labels[moved] + rng.integers(1, n_ids, size=target)) % n_ids
-        return labels
-    videos, video_of = np.unique(sessions, return_inverse=True)
-    order = rng.permutation(len(videos))
-    sizes = np.bincount(video_of, minlength=len(videos))[order]
-    chosen = order[: int(np.searchsorted(np.cumsum(sizes), target)) + 1]  # the shortest prefix reaching target
-    shift = np.zeros(len(videos), dtype=np.int64)
-    shift[chosen] = rng.integers(1, n_ids, size=len(chosen))
-    return (labels + shift[video_of]) % n_ids
+        unit_of = np.arange(len(labels))
+    else:
+        unit_of = np.unique(sessions, return_inverse=True)[1]
+    n_units = int(unit_of.max()) + 1
+    unit_identity = np.zeros(n_units, dtype=np.int64)
+    unit_identity[unit_of] = labels
+    if not np.array_equal(unit_identity[unit_of], labels):
+        raise ValueError("clustering.truth_noise_unit: video needs one identity per video; some video has several")
+    sizes = np.bincount(unit_of, minlength=n_units)
+    if target == "uniform":
+        rng = np.random.default_rng(seed)
+        if unit == "utterance":  # exactly n_target samples
+            order = rng.choice(n_units, size=n_target, replace=False)
+            chosen, destination = order, (unit_identity[order] + rng.integers(1, n_ids, size=n_target)) % n_ids
+        else:
+            order = rng.permutation(n_units)
+            chosen = order[: int(np.searchsorted(np.cumsum(sizes[order]), n_target)) + 1]
+            destination = (unit_identity[chosen] + rng.integers(1, n_ids, size=len(chosen))) % n_ids
+    else:
+        if embeddings is None:
+            raise ValueError("clustering.truth_noise_target: audio_nearest needs the Stage I audio embeddings")
+        x = l2_normalise(embeddings)
+        if len(x) != len(labels) or not np.all(np.isfinite(x)):
+            raise ValueError(f"truth_noise_target audio_nearest: embeddings must be ({len(labels)}, D) and finite, "
+                             f"got shape {x.shape}")
+        own = centroids(x, labels, n_ids)
+        units = np.zeros((n_units, x.shape[1]), dtype=np.float64)
+        np.add.at(units, unit_of, x)
+        sim = l2_normalise(units) @ own.T  # (units, identities)
+        mine = sim[np.arange(n_units), unit_identity]
+        sim[np.arange(n_units), unit_identity] = -np.inf
+        nearest = np.argmax(sim, axis=1)
+        order = np.argsort(mine - sim[np.arange(n_units), nearest], kind="stable")
+        chosen = order[:n_target] if unit == "utterance" else \
+            order[: int(np.searchsorted(np.cumsum(sizes[order]), n_target)) + 1]
+        destination = nearest[chosen]
+    moved = unit_identity.copy()
+    moved[chosen] = destination
+    return moved[unit_of]
 
 
 def centroids(embeddings: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

@@ -84,9 +84,11 @@ def dry_run(preset: str | None, *, config_path=None, overrides=None, strategies:
       f"k = {cfg.clustering.k}, tau {cfg.stage2.tau}, E_k {cfg.stage2.e_k}, alpha {cfg.stage2.alpha}, "
       f"beta {cfg.stage2.beta}")
     if cfg.clustering.method == "truth":
+        where = (" (those Stage I's audio encoder confuses most, to the identity each sounds nearest)"
+                 if cfg.clustering.truth_noise_target == "audio_nearest" else " (at random)")
         p(f"   labels: the TRUE identities, {cfg.clustering.truth_noise:.0%} moved by "
-          f"{cfg.clustering.truth_noise_unit} (clustering.method: truth, a controlled experiment that reads "
-          f"the ground truth; k is the number of identities)")
+          f"{cfg.clustering.truth_noise_unit}{where} (clustering.method: truth, a controlled experiment that "
+          f"reads the ground truth; k is the number of identities)")
     est = estimate_compute(cfg, n_train, n_test)
     p(f"\n estimated compute (forward: audio {est['audio_forward_gflops']:.2f} GFLOP per "
       f"{cfg.features.crop_seconds:g} s crop, visual {est['visual_forward_gflops']:.2f} GFLOP per face)")

@@ -74,11 +74,14 @@ def _encoder_sections(d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
 
 def _clustering_section(d: dict[str, Any]) -> dict[str, Any]:
     """The clustering keys a round reads: ``truth_noise`` and ``truth_noise_unit`` only with
-    ``method: truth``."""
+    ``method: truth``, ``truth_noise_target`` only there and when not ``uniform`` (so the runs made
+    before it existed keep their hashes)."""
     out = dict(d["clustering"])
     if out["method"] != "truth":
         out.pop("truth_noise", None)
         out.pop("truth_noise_unit", None)
+    if out["method"] != "truth" or out.get("truth_noise_target") == "uniform":
+        out.pop("truth_noise_target", None)
     return out
 
 

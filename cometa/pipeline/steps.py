@@ -273,10 +273,13 @@ def round_step(run_dir: str | Path, strategy: str, round_: int, *, progress: boo
     if not resuming and is_main():
         # 2. clustering per view and the ensemble (round 1: audio only)
         store.save_json(rel / "clustering_backend.json", clustering_backend(cfg.clustering))  # where k-means ran, why
+        truth_emb = None  # labels of known noise that follow Stage I's confusions: the same in every round
+        if cfg.clustering.method == "truth" and cfg.clustering.truth_noise_target == "audio_nearest":
+            truth_emb = store.load_arrays("stage1/embeddings.npz", finite=True)["audio"]
         table, counts = make_round_labels(keys, ctx.corpus.train["speaker"].tolist(), audio_emb,
                                           None if round_ == 1 else visual_emb,
                                           clustering=cfg.clustering, seed=cfg.seed + 100 * round_,
-                                          truth_seed=cfg.seed)
+                                          truth_seed=cfg.seed, truth_embeddings=truth_emb)
         previous = None
         if round_ > 1:
             previous = store.load_table(round_dir(ctx.run_dir, strategy, round_ - 1).relative_to(ctx.run_dir)

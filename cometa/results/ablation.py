@@ -46,7 +46,8 @@ def truth_label_note(config: Mapping) -> str:
     if c.get("method") != "truth":
         return ""
     noise, unit = 100 * float(c.get("truth_noise", 0.0)), c.get("truth_noise_unit", "utterance")
-    return f"true labels, {noise:g} % moved by {unit}"
+    where = " to the nearest voice" if c.get("truth_noise_target") == "audio_nearest" else ""
+    return f"true labels, {noise:g} % moved by {unit}{where}"
 
 
 def _mean(v: pd.Series) -> float:
