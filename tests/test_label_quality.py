@@ -8,6 +8,7 @@ from sklearn.metrics.cluster import contingency_matrix
 from cometa.core.label_quality import (
     ari,
     cluster_sizes,
+    confused_pairs,
     contingency,
     flip_rate,
     inverse_purity,
@@ -209,3 +210,38 @@ def test_label_metrics_carry_the_session_measures():
     assert got[("joint", "session_coherence")] == 1.0  # a/v2 alone in cluster 1 with b: still coherent
     assert got[("joint", "wrong_whole_session_frac")] == 1.0
     assert np.isnan(got[("consensus", "wrong_whole_session_frac")])
+
+
+def test_confused_pairs_by_hand():
+    """Cluster 7: a a a b -> b is wrong, confused with a; cluster 8: c c d d e (tie c/d: c, seen first)
+    -> d, d, e wrong, confused with c; cluster 9: e alone -> right; -1 (dropped) is left out."""
+    speakers = ["a", "a", "b", "a", "c", "d", "c", "d", "e", "e", "b"]
+    labels = [7, 7, 7, 7, 8, 8, 8, 8, 8, 9, -1]
+    got = confused_pairs(speakers, labels)
+    assert got.to_dict("list") == {"speaker": ["b", "d", "d", "e"], "majority": ["a", "c", "c", "c"]}
+    assert len(got) == wrong_label_mask(np.array(speakers[:-1]), np.array(labels[:-1])).sum()
+
+
+def test_confusion_figures_compose_the_corpus_latent_distances():
+    """tools/study_criteria.confusion_figures on the tiny corpus' identities: every sample true but two
+    of the first identity's, in the cluster of one same-gender and then of one other-gender identity:
+    the share of same gender, and the pair's latent distance over the mean of same-gender strangers,
+    recomputed here from the corpus' own distance matrices."""
+    from cometa.config import load_config
+    from cometa.data.synthetic import draw_speakers, face_latent_distances, voice_latent_distances
+    from tools.study_criteria import confusion_figures
+
+    rows = [r for r in draw_speakers(load_config("tiny").corpus.synthetic) if r["split"] == "train"]
+    speakers = pd.DataFrame(rows)
+    names, gender = speakers["speaker"].tolist(), speakers["gender"].to_numpy()
+    strangers = (gender[:, None] == gender[None, :]) & ~np.eye(len(rows), dtype=bool)
+    voice, face = voice_latent_distances(rows), face_latent_distances(rows)
+    for same in (True, False):
+        host = next(i for i in range(1, len(rows)) if (gender[i] == gender[0]) == same)
+        table = pd.DataFrame({"speaker": np.repeat(names, 3), "consensus": np.repeat(np.arange(len(rows)), 3)})
+        table.loc[[0, 1], "consensus"] = host  # two of the first identity's three: its third stays right
+        got = confusion_figures(table, speakers)
+        assert got["same_gender"] == float(same)
+        assert got["voice_ratio"] == pytest.approx(voice[0, host] / voice[strangers].mean())
+        assert got["face_ratio"] == pytest.approx(face[0, host] / face[strangers].mean())
+    assert confusion_figures(table.assign(consensus=np.repeat(np.arange(len(rows)), 3)), speakers) == {}

@@ -17,7 +17,14 @@ For every seed and as mean ± std over the seeds it prints, from the run stores 
 - the lambda of the first Stage II epoch (criterion: 1);
 - how the last round's labels sit on the recording sessions (no criterion; the reason the selection
   filters little): the share of wrong consensus labels whose whole video is wrong under one label, and
-  the visual labels' session coherence, read from the label tables (so older runs have them too).
+  the visual labels' session coherence, read from the label tables (so older runs have them too);
+- which identities the labels confuse (no criterion; embedded corpus only, whose ``speakers.csv``
+  holds each identity's latent voice and face): for round 1 and the last round, over the wrong
+  consensus labels (:func:`cometa.core.label_quality.confused_pairs`), the share whose speaker has the
+  gender of its cluster's majority, and the mean latent voice and face distance between the two
+  (:func:`cometa.data.synthetic.voice_latent_distances`, ``face_latent_distances`` over the training
+  identities) over the mean of all same-gender pairs of training identities: 1 is as alike as two
+  same-gender strangers, below 1 more alike.
 
 Nothing is changed; the exit status is 0 whether or not the criteria hold (this is a report).
 """
@@ -32,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cometa.core.label_quality import session_coherence, session_of, wrong_whole_session_frac
+from cometa.core.label_quality import confused_pairs, session_coherence, session_of, wrong_whole_session_frac
 from cometa.results.report import read_scalars
 from cometa.runs import RunStore, study_runs
 
@@ -90,6 +97,37 @@ def session_figures(run: Path, strategy: str) -> dict:
             "session_coherence_visual": session_coherence(sessions, t["visual"].to_numpy())}
 
 
+def confusion_figures(table: pd.DataFrame, speakers: pd.DataFrame) -> dict:
+    """How alike the identities are that a round's labels (``table``: labels.parquet) confuse, from
+    the embedded corpus' ``speakers`` table (speakers.csv): ``same_gender``, ``voice_ratio``,
+    ``face_ratio`` (see the module's docstring); {} without wrong labels."""
+    from cometa.data.synthetic import face_latent_distances, voice_latent_distances
+
+    pairs = confused_pairs(table["speaker"].to_numpy(), table["consensus"].to_numpy())
+    if pairs.empty:
+        return {}
+    rows = speakers[speakers["split"] == "train"].to_dict("records")
+    index = {r["speaker"]: i for i, r in enumerate(rows)}
+    a, b = pairs["speaker"].map(index).to_numpy(), pairs["majority"].map(index).to_numpy()
+    gender = np.array([r["gender"] for r in rows])
+    strangers = (gender[:, None] == gender[None, :]) & ~np.eye(len(rows), dtype=bool)
+    out = {"same_gender": float((gender[a] == gender[b]).mean())}
+    for name, dist in (("voice", voice_latent_distances(rows)), ("face", face_latent_distances(rows))):
+        out[f"{name}_ratio"] = float(dist[a, b].mean() / dist[strangers].mean())
+    return out
+
+
+def _confusions(run: Path, strategy: str) -> dict:
+    """:func:`confusion_figures` of round 1 and of the last round ({} off the embedded corpus)."""
+    root = Path(json.loads((run / "corpus" / "counts.json").read_text())["root"])
+    rounds = sorted((run / strategy).glob("round_*/labels.parquet"), key=lambda p: int(p.parent.name[6:]))
+    if not (root / "speakers.csv").is_file() or not rounds:
+        return {}
+    speakers = pd.read_csv(root / "speakers.csv")
+    return {"confusions_round1": confusion_figures(pd.read_parquet(rounds[0]), speakers),
+            "confusions_last": confusion_figures(pd.read_parquet(rounds[-1]), speakers)}
+
+
 def _baselines(run: Path) -> dict:
     from cometa.evaluation.baselines import baseline_eers
 
@@ -118,7 +156,7 @@ def main(argv=None) -> int:
         figs[seed] = seed_figures(read_scalars(run))
         for s in STRATEGIES:
             if s in figs[seed]:
-                figs[seed][s].update(session_figures(run, s))
+                figs[seed][s].update(session_figures(run, s), **_confusions(run, s))
     base = _baselines(runs[0])
     pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
     print(f"{root}: {len(runs)} seed(s) {list(figs)}")
@@ -144,6 +182,13 @@ def main(argv=None) -> int:
         lines.append(f"{'':16s} wrong consensus labels in wholly wrong videos "
                      f"{_ms([p.get('wrong_whole_session_consensus', math.nan) for p in per])}; visual session "
                      f"coherence {_ms([p.get('session_coherence_visual', math.nan) for p in per])}")
+        for when in ("round1", "last"):
+            c = [p.get(f"confusions_{when}", {}) for p in per]
+            if any(c):
+                lines.append(f"{'':16s} confused identities ({when.replace('round1', 'round 1')}): same gender "
+                             f"{_ms([x.get('same_gender', math.nan) for x in c])}; voice distance / strangers' "
+                             f"{_ms([x.get('voice_ratio', math.nan) for x in c])}, face "
+                             f"{_ms([x.get('face_ratio', math.nan) for x in c])}")
     s1 = [f["stage1_eer"] for f in figs.values()]
     s1_hard = all(x["H"] > max(x["O"], x["E"]) for x in s1)
     print(f"Stage I audio O {_ms([100 * x['O'] for x in s1])} %  (H hardest: {s1_hard})")

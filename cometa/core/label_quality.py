@@ -21,6 +21,10 @@ from session cues (background, channel), so small-loss selection cannot filter i
 - wrong whole-session frac = of the samples with a wrong label (:func:`wrong_label_mask`), the
                             fraction whose whole session is wrong under one single label
 
+Which identities a labelling confuses: :func:`confused_pairs` gives, for every wrong label, its
+speaker and its cluster's majority speaker (with a corpus that knows its identities' latent voices
+and faces, ``tools/study_criteria.py`` measures how alike those pairs are).
+
 Cluster ids may be any integers. Samples with a negative cluster id (dropped by the ensemble vote)
 are excluded from every measure: from N, the table and the cluster counts; in ``flip_rate`` a
 sample negative in either labelling is excluded. A measure over no samples is NaN.
@@ -34,7 +38,7 @@ from scipy.sparse import coo_matrix, csr_matrix
 
 __all__ = ["contingency", "purity", "inverse_purity", "nmi", "ari", "n_clusters", "cluster_sizes", "flip_rate",
            "label_quality", "label_metrics", "wrong_label_mask", "majority_identity", "session_of",
-           "session_coherence", "wrong_whole_session_frac"]
+           "session_coherence", "wrong_whole_session_frac", "confused_pairs"]
 
 
 def _kept(true, pred) -> tuple[np.ndarray, np.ndarray]:
@@ -274,3 +278,14 @@ def majority_identity(speakers: np.ndarray, labels: np.ndarray, k: int) -> np.nd
     out = np.full(int(k), -1, dtype=np.int64)
     out[majority.index.to_numpy(dtype=np.int64)] = majority.to_numpy(dtype=np.int64)
     return out
+
+
+def confused_pairs(speakers, labels) -> pd.DataFrame:
+    """The identities a labelling confuses: one row per wrong label (:func:`wrong_label_mask`), in
+    sample order, with ``speaker`` (its true identity) and ``majority`` (its cluster's majority
+    identity). Samples with a negative label are left out."""
+    speakers, labels = np.asarray(speakers), np.asarray(labels)
+    keep = labels >= 0
+    df = pd.DataFrame({"speaker": speakers[keep], "c": labels[keep]})
+    df["majority"] = df["c"].map(df.groupby("c")["speaker"].agg(lambda s: s.value_counts().index[0]))
+    return df.loc[df["speaker"] != df["majority"], ["speaker", "majority"]].reset_index(drop=True)

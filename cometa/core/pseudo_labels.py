@@ -224,35 +224,48 @@ def truth_labels(speakers, sessions, *, noise: float, unit: str, seed: int, targ
         raise ValueError("clustering.truth_noise_unit: video needs one identity per video; some video has several")
     sizes = np.bincount(unit_of, minlength=n_units)
     if target == "uniform":
-        rng = np.random.default_rng(seed)
-        if unit == "utterance":  # exactly n_target samples
-            order = rng.choice(n_units, size=n_target, replace=False)
-            chosen, destination = order, (unit_identity[order] + rng.integers(1, n_ids, size=n_target)) % n_ids
-        else:
-            order = rng.permutation(n_units)
-            chosen = order[: int(np.searchsorted(np.cumsum(sizes[order]), n_target)) + 1]
-            destination = (unit_identity[chosen] + rng.integers(1, n_ids, size=len(chosen))) % n_ids
+        chosen, destination = _uniform_moves(unit_identity, sizes, n_target, n_ids, by_unit=unit == "video", seed=seed)
     else:
         if embeddings is None:
             raise ValueError("clustering.truth_noise_target: audio_nearest needs the Stage I audio embeddings")
-        x = l2_normalise(embeddings)
-        if len(x) != len(labels) or not np.all(np.isfinite(x)):
-            raise ValueError(f"truth_noise_target audio_nearest: embeddings must be ({len(labels)}, D) and finite, "
-                             f"got shape {x.shape}")
-        own = centroids(x, labels, n_ids)
-        units = np.zeros((n_units, x.shape[1]), dtype=np.float64)
-        np.add.at(units, unit_of, x)
-        sim = l2_normalise(units) @ own.T  # (units, identities)
-        mine = sim[np.arange(n_units), unit_identity]
-        sim[np.arange(n_units), unit_identity] = -np.inf
-        nearest = np.argmax(sim, axis=1)
-        order = np.argsort(mine - sim[np.arange(n_units), nearest], kind="stable")
-        chosen = order[:n_target] if unit == "utterance" else \
-            order[: int(np.searchsorted(np.cumsum(sizes[order]), n_target)) + 1]
-        destination = nearest[chosen]
+        chosen, destination = _nearest_moves(embeddings, labels, unit_of, unit_identity, sizes, n_target,
+                                             by_unit=unit == "video")
     moved = unit_identity.copy()
     moved[chosen] = destination
     return moved[unit_of]
+
+
+def _first_reaching(order: np.ndarray, sizes: np.ndarray, n_target: int) -> np.ndarray:
+    """The shortest prefix of ``order`` (unit ids) whose units hold ``n_target`` samples or more."""
+    return order[: int(np.searchsorted(np.cumsum(sizes[order]), n_target)) + 1]
+
+
+def _uniform_moves(unit_identity, sizes, n_target: int, n_ids: int, *, by_unit: bool, seed: int):
+    """:func:`truth_labels`' ``uniform`` target: (units moved, their new identities)."""
+    rng = np.random.default_rng(seed)
+    if not by_unit:  # single samples: exactly n_target, drawn without replacement
+        chosen = rng.choice(len(unit_identity), size=n_target, replace=False)
+    else:
+        chosen = _first_reaching(rng.permutation(len(unit_identity)), sizes, n_target)
+    return chosen, (unit_identity[chosen] + rng.integers(1, n_ids, size=len(chosen))) % n_ids
+
+
+def _nearest_moves(embeddings, labels, unit_of, unit_identity, sizes, n_target: int, *, by_unit: bool):
+    """:func:`truth_labels`' ``audio_nearest`` target: (units moved, their new identities)."""
+    x = l2_normalise(embeddings)
+    if len(x) != len(labels) or not np.all(np.isfinite(x)):
+        raise ValueError(f"truth_noise_target audio_nearest: embeddings must be ({len(labels)}, D) and finite, "
+                         f"got shape {x.shape}")
+    n_units = len(unit_identity)
+    units = np.zeros((n_units, x.shape[1]), dtype=np.float64)
+    np.add.at(units, unit_of, x)
+    sim = l2_normalise(units) @ centroids(x, labels, int(labels.max()) + 1).T  # (units, identities)
+    mine = sim[np.arange(n_units), unit_identity]
+    sim[np.arange(n_units), unit_identity] = -np.inf
+    nearest = np.argmax(sim, axis=1)
+    order = np.argsort(mine - sim[np.arange(n_units), nearest], kind="stable")
+    chosen = _first_reaching(order, sizes, n_target) if by_unit else order[:n_target]
+    return chosen, nearest[chosen]
 
 
 def centroids(embeddings: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
