@@ -245,3 +245,19 @@ def test_confusion_figures_compose_the_corpus_latent_distances():
         assert got["voice_ratio"] == pytest.approx(voice[0, host] / voice[strangers].mean())
         assert got["face_ratio"] == pytest.approx(face[0, host] / face[strangers].mean())
     assert confusion_figures(table.assign(consensus=np.repeat(np.arange(len(rows)), 3)), speakers) == {}
+
+
+def test_gender_split_eer_keeps_every_target_and_one_kind_of_non_target():
+    """Targets 0.9, 0.8, 0.7, 0.6; same-gender non-targets 0.85, 0.75 (they interleave with the
+    targets), cross-gender ones 0.1, 0.2 (all below): cross-gender only separates perfectly (EER 0);
+    same-gender only is the EER of those six trials: at a threshold between 0.75 and 0.8, half the
+    targets (0.7, 0.6) are missed and half the non-targets (0.85) accepted, 0.5."""
+    from cometa.evaluation.metrics import eer
+    from tools.study_criteria import gender_split_eer
+
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.85, 0.75, 0.1, 0.2])
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    same = np.array([True, True, True, True, True, True, False, False])
+    same_only, cross_only = gender_split_eer(scores, labels, same)
+    assert cross_only == 0.0
+    assert same_only == 0.5 == eer(scores[:6], labels[:6])[0]

@@ -24,7 +24,10 @@ For every seed and as mean ± std over the seeds it prints, from the run stores 
   gender of its cluster's majority, and the mean latent voice and face distance between the two
   (:func:`cometa.data.synthetic.voice_latent_distances`, ``face_latent_distances`` over the training
   identities) over the mean of all same-gender pairs of training identities: 1 is as alike as two
-  same-gender strangers, below 1 more alike.
+  same-gender strangers, below 1 more alike;
+- how each last-round model tells identities of one gender apart against identities of two (no
+  criterion; embedded corpus only): the O-like list's EER with every target trial and only its
+  same-gender non-targets, and with only its cross-gender ones (:func:`gender_split_eer`).
 
 Nothing is changed; the exit status is 0 whether or not the criteria hold (this is a report).
 """
@@ -117,6 +120,36 @@ def confusion_figures(table: pd.DataFrame, speakers: pd.DataFrame) -> dict:
     return out
 
 
+def gender_split_eer(scores, labels, same_gender) -> tuple[float, float]:
+    """(EER with every target and the same-gender non-targets only, EER with every target and the
+    cross-gender non-targets only) of a trial list's ``scores`` and ``labels`` (1 target, 0 not);
+    ``same_gender`` (M,) bool says whether each trial's two identities share a gender."""
+    from cometa.evaluation.metrics import eer
+
+    scores, labels, same_gender = np.asarray(scores, float), np.asarray(labels), np.asarray(same_gender, bool)
+    target = labels == 1
+    return tuple(float(eer(scores[target | keep], labels[target | keep])[0])  # type: ignore[return-value]
+                 for keep in (~target & same_gender, ~target & ~same_gender))
+
+
+def _gender_eers(run: Path, strategy: str) -> dict:
+    """:func:`gender_split_eer` of the last round's audio and visual models on the O-like list ({} off
+    the embedded corpus)."""
+    from cometa.evaluation.baselines import cosine_scores, read_trials
+
+    root = Path(json.loads((run / "corpus" / "counts.json").read_text())["root"])
+    rounds = sorted((run / strategy).glob("round_*/test_embeddings.npz"), key=lambda p: int(p.parent.name[6:]))
+    if not (root / "speakers.csv").is_file() or not rounds:
+        return {}
+    gender = pd.read_csv(root / "speakers.csv").set_index("speaker")["gender"]
+    labels, enroll, test = read_trials(root / "trials" / "veri_test2.txt")
+    same = np.array([gender[a.split("/")[0]] == gender[b.split("/")[0]] for a, b in zip(enroll, test)])
+    emb = np.load(rounds[-1])
+    index = {k: i for i, k in enumerate(emb["keys"].tolist())}
+    e, t = np.array([index[u] for u in enroll]), np.array([index[u] for u in test])
+    return {f"gender_eer_{m}": gender_split_eer(cosine_scores(emb[m], e, t), labels, same) for m in ("audio", "visual")}
+
+
 def _confusions(run: Path, strategy: str) -> dict:
     """:func:`confusion_figures` of round 1 and of the last round ({} off the embedded corpus)."""
     root = Path(json.loads((run / "corpus" / "counts.json").read_text())["root"])
@@ -156,7 +189,7 @@ def main(argv=None) -> int:
         figs[seed] = seed_figures(read_scalars(run))
         for s in STRATEGIES:
             if s in figs[seed]:
-                figs[seed][s].update(session_figures(run, s), **_confusions(run, s))
+                figs[seed][s].update(session_figures(run, s), **_confusions(run, s), **_gender_eers(run, s))
     base = _baselines(runs[0])
     pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
     print(f"{root}: {len(runs)} seed(s) {list(figs)}")
@@ -182,6 +215,11 @@ def main(argv=None) -> int:
         lines.append(f"{'':16s} wrong consensus labels in wholly wrong videos "
                      f"{_ms([p.get('wrong_whole_session_consensus', math.nan) for p in per])}; visual session "
                      f"coherence {_ms([p.get('session_coherence_visual', math.nan) for p in per])}")
+        for m in ("audio", "visual"):
+            g = [p[f"gender_eer_{m}"] for p in per if f"gender_eer_{m}" in p]
+            if g:
+                lines.append(f"{'':16s} {m} O EER with same-gender non-targets only {_ms([100 * x[0] for x in g])} %, "
+                             f"cross-gender only {_ms([100 * x[1] for x in g])} %")
         for when in ("round1", "last"):
             c = [p.get(f"confusions_{when}", {}) for p in per]
             if any(c):
