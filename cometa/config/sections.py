@@ -206,7 +206,7 @@ class ClusteringConfig:
     # whole video at a time ("video": the noise k-means makes, see README "Labels of known noise").
     # ``truth_noise_target`` says which units move and where: "uniform" (random units, each to a random
     # other identity) or "audio_nearest" (the units Stage I's audio encoder confuses most, each to the
-    # identity it sounds most like: the errors k-means makes, at a known rate, with the rest true).
+    # identity it sounds most like: the kind of error k-means makes, at a known rate, the rest true).
     # The same labels every round; k, niter, nredo, init, backend and vote_policy are then unused.
     method: str = bounded("kmeans", choices=("kmeans", "agglomerative", "truth"))
     k: int = bounded(6000, ge=2)

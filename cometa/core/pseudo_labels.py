@@ -193,8 +193,8 @@ def truth_labels(speakers, sessions, *, noise: float, unit: str, seed: int, targ
       each to the identity it is nearest to. A unit's embedding is the L2-normalised mean of its
       samples' L2-normalised rows, an identity's is its :func:`centroids` row; units are taken in
       order of margin (cosine to their own identity minus cosine to the nearest other, smallest
-      first, ties by index) and each goes to that nearest other identity: the errors k-means makes
-      on these embeddings, at a known rate, with every other label true. ``seed`` is unused.
+      first, ties by index) and each goes to that nearest other identity: the kind of error k-means
+      makes on these embeddings, at a known rate, with every other label true. ``seed`` is unused.
     """
     speakers, sessions = np.asarray(speakers), np.asarray(sessions)
     if len(speakers) != len(sessions):
