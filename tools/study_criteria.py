@@ -88,9 +88,20 @@ def seed_figures(scalars: pd.DataFrame) -> dict:
     return out
 
 
+def _round_files(run: Path, strategy: str, name: str) -> list[Path]:
+    """``run/strategy/round_<r>/name`` of every round that has it, in round order."""
+    return sorted((run / strategy).glob(f"round_*/{name}"), key=lambda p: int(p.parent.name[len("round_"):]))
+
+
+def _speakers_csv(run: Path) -> Path | None:
+    """The run's corpus' speakers.csv (the embedded corpus' identities and latents), None elsewhere."""
+    path = Path(json.loads((run / "corpus" / "counts.json").read_text())["root"]) / "speakers.csv"
+    return path if path.is_file() else None
+
+
 def session_figures(run: Path, strategy: str) -> dict:
     """The last round's session structure of the labels, from its labels.parquet."""
-    rounds = sorted((run / strategy).glob("round_*/labels.parquet"), key=lambda p: int(p.parent.name[6:]))
+    rounds = _round_files(run, strategy, "labels.parquet")
     if not rounds:
         return {}
     t = pd.read_parquet(rounds[-1])
@@ -137,12 +148,11 @@ def _gender_eers(run: Path, strategy: str) -> dict:
     the embedded corpus)."""
     from cometa.evaluation.baselines import cosine_scores, read_trials
 
-    root = Path(json.loads((run / "corpus" / "counts.json").read_text())["root"])
-    rounds = sorted((run / strategy).glob("round_*/test_embeddings.npz"), key=lambda p: int(p.parent.name[6:]))
-    if not (root / "speakers.csv").is_file() or not rounds:
+    speakers, rounds = _speakers_csv(run), _round_files(run, strategy, "test_embeddings.npz")
+    if speakers is None or not rounds:
         return {}
-    gender = pd.read_csv(root / "speakers.csv").set_index("speaker")["gender"]
-    labels, enroll, test = read_trials(root / "trials" / "veri_test2.txt")
+    gender = pd.read_csv(speakers).set_index("speaker")["gender"]
+    labels, enroll, test = read_trials(speakers.parent / "trials" / "veri_test2.txt")
     same = np.array([gender[a.split("/")[0]] == gender[b.split("/")[0]] for a, b in zip(enroll, test)])
     emb = np.load(rounds[-1])
     index = {k: i for i, k in enumerate(emb["keys"].tolist())}
@@ -152,11 +162,10 @@ def _gender_eers(run: Path, strategy: str) -> dict:
 
 def _confusions(run: Path, strategy: str) -> dict:
     """:func:`confusion_figures` of round 1 and of the last round ({} off the embedded corpus)."""
-    root = Path(json.loads((run / "corpus" / "counts.json").read_text())["root"])
-    rounds = sorted((run / strategy).glob("round_*/labels.parquet"), key=lambda p: int(p.parent.name[6:]))
-    if not (root / "speakers.csv").is_file() or not rounds:
+    path, rounds = _speakers_csv(run), _round_files(run, strategy, "labels.parquet")
+    if path is None or not rounds:
         return {}
-    speakers = pd.read_csv(root / "speakers.csv")
+    speakers = pd.read_csv(path)
     return {"confusions_round1": confusion_figures(pd.read_parquet(rounds[0]), speakers),
             "confusions_last": confusion_figures(pd.read_parquet(rounds[-1]), speakers)}
 
