@@ -261,20 +261,25 @@ def label_metrics(table: pd.DataFrame, previous: pd.DataFrame | None) -> list[di
     return rows
 
 
+def _cluster_majority(speakers, labels) -> pd.Series:
+    """Each cluster's majority true identity, indexed by cluster id; a tie goes to the speaker seen
+    first in the cluster."""
+    df = pd.DataFrame({"s": np.asarray(speakers), "c": np.asarray(labels)})
+    return df.groupby("c")["s"].agg(lambda s: s.value_counts().index[0])
+
+
 def wrong_label_mask(speakers: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(N,) bool, True where a sample's pseudo label is wrong: its cluster's majority true identity
     differs from its own (the ground truth the embedded corpus knows). A tie for the majority goes
     to the speaker seen first in the cluster."""
     df = pd.DataFrame({"s": speakers, "c": labels})
-    majority = df.groupby("c")["s"].agg(lambda s: s.value_counts().index[0])
-    return (df["c"].map(majority) != df["s"]).to_numpy()
+    return (df["c"].map(_cluster_majority(df["s"], df["c"])) != df["s"]).to_numpy()
 
 
 def majority_identity(speakers: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     """(k,) the majority identity of each cluster 0..k-1 (ties as :func:`wrong_label_mask`), -1 for
     an empty cluster; ``speakers`` are non-negative integer codes (N,), ``labels`` in 0..k-1 (N,)."""
-    df = pd.DataFrame({"s": np.asarray(speakers), "c": np.asarray(labels)})
-    majority = df.groupby("c")["s"].agg(lambda s: s.value_counts().index[0])
+    majority = _cluster_majority(speakers, labels)
     out = np.full(int(k), -1, dtype=np.int64)
     out[majority.index.to_numpy(dtype=np.int64)] = majority.to_numpy(dtype=np.int64)
     return out
@@ -287,5 +292,5 @@ def confused_pairs(speakers, labels) -> pd.DataFrame:
     speakers, labels = np.asarray(speakers), np.asarray(labels)
     keep = labels >= 0
     df = pd.DataFrame({"speaker": speakers[keep], "c": labels[keep]})
-    df["majority"] = df["c"].map(df.groupby("c")["speaker"].agg(lambda s: s.value_counts().index[0]))
+    df["majority"] = df["c"].map(_cluster_majority(df["speaker"], df["c"]))
     return df.loc[df["speaker"] != df["majority"], ["speaker", "majority"]].reset_index(drop=True)
