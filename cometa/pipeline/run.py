@@ -107,7 +107,12 @@ def execute_step(step: Step, *, progress: bool = True, log_output: bool = False,
                             # the "KeyboardInterrupt caught in kernel" it logs as an error when jupyter_client's
                             # SIGINT, sent to every kernel before its shutdown request, finds it still
                             # finishing its last message
-                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                            # once the last cell has returned, the kernel holds nothing the run needs (every
+                            # output is written atomically and committed inside the cells, and the done marker
+                            # is this process's to write), so it is killed rather than asked to exit: a graceful
+                            # shutdown waits 2.5 s per step for an interpreter with torch loaded to tear down
+                            shutdown_kernel="immediate")
     except Exception as exc:  # papermill raises PapermillExecutionError with ename/evalue
         raise _notebook_failure(nb_out, step, exc) from None
     finally:
