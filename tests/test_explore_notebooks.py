@@ -34,7 +34,7 @@ def run_notebook(name: str, work: Path, **parameters) -> dict:
         mp.setenv("PYTHONPATH", os.pathsep.join(dict.fromkeys([str(ROOT), *paths])))
         out = work / f"{name}.ipynb"
         pm.execute_notebook(str(EXPLORE / f"{name}.ipynb"), str(out), parameters=parameters, kernel_name="python3",
-                            cwd=str(EXPLORE), progress_bar=False)
+                            cwd=str(EXPLORE), progress_bar=False, shutdown_kernel="immediate")
     return json.loads(out.read_text())
 
 
