@@ -1,4 +1,4 @@
-"""Command line: ``cometa run | corpus | report | dashboard`` (also ``python -m cometa``).
+"""Command line: ``cometa run | study | corpus | report | dashboard`` (also ``python -m cometa``).
 
 The entry point sits above every layer. Each command imports the heavy part it needs when it runs:
 torch (the dry run), panel (the dashboard), plotly and kaleido (the report), the corpus generator.
@@ -73,6 +73,65 @@ def _run_seeds(args: argparse.Namespace, overrides: list[str], common: dict) -> 
     return 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    """``cometa study [SPEC] [--sweep K=V1,V2 ...]``: plan, then run every cell x seed, then the report."""
+    from cometa.pipeline.executors import ExecutorError, open_executor
+    from cometa.pipeline.study import plan_study, print_study_plan, run_grid_study
+    from cometa.pipeline.study_spec import load_spec, spec_from_args, spec_from_dict
+
+    strategies = args.strategies.split(",") if args.strategies else None
+    if args.spec:
+        spec = load_spec(args.spec)
+        if args.preset and args.preset != spec.preset:
+            raise ConfigError(f"--preset {args.preset} differs from {args.spec}'s preset {spec.preset}: "
+                              "drop one of them")
+        if args.sweep or args.set or strategies or args.seeds is not None:  # the command line adds to the spec
+            extra = spec_from_args(name=spec.name, preset=spec.preset, sweeps=args.sweep or [],
+                                   overrides=args.set or [], strategies=strategies, seeds=args.seeds)
+            data = spec.to_dict()
+            data["set"].update(extra.set)
+            clash = [k for k in extra.axes if k in data["axes"]]
+            if clash:
+                raise ConfigError(f"--sweep {clash[0]}: already an axis of {args.spec}")
+            data["axes"].update(extra.axes)
+            data["strategies"] = extra.strategies or data["strategies"]
+            data["seeds"] = extra.seeds if args.seeds is not None else data["seeds"]
+            spec = spec_from_dict(data, source=args.spec)
+    else:
+        if not args.sweep and not args.set:
+            raise ConfigError("cometa study: give a spec file, or at least one --sweep KEY=V1,V2 (or --set)")
+        spec = spec_from_args(name=args.name, preset=args.preset or "demo", sweeps=args.sweep or [],
+                              overrides=args.set or [], strategies=strategies, seeds=args.seeds)
+    study_dir = Path(args.study_dir or Path("runs") / spec.name).resolve()
+    plan = plan_study(spec, study_dir, jobs=args.jobs)
+    if args.dry_run:
+        from cometa.pipeline.step_costs import load_step_costs
+
+        print_study_plan(plan, costs=load_step_costs(spec.preset))
+        return 0
+    try:
+        executor = open_executor(args.dask, jobs=plan.jobs, progress=not args.quiet)
+    except ExecutorError as e:
+        print(f"cometa: {e}", file=sys.stderr)
+        return 2
+    try:
+        with executor:
+            outcome = run_grid_study(plan, executor=executor, spec_path=args.spec, reuse=args.reuse_from,
+                                     progress=not args.quiet, report=not args.no_report)
+    except PipelineError as e:
+        print(f"cometa: {e}", file=sys.stderr)
+        print(f"cometa: what finished is kept; rerun the same command to resume {study_dir}", file=sys.stderr)
+        return 1
+    counts = {k: sum(v == k for v in outcome.values()) for k in ("ran", "shared", "skipped")}
+    print(f"cometa: study {spec.name}: {len(plan.cells)} cell(s) x {len(spec.seeds)} seed(s); steps: "
+          f"{counts['ran']} ran, {counts['shared']} shared, {counts['skipped']} already finished")
+    print(f"  study directory: {study_dir}")
+    if not args.no_report:
+        print(f"  report:          {study_dir / 'report' / 'study.md'}")
+    print(f"  dashboard:       python -m cometa dashboard {study_dir}")
+    return 0
+
+
 def _corpus(args: argparse.Namespace) -> int:
     from cometa.data.synthetic import build_corpus  # the generator (scipy, soundfile, PIL): only this command
 
@@ -124,6 +183,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "settings (with --seeds: a study, seed by seed); only Stage II then runs")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(fn=_run)
+    st = sub.add_parser("study", help="run a study: every cell x seed of a spec (or of --sweep axes), one report")
+    st.add_argument("spec", nargs="?", help="a study spec (YAML: name, preset, strategies, seeds, set, axes, variants)")
+    st.add_argument("--preset", choices=["tiny", "demo", "paper"], help="without a spec: the preset (default demo)")
+    st.add_argument("--sweep", action="append", metavar="KEY=V1,V2,...",
+                    help="an axis: the values comma separated (repeatable, one per axis; the cells are their product)")
+    st.add_argument("--name", help="without a spec: the study's name (default: from the swept keys)")
+    st.add_argument("--study-dir", help="where the study lives (default runs/<name>)")
+    st.add_argument("--set", action="append", metavar="KEY=VALUE", help="a config value for every cell (repeatable)")
+    st.add_argument("--strategies", help="comma separated (default: the spec's, else the preset's)")
+    st.add_argument("--seeds", type=_parse_seeds, metavar="S,S,...",
+                    help="the seeds of every cell (default: the spec's)")
+    st.add_argument("--jobs", type=int, help="steps at once, and so each step's threads (default: the config's jobs)")
+    st.add_argument("--dask", metavar="ADDRESS",
+                    help="run each step as a task on a Dask cluster: tcp://HOST:8786, or local:N for N local workers")
+    st.add_argument("--from", dest="reuse_from", metavar="RUN_OR_STUDY",
+                    help="start each run from this run's (or this study's same seed's) finished corpus and Stage I")
+    st.add_argument("--dry-run", action="store_true",
+                    help="print the cells, what they share and the estimated CPU time")
+    st.add_argument("--no-report", action="store_true", help="skip the study's report (cometa report STUDY_DIR later)")
+    st.add_argument("--quiet", action="store_true")
+    st.set_defaults(fn=_study)
     c = sub.add_parser("corpus", help="build the embedded corpus")
     c.add_argument("--preset", default="demo", choices=["tiny", "demo"])
     c.add_argument("--root")

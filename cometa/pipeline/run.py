@@ -14,6 +14,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict
 from pathlib import Path
@@ -29,8 +30,8 @@ from cometa.pipeline.reuse import reuse_upstream
 from cometa.pipeline.schedule import by_priority, chain_lengths, next_steps, step_threads
 from cometa.runs import RunStore, atomic_write, remove_temporaries, run_lock
 
-__all__ = ["PipelineError", "Step", "plan_steps", "inputs_hash", "execute_step", "run_pipeline", "run_study",
-           "seed_dir", "STUDY_FILE"]
+__all__ = ["PipelineError", "Step", "plan_steps", "inputs_hash", "execute_step", "kernel_environment", "run_pipeline",
+           "run_study", "seed_dir", "STUDY_FILE"]
 
 
 class PipelineError(RuntimeError):
@@ -74,18 +75,56 @@ def _watch_progress(step_dir: Path, bar: tqdm, stop: threading.Event) -> None:
             last = info
 
 
+# the thread pools a kernel's libraries size from the environment when they load (OpenMP: torch, faiss;
+# MKL; OpenBLAS: numpy, scipy). Dask's nanny sets them to 1 in its workers: a step sets its own.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def kernel_environment(threads: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a step's kernel starts with: ``base`` (default this process's) with this
+    checkout first on ``PYTHONPATH``, the thread variables at ``threads`` (when > 0) and the
+    ``OPENBLAS_CORETYPE`` this machine's faiss needs (:func:`cometa.core.blas.apply_openblas_coretype`).
+
+    Decided here, in the process that starts the kernel, rather than inherited, so that a step
+    computes the same numbers under any executor (a thread of ``cometa run``, a Dask worker).
+    ``base`` itself is not changed: steps in threads never write the process's environment."""
+    env = dict(os.environ if base is None else base)
+    root = str(NOTEBOOK_DIR.parent)  # the kernel must import this checkout of cometa, whatever else is on the path
+    paths = [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([root, *paths]))
+    if threads > 0:
+        env.update(dict.fromkeys(THREAD_VARIABLES, str(int(threads))))
+    apply_openblas_coretype(env, announce=False)
+    return env
+
+
+def _kernel_manager(*, cwd: str, env: dict[str, str]) -> type:
+    """A kernel manager class that starts its kernel in ``cwd`` with ``env``. papermill's own ``cwd=``
+    would ``os.chdir`` the calling process for the whole step, which moves the working directory of
+    every other thread (steps run side by side in threads); this starts the kernel there instead."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class StepKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            kw["cwd"] = cwd
+            kw["env"] = {**env, **kw.get("env", {})}
+            await super().start_kernel(**kw)
+
+    return StepKernelManager
+
+
 def execute_step(step: Step, *, progress: bool = True, log_output: bool = False, kernel: str = "python3",
                  parameters: dict | None = None, position: int = 1) -> float:
-    """Run one step's notebook with papermill into its directory; returns seconds taken."""
+    """Run one step's notebook with papermill into its directory; returns seconds taken.
+
+    The kernel starts in ``notebooks/`` with :func:`kernel_environment` for the step's ``threads``
+    parameter; this process's working directory and environment are left as they are."""
     # papermill brings nbclient and jupyter_client (a second to import): only running a step needs them,
     # not reading this module (the run API's what_if and dry runs import it)
     import papermill as pm
 
-    # the kernel is a child process: it must import this checkout of cometa, whatever the cwd
-    root = str(NOTEBOOK_DIR.parent)
-    # (relative entries are made absolute: the kernel runs in notebooks/)
-    paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([root, *paths]))
+    parameters = parameters if parameters is not None else notebook_parameters(step, 0)
+    env = kernel_environment(int(parameters.get("threads", 0)))
     step.out_dir.mkdir(parents=True, exist_ok=True)
     inputs = step.out_dir / "inputs.json"
     with atomic_write(inputs) as tmp:  # a truncated record would wipe the step's checkpoints on resume
@@ -98,10 +137,9 @@ def execute_step(step: Step, *, progress: bool = True, log_output: bool = False,
     watcher = threading.Thread(target=_watch_progress, args=(step.out_dir, bar, stop), daemon=True)
     watcher.start()
     try:
-        pm.execute_notebook(str(NOTEBOOK_DIR / step.notebook), str(nb_out),
-                            parameters=parameters if parameters is not None else notebook_parameters(step, 0),
+        pm.execute_notebook(str(NOTEBOOK_DIR / step.notebook), str(nb_out), parameters=parameters,
                             kernel_name=kernel, progress_bar=False, log_output=log_output,
-                            cwd=str(NOTEBOOK_DIR),
+                            kernel_manager_class=_kernel_manager(cwd=str(NOTEBOOK_DIR), env=env),
                             # the kernel's own log, not the notebook's output or errors (those come back
                             # through papermill): its plain-TCP warning (it listens on 127.0.0.1 only) and
                             # the "KeyboardInterrupt caught in kernel" it logs as an error when jupyter_client's
