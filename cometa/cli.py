@@ -98,11 +98,12 @@ def _study(args: argparse.Namespace) -> int:
             data["seeds"] = extra.seeds if args.seeds is not None else data["seeds"]
             spec = spec_from_dict(data, source=args.spec)
     else:
-        if not args.sweep and not args.set:
-            raise ConfigError("cometa study: give a spec file, or at least one --sweep KEY=V1,V2 (or --set)")
+        if not (args.sweep or args.set or args.preset or args.seeds):
+            raise ConfigError("cometa study: give a spec file, or the study on the command line "
+                              "(--preset, --sweep KEY=V1,V2, --set, --seeds)")
         spec = spec_from_args(name=args.name, preset=args.preset or "demo", sweeps=args.sweep or [],
                               overrides=args.set or [], strategies=strategies, seeds=args.seeds)
-    study_dir = Path(args.study_dir or Path("runs") / spec.name).resolve()
+    study_dir = Path(args.study_dir or Path("runs") / "studies" / spec.name).resolve()
     plan = plan_study(spec, study_dir, jobs=args.jobs)
     if args.dry_run:
         from cometa.pipeline.step_costs import load_step_costs
@@ -117,7 +118,7 @@ def _study(args: argparse.Namespace) -> int:
     try:
         with executor:
             outcome = run_grid_study(plan, executor=executor, spec_path=args.spec, reuse=args.reuse_from,
-                                     progress=not args.quiet, report=not args.no_report)
+                                     progress=not args.quiet, report=not args.no_report, report_dir=args.report_dir)
     except PipelineError as e:
         print(f"cometa: {e}", file=sys.stderr)
         print(f"cometa: what finished is kept; rerun the same command to resume {study_dir}", file=sys.stderr)
@@ -127,7 +128,7 @@ def _study(args: argparse.Namespace) -> int:
           f"{counts['ran']} ran, {counts['shared']} shared, {counts['skipped']} already finished")
     print(f"  study directory: {study_dir}")
     if not args.no_report:
-        print(f"  report:          {study_dir / 'report' / 'study.md'}")
+        print(f"  report:          {Path(args.report_dir or study_dir / 'report').resolve() / 'study.md'}")
     print(f"  dashboard:       python -m cometa dashboard {study_dir}")
     return 0
 
@@ -189,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--sweep", action="append", metavar="KEY=V1,V2,...",
                     help="an axis: the values comma separated (repeatable, one per axis; the cells are their product)")
     st.add_argument("--name", help="without a spec: the study's name (default: from the swept keys)")
-    st.add_argument("--study-dir", help="where the study lives (default runs/<name>)")
+    st.add_argument("--study-dir", help="where the study lives (default runs/studies/<name>)")
     st.add_argument("--set", action="append", metavar="KEY=VALUE", help="a config value for every cell (repeatable)")
     st.add_argument("--strategies", help="comma separated (default: the spec's, else the preset's)")
     st.add_argument("--seeds", type=_parse_seeds, metavar="S,S,...",
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--dry-run", action="store_true",
                     help="print the cells, what they share and the estimated CPU time")
     st.add_argument("--no-report", action="store_true", help="skip the study's report (cometa report STUDY_DIR later)")
+    st.add_argument("--report-dir", help="a copy of the report there too (reports/<name>/ for a committed study)")
     st.add_argument("--quiet", action="store_true")
     st.set_defaults(fn=_study)
     c = sub.add_parser("corpus", help="build the embedded corpus")

@@ -2,6 +2,10 @@
 kill, and check that the run ends exactly where an uninterrupted run ends.
 
     python tools/kill_campaign.py --out /tmp/campaign --kills 30 [--chains 3] [--seed 0] [--set key=value ...]
+    python tools/kill_campaign.py --out /tmp/campaign --kills 12 --study reports/studies/SPEC.yaml
+
+With ``--study`` the command killed is ``cometa study SPEC`` (without its report), the reference is an
+uninterrupted study, and every run of the study is compared.
 
 1. A reference run: ``cometa run --preset tiny`` into ``OUT/reference`` (its own fresh corpus cache,
    so the corpus is built too), timed step by step (``done.json``).
@@ -48,7 +52,9 @@ from cometa.runs import LOCK_FILE, is_temporary  # noqa: E402  (after the checko
 TIMING_NAMES = ("epoch_seconds", "projection_seconds")  # wall-clock scalars: not compared
 # in JSON records: wall-clock times, the corpus cache's path and the run id (the directory's name)
 # (``step_seconds``: Table 6's wall-clock seconds per training step, in report/tables.json)
-TIMING_KEYS = {"seconds", "started_at", "finished_at", "build_seconds", "time", "root", "run", "step_seconds"}
+# and where a step ran (``worker``, ``host``; a study's copy of a shared step: ``linked_at``)
+TIMING_KEYS = {"seconds", "started_at", "finished_at", "build_seconds", "time", "root", "run", "step_seconds",
+               "worker", "host", "linked_at"}
 KEY_COLUMNS = ["strategy", "stage", "round", "epoch", "step", "modality", "name"]
 # the writes a fault kill freezes (regex on fault_point's ``where``) and the largest n drawn for each
 FAULTS = {"checkpoint": (r"^write:.*\.pt$", 3), "npz": (r"^write:.*\.npz$", 3),
@@ -139,11 +145,17 @@ def _wait(proc: subprocess.Popen, until: Callable[[], bool], timeout: float) -> 
 
 # ------------------------------------------------------------------------------------- steps
 def step_records(run_dir: Path) -> dict[str, dict]:
-    """Each finished step's ``done.json`` (step name -> record with ``seconds``), from a run directory."""
+    """Each finished step's ``done.json`` (its directory relative to ``run_dir`` -> record with ``seconds``),
+    from a run directory (``stage1``, ``baseline/round_2``: the step names) or a study directory
+    (``tau=0.1/seed_0/stage1``). A study's copies of shared steps are left out: they are not computed, so
+    there is no moment in them to kill."""
     out = {}
     for done in sorted(run_dir.rglob("done.json")):
         rec = json.loads(done.read_text())
-        out[rec.get("step") or done.parent.name] = dict(rec, dir=str(done.parent.relative_to(run_dir)))
+        if rec.get("shared_from"):
+            continue
+        rel = str(done.parent.relative_to(run_dir))
+        out[rel] = dict(rec, dir=rel)
     return out
 
 
@@ -355,20 +367,38 @@ def run_chain(cmd: Sequence[str], run_dir: Path, *, cache: Path, log: Path, step
     return events
 
 
+def compare_any(ref: Path, run: Path, *, cache: Path | None = None) -> list[str]:
+    """:func:`compare_runs` for a run, or for each run of a study (``study.json`` lists them)."""
+    try:
+        runs = json.loads((ref / "study.json").read_text())["runs"]
+    except (OSError, ValueError, KeyError):
+        return compare_runs(ref, run, cache=cache)
+    return [f"{rel}: {d}" for i, rel in enumerate(runs)
+            for d in compare_runs(ref / rel, run / rel, cache=cache if i == 0 else None)]
+
+
 def campaign(out: Path, *, kills: int, chains: int, seed: int, extra: Sequence[str], timeout: float,
-             budget: float = math.inf) -> dict:
+             budget: float = math.inf, study: Path | None = None) -> dict:
     """The whole campaign (see the module doc); writes and returns ``OUT/campaign.json``. ``budget``:
-    seconds after which no chain kills any more (each still runs to its end and is compared)."""
+    seconds after which no chain kills any more (each still runs to its end and is compared);
+    ``study``: a study spec, run with ``cometa study`` instead of the tiny run."""
     out.mkdir(parents=True, exist_ok=True)
     deadline = time.time() + budget
-    cmd_for = lambda d: [sys.executable, "-m", "cometa", "run", "--preset", "tiny", "--run-dir", str(d),  # noqa: E731
-                         "--quiet", *extra]
+    if study is None:
+        cmd_for = lambda d: [sys.executable, "-m", "cometa", "run", "--preset", "tiny",  # noqa: E731
+                             "--run-dir", str(d), "--quiet", *extra]
+    else:  # a study (issue: a kill during a study, then a rerun, gives the same numbers); no report
+        cmd_for = lambda d: [sys.executable, "-m", "cometa", "study", str(study), "--study-dir", str(d),  # noqa: E731
+                             "--quiet", "--no-report", *extra]
     ref = out / "reference"
     t0 = time.time()
-    if not (ref / "report" / "done.json").exists():
+    finished = ref / ("report/done.json" if study is None else ".reference-complete")
+    if not finished.exists():
         proc = launch(cmd_for(ref), cache=out / "cache_reference", log=out / "reference.log")
         if proc.wait(timeout=timeout) != 0:
             raise SystemExit(f"the reference run failed: see {out / 'reference.log'}")
+        if study is not None:
+            finished.write_text("")
     steps = step_records(ref)
     print(f"reference: {len(steps)} steps in {time.time() - t0:.0f} s: "
           + ", ".join(f"{s} {r['seconds']:.0f}s" for s, r in steps.items()), flush=True)
@@ -378,9 +408,10 @@ def campaign(out: Path, *, kills: int, chains: int, seed: int, extra: Sequence[s
     for c, k in enumerate(per_chain):
         run_dir, cache = out / f"chain_{c}", out / f"cache_{c}"
         t1 = time.time()
+        first = next((s for s in steps if s.endswith("corpus")), None)
         events = run_chain(cmd_for(run_dir), run_dir, cache=cache, log=out / f"chain_{c}.log", steps=steps,
-                           kills=k, rng=rng, timeout=timeout, deadline=deadline)
-        diffs = compare_runs(ref, run_dir, cache=cache) if events[-1]["ended"] == 0 else ["the final run failed"]
+                           kills=k, rng=rng, timeout=timeout, deadline=deadline, first_in=first)
+        diffs = compare_any(ref, run_dir, cache=cache) if events[-1]["ended"] == 0 else ["the final run failed"]
         reruns_ok = all(e.get("ended", 0) == 0 for e in events)
         n_killed = sum("killed" in e for e in events)
         survived = n_killed if (reruns_ok and not diffs) else 0
@@ -414,10 +445,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=1800, help="seconds one start may take")
     ap.add_argument("--budget-minutes", type=float, default=math.inf,
                     help="stop killing after this long (the chains still end and are compared)")
+    ap.add_argument("--study", type=Path, help="a study spec: kill `cometa study SPEC` instead of the tiny run")
     ap.add_argument("extra", nargs="*", help="more `cometa run` arguments (after --), e.g. --set stage2.rounds=1")
     args = ap.parse_args(argv)
     summary = campaign(args.out.resolve(), kills=args.kills, chains=args.chains, seed=args.seed, extra=args.extra,
-                       timeout=args.timeout, budget=60 * args.budget_minutes)
+                       timeout=args.timeout, budget=60 * args.budget_minutes,
+                       study=args.study.resolve() if args.study else None)
     return 0 if summary["kills_survived"] == summary["kills_tried"] else 1
 
 

@@ -45,7 +45,7 @@ from cometa.pipeline.study_spec import Cell, StudySpec, cell_config, fmt_value, 
 from cometa.runs import RunStore, atomic_write, done_hash, remove_temporaries, run_lock
 
 __all__ = ["StudyRun", "Node", "StudyPlan", "plan_study", "run_grid_study", "print_study_plan", "node_id",
-           "link_shared"]
+           "link_shared", "publish_report"]
 
 _SHAREABLE = frozenset(UPSTREAM)
 
@@ -256,10 +256,12 @@ def _trains_on_gpu(node: Node) -> bool:
 
 
 def run_grid_study(plan: StudyPlan, *, executor, spec_path: str | Path | None = None, reuse: str | Path | None = None,
-                   progress: bool = True, report: bool = True, command: str | None = None) -> dict[str, str]:
+                   progress: bool = True, report: bool = True, report_dir: str | Path | None = None,
+                   command: str | None = None) -> dict[str, str]:
     """Run (or resume) every step of ``plan`` on ``executor``; returns each node's outcome ("ran",
     "shared", "skipped"). The first failure is raised (:class:`PipelineError`) once the steps already
-    running have finished; what finished is kept, and the same command resumes."""
+    running have finished; what finished is kept, and the same command resumes. The report is written
+    into ``STUDY_DIR/report/`` and, with ``report_dir``, copied there (``reports/<name>/``)."""
     plan.study_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(plan.study_dir):
         _prepare_runs(plan, reuse=reuse, progress=progress)
@@ -275,7 +277,23 @@ def run_grid_study(plan: StudyPlan, *, executor, spec_path: str | Path | None = 
         if report:
             static = plan.runs[next(iter(plan.runs))].cfg.report.static
             execute_step(report_step(plan.study_dir, static=static), progress=progress)
+            if report_dir is not None:
+                publish_report(plan.study_dir / "report", Path(report_dir))
     return outcome
+
+
+_NOT_PUBLISHED = ("*.ipynb", "inputs.json", "done.json", "progress.json", ".*")
+
+
+def publish_report(src: Path, dest: Path) -> None:
+    """Copy a study's report (not the step's own records) to ``dest``, replacing what was there only
+    once the copy is whole."""
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(*_NOT_PUBLISHED))
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
 
 
 def _schedule(plan: StudyPlan, executor, *, progress: bool, out: TextIO | None = None) -> dict[str, str]:
