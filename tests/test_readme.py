@@ -102,3 +102,56 @@ def test_missing_report_or_markers_name_the_file(tmp_path, capsys):
     assert readme_table.main(["--readme", str(readme)]) == 2
     err = capsys.readouterr().err
     assert str(readme) in err and "no <!-- headline-table: PATH -->" in err
+
+
+# ------------------------------------------------------------------------------ the specs it cites
+SPECS = sorted((ROOT / "reports" / "studies").glob("*.yaml"))
+
+
+def spec_cells(spec: dict) -> list[dict]:
+    """Every cell's overrides: the spec's ``set``, then its variant's, then one value of each axis
+    (the spec's axes crossed with the variant's), as plain dicts."""
+    import itertools
+
+    cells = []
+    for variant in (spec.get("variants") or {"": {}}).values():
+        variant = variant or {}
+        axes = {**spec.get("axes", {}), **variant.get("axes", {})}
+        for values in itertools.product(*axes.values()):
+            cells.append({**spec.get("set", {}), **variant.get("set", {}), **dict(zip(axes, values))})
+    return cells
+
+
+def test_spec_cells_cross_each_variant_with_its_own_axes():
+    spec = {"set": {"a": 1}, "axes": {"t": [1, 2]},
+            "variants": {"k": {}, "u": {"set": {"m": "x"}, "axes": {"r": [5, 6]}}}}
+    assert spec_cells(spec) == [{"a": 1, "t": 1}, {"a": 1, "t": 2},
+                                {"a": 1, "m": "x", "t": 1, "r": 5}, {"a": 1, "m": "x", "t": 1, "r": 6},
+                                {"a": 1, "m": "x", "t": 2, "r": 5}, {"a": 1, "m": "x", "t": 2, "r": 6}]
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_every_study_spec_names_itself_and_every_cell_loads(path):
+    """Each spec under reports/studies/ is named after its file, says what it asks in a leading
+    comment, and every cell's keys exist and lie within their bounds."""
+    import yaml
+
+    from cometa.config import load_config
+    from cometa.config.sections import STRATEGY_NAMES, check_stage2_options
+
+    text = path.read_text()
+    assert text.startswith("# "), f"{path.name}: no comment saying what it asks"
+    spec = yaml.safe_load(text)
+    assert spec["name"] == path.stem
+    assert set(spec) <= {"name", "preset", "strategies", "seeds", "set", "axes", "variants"}
+    assert spec["strategies"] and set(spec["strategies"]) <= set(STRATEGY_NAMES)
+    assert spec["seeds"] and all(isinstance(s, int) for s in spec["seeds"])
+    for cell in spec_cells(spec):
+        cfg = load_config(spec["preset"], overrides=cell)
+        check_stage2_options(cfg)
+
+
+def test_the_specs_cover_every_finding():
+    names = {p.stem for p in SPECS}
+    assert {"demo", "epochs_per_round", "restarts", "alpha", "meta_order", "tau", "known_noise", "transfer",
+            "strategies", "label_noise"} <= names
