@@ -1,8 +1,9 @@
-"""Every bad input named: each row of the README's table "Bad input and the error it gets" is a case
+"""Every bad input named: each row of the table "Bad input and the error it gets" (docs/robustness.md,
+linked from the README) is a case
 here. Each case makes the bad input, feeds it to the reader (or the command) that meets it first,
 checks the error names the file, line or key, and checks that nothing was left half-written.
 
-The README table is checked against :data:`CASES` (same names, same order), so the two cannot drift.
+That table is checked against :data:`CASES` (same names, same order), so the two cannot drift.
 """
 from __future__ import annotations
 
@@ -116,7 +117,7 @@ def _corrupt_wav(path: Path) -> None:
     path.write_bytes(b"RIFF" + np.random.default_rng(0).bytes(3000))
 
 
-# (name in the README table, what makes and reads it, error class, the message it must carry: {path}
+# (name in the docs table, what makes and reads it, error class, the message it must carry: {path}
 # stands for the file named by the case)
 CASES: list[tuple[str, Callable[[Path], str], type[Exception], str]] = [
     ("corrupt wav", _audio("x.wav", _corrupt_wav), DataError, "{path}: unreadable audio"),
@@ -199,8 +200,8 @@ def test_a_pair_repeated_with_the_same_label_is_read(tmp_path):
     assert read_trials(path)["label"].tolist() == [1, 0, 1]
 
 
-def test_readme_table_lists_every_case_in_order():
-    text = (ROOT / "README.md").read_text()
-    section = text.split("### Bad input and the error it gets", 1)[1].split("\n#", 1)[0]
+def test_docs_table_lists_every_case_in_order():
+    text = (ROOT / "docs" / "robustness.md").read_text()
+    section = text.split("## Bad input and the error it gets", 1)[1].split("\n#", 1)[0]
     rows = [line.split("|")[1].strip() for line in section.splitlines() if re.match(r"\| [^-]", line)][1:]
     assert rows == [c[0] for c in CASES]
