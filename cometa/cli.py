@@ -104,7 +104,7 @@ def _study(args: argparse.Namespace) -> int:
         spec = spec_from_args(name=args.name, preset=args.preset or "demo", sweeps=args.sweep or [],
                               overrides=args.set or [], strategies=strategies, seeds=args.seeds)
     study_dir = Path(args.study_dir or Path("runs") / "studies" / spec.name).resolve()
-    plan = plan_study(spec, study_dir, jobs=args.jobs)
+    plan = plan_study(spec, study_dir, jobs=args.jobs, reuse=args.reuse_from)
     if args.dry_run:
         from cometa.pipeline.step_costs import load_step_costs
 
@@ -117,8 +117,8 @@ def _study(args: argparse.Namespace) -> int:
         return 2
     try:
         with executor:
-            outcome = run_grid_study(plan, executor=executor, spec_path=args.spec, reuse=args.reuse_from,
-                                     progress=not args.quiet, report=not args.no_report, report_dir=args.report_dir)
+            outcome = run_grid_study(plan, executor=executor, spec_path=args.spec, progress=not args.quiet,
+                                     report=not args.no_report, report_dir=args.report_dir)
     except PipelineError as e:
         print(f"cometa: {e}", file=sys.stderr)
         print(f"cometa: what finished is kept; rerun the same command to resume {study_dir}", file=sys.stderr)
@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--dask", metavar="ADDRESS",
                     help="run each step as a task on a Dask cluster: tcp://HOST:8786, or local:N for N local workers")
     st.add_argument("--from", dest="reuse_from", metavar="RUN_OR_STUDY",
-                    help="start each run from this run's (or this study's same seed's) finished corpus and Stage I")
+                    help="bring over the steps this run (or this study's same seed) finished with the same inputs")
     st.add_argument("--dry-run", action="store_true",
                     help="print the cells, what they share and the estimated CPU time")
     st.add_argument("--no-report", action="store_true", help="skip the study's report (cometa report STUDY_DIR later)")

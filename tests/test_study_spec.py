@@ -165,3 +165,43 @@ def test_cli_study_errors_exit_2_with_one_line(tmp_path):
     other = _spec(tmp_path, "name: x\npreset: tiny\n", "p.yaml")
     assert main(["study", str(other), "--preset", "demo", "--dry-run"]) == 2  # two presets: both named
     assert main(["study", "--dry-run"]) == 2  # no study given
+
+
+def test_rounds_that_an_axis_does_not_touch_are_computed_once(tmp_path):
+    # LGL's gate keys LGL's rounds only: the baseline's rounds are the same in every cell
+    spec = spec_from_args(name="gate", preset="tiny", sweeps=["stage2.lgl.gate=1.0,2.0,4.0"],
+                          overrides=["projection.enabled=false"], strategies=["baseline", "lgl"], seeds=[0])
+    plan = plan_study(spec, tmp_path / "s")
+    computed = [n.step.name for n in plan.nodes.values() if n.shared_from is None]
+    assert computed.count("baseline/round_1") == 1 and computed.count("baseline/round_2") == 1
+    assert computed.count("lgl/round_2") == 3
+    copy = plan.nodes[node_id("gate=4.0/seed_0", "baseline/round_2")]
+    assert copy.shared_from == node_id("gate=1.0/seed_0", "baseline/round_2")
+    # a copy of round 2 waits for its source and for its own run's round 1 (a copy too)
+    assert set(copy.depends) == {copy.shared_from, node_id("gate=4.0/seed_0", "baseline/round_1")}
+
+
+def test_from_brings_the_steps_a_source_finished_with_the_same_inputs(tmp_path):
+    import json
+
+    from cometa.runs import RunStore
+
+    spec = spec_from_args(name="t", preset="tiny", sweeps=["stage2.tau=0.2,0.4"], overrides=[],
+                          strategies=["coteaching_plus"], seeds=[0])
+    plain = plan_study(spec, tmp_path / "s")
+    # a finished source run: the corpus, Stage I and the tau=0.2 cell's round 1 done with the planned hashes
+    source = tmp_path / "source"
+    RunStore(source, create=True)
+    for name in ("corpus", "stage1", "coteaching_plus/round_1"):
+        step = plain.nodes[node_id("tau=0.2/seed_0", name)].step
+        (source / name).mkdir(parents=True)
+        (source / name / "done.json").write_text(json.dumps({"inputs_hash": step.inputs_hash, "step": name}))
+    plan = plan_study(spec, tmp_path / "s2", reuse=source)
+    brought = {n.id for n in plan.nodes.values() if n.shared_from == str(source.resolve())}
+    assert brought == {node_id("tau=0.2/seed_0", n) for n in ("corpus", "stage1", "coteaching_plus/round_1")}
+    # the other cell copies the corpus and Stage I from the first, and computes its own rounds
+    assert plan.nodes[node_id("tau=0.4/seed_0", "stage1")].shared_from == node_id("tau=0.2/seed_0", "stage1")
+    assert plan.nodes[node_id("tau=0.4/seed_0", "coteaching_plus/round_1")].shared_from is None
+    assert node_id("tau=0.2/seed_0", "stage1") not in plan.threads  # brought, not computed
+    with pytest.raises(ConfigError, match="not a run directory"):
+        plan_study(spec, tmp_path / "s3", reuse=tmp_path / "nowhere")

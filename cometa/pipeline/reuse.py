@@ -30,8 +30,9 @@ UPSTREAM = ("corpus", "stage1", "analysis/stage1")  # the steps before Stage II,
 _LINKED = (".pt", ".npz", ".parquet")  # large, and only ever replaced by a rename
 
 
-def copy_step(src: Path, dst: Path) -> None:
-    """Copy a finished step's directory: large files hard-linked (copied across file systems)."""
+def copy_step(src: Path, dst: Path, *, exclude: tuple[str, ...] = ()) -> None:
+    """Copy a finished step's directory: large files hard-linked (copied across file systems);
+    ``exclude``: names (glob patterns) of files that later steps wrote there, left behind."""
     def link_or_copy(a: str, b: str) -> None:
         if a.endswith(_LINKED):
             try:
@@ -42,7 +43,7 @@ def copy_step(src: Path, dst: Path) -> None:
         shutil.copy2(a, b)
 
     shutil.copytree(src, dst, copy_function=link_or_copy,
-                    ignore=shutil.ignore_patterns(".*.tmp-*", "*.tmp-*", "progress.json"))
+                    ignore=shutil.ignore_patterns(".*.tmp-*", "*.tmp-*", "progress.json", *exclude))
 
 
 def reuse_upstream(source: str | os.PathLike, run_dir: Path, steps: list[Step]) -> dict[str, str]:

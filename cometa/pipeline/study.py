@@ -8,11 +8,13 @@ Layout::
     STUDY_DIR/<cell>/seed_<s>/         an ordinary run directory
     STUDY_DIR/report/                  the study's report (:mod:`cometa.results.study_report`)
 
-**Shared steps.** The steps before Stage II (:data:`cometa.pipeline.reuse.UPSTREAM`: the corpus, Stage I
-and its AS-norm) whose input hash is the same in several runs are computed once, in the first run that
-plans them, and hard-linked into the others with the rows they logged, as ``--from`` does (a τ sweep
-trains one corpus and one Stage I per seed, not one per cell). The copy's ``done.json`` says where it
-came from (``shared_from``), and so does its run's ``reused.json``.
+**Shared steps.** A step that computes what it logs and writes from its input hash alone (the corpus,
+Stage I and its AS-norm, and every round of a strategy) and whose input hash is the same in several runs
+is computed once, in the first run that plans it, and hard-linked into the others with the rows it
+logged, as ``--from`` does (a τ sweep trains one corpus and one Stage I per seed, not one per cell).
+With ``--from`` (another study or run) such steps that the source finished with the same input hash are
+brought over from it instead of computed. A copy's ``done.json`` says where it came from
+(``shared_from``), and so does its run's ``reused.json``.
 
 **Scheduling.** Every step of every run goes to one scheduler (:mod:`cometa.pipeline.schedule`):
 longest chain first, ``jobs`` at once, each step's threads fixed by the whole study's plan, so that a
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,7 +40,7 @@ from cometa.config import Config, ConfigError
 from cometa.core.blas import apply_openblas_coretype
 from cometa.pipeline.plan import Step, notebook_parameters, plan_steps, report_step
 from cometa.pipeline.provenance import PROVENANCE_FILE, machine_record
-from cometa.pipeline.reuse import REUSED_FILE, UPSTREAM, copy_step, reuse_upstream
+from cometa.pipeline.reuse import REUSED_FILE, UPSTREAM, copy_step
 from cometa.pipeline.run import STUDY_FILE, PipelineError, _prepare_step_dir, execute_step, seed_dir
 from cometa.pipeline.schedule import by_priority, chain_lengths, next_steps, step_threads
 from cometa.pipeline.step_costs import step_kind
@@ -45,9 +48,16 @@ from cometa.pipeline.study_spec import Cell, StudySpec, cell_config, fmt_value, 
 from cometa.runs import RunStore, atomic_write, done_hash, remove_temporaries, run_lock
 
 __all__ = ["StudyRun", "Node", "StudyPlan", "plan_study", "run_grid_study", "print_study_plan", "node_id",
-           "link_shared", "publish_report"]
+           "link_shared", "publish_report", "shareable"]
 
-_SHAREABLE = frozenset(UPSTREAM)
+_ROUND = re.compile(r"^[a-z_]+/round_\d+$")
+# files a round's directory receives from later steps (the projections, the analysis): not the round's
+_LATER_FILES = ("projection.parquet", "label_issues.parquet")
+
+
+def shareable(step: str) -> bool:
+    """Whether a step's outputs and rows are a function of its input hash alone, and can be copied."""
+    return step in UPSTREAM or bool(_ROUND.match(step))
 
 
 @dataclass
@@ -71,7 +81,8 @@ class Node:
     run: str
     step: Step
     depends: list[str] = field(default_factory=list)  # node ids
-    shared_from: str | None = None  # the node computing it, when this is a copy
+    shared_from: str | None = None  # a copy: the node computing it ("<run rel>::<step>"), or the --from run
+    source_dir: Path | None = None  # a copy: the run directory it is copied from
 
 
 @dataclass
@@ -83,15 +94,18 @@ class StudyPlan:
     nodes: dict[str, Node]  # in plan order
     threads: dict[str, int]  # computed nodes -> their threads
     jobs: int
+    reuse: Path | None = None  # --from
 
 
 def node_id(run: str, step: str) -> str:
     return f"{run}::{step}"
 
 
-def plan_study(spec: StudySpec, study_dir: str | Path, *, jobs: int | None = None) -> StudyPlan:
-    """Every cell × seed of ``spec`` under ``study_dir``, their steps, which are shared, and each
-    computed step's threads. Every cell's configuration is checked first (ConfigError names it)."""
+def plan_study(spec: StudySpec, study_dir: str | Path, *, jobs: int | None = None,
+               reuse: str | Path | None = None) -> StudyPlan:
+    """Every cell × seed of ``spec`` under ``study_dir``, their steps, which are shared (within the study,
+    or brought from ``reuse``: a run, a study of seeds or a grid study, each seed from its same seed),
+    and each computed step's threads. Every cell's configuration is checked first (ConfigError names it)."""
     study_dir = Path(study_dir).resolve()
     cells = study_cells(spec)
     runs: dict[str, StudyRun] = {}
@@ -108,26 +122,35 @@ def plan_study(spec: StudySpec, study_dir: str | Path, *, jobs: int | None = Non
     first_cfg = next(iter(runs.values())).cfg
     jobs = max(1, int(jobs if jobs is not None else first_cfg.jobs))
     nodes: dict[str, Node] = {}
-    computed_by: dict[str, str] = {}  # inputs hash of a shareable step -> the node computing it
+    computed_by: dict[str, str] = {}  # inputs hash of a shareable step -> the node computing (or bringing) it
     for r in runs.values():
+        external = _reuse_source(Path(reuse).resolve(), r.seed) if reuse is not None else None
         for s in r.steps:
             nid = node_id(r.rel, s.name)
             deps = [node_id(r.rel, d) for d in s.depends]
-            source = computed_by.get(s.inputs_hash) if s.name in _SHAREABLE else None
-            if source is None:
-                if s.name in _SHAREABLE:
-                    computed_by[s.inputs_hash] = nid
-                nodes[nid] = Node(nid, r.rel, s, deps)
-            else:  # a copy: after the source, and after its own run's upstream copies
-                nodes[nid] = Node(nid, r.rel, s, [source, *deps], shared_from=source)
+            source = computed_by.get(s.inputs_hash) if shareable(s.name) else None
+            if source is not None:  # a copy: after its source, and after its own run's earlier steps
+                nodes[nid] = Node(nid, r.rel, s, [source, *deps], shared_from=source,
+                                  source_dir=runs[nodes[source].run].run_dir)
+                continue
+            if shareable(s.name):
+                computed_by[s.inputs_hash] = nid
+                if external is not None and done_hash(external / s.name) == s.inputs_hash:
+                    nodes[nid] = Node(nid, r.rel, s, deps, shared_from=str(external), source_dir=external)
+                    continue
+            nodes[nid] = Node(nid, r.rel, s, deps)
     # threads from the graph of computed steps alone (a copy takes no cores): a step waiting on a copy
     # waits on what the copy comes from
-    def computing(nid: str) -> str:
-        return nodes[nid].shared_from or nid
+    def computing(nid: str) -> list[str]:
+        node = nodes[nid]
+        if node.shared_from is None:
+            return [nid]
+        return computing(node.shared_from) if node.shared_from in nodes else []  # brought: computes nothing
 
-    graph = {n.id: sorted({computing(d) for d in n.depends}) for n in nodes.values() if n.shared_from is None}
+    graph = {n.id: sorted({c for d in n.depends for c in computing(d)}) for n in nodes.values()
+             if n.shared_from is None}
     threads = step_threads(graph, jobs=jobs, cores=first_cfg.cores or os.cpu_count() or 1)
-    return StudyPlan(spec, study_dir, cells, runs, nodes, threads, jobs)
+    return StudyPlan(spec, study_dir, cells, runs, nodes, threads, jobs, Path(reuse).resolve() if reuse else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,21 +178,12 @@ def _study_record(plan: StudyPlan, spec_path: str | Path | None) -> dict[str, An
             "spec_path": str(Path(spec_path).resolve()) if spec_path else None}
 
 
-def _prepare_runs(plan: StudyPlan, *, reuse: str | Path | None, progress: bool) -> None:
+def _prepare_runs(plan: StudyPlan) -> None:
     """Each run's directory as ``cometa run`` prepares it: the store, the resolved config, no temporaries
-    left by a killed study; with ``reuse``, the matching upstream steps of that run or study brought over.
-    Each cell also gets a ``study.json`` of its seeds, so that ``cometa report STUDY_DIR/<cell>`` works."""
+    left by a killed study. Each cell also gets a ``study.json`` of its seeds, so that
+    ``cometa report STUDY_DIR/<cell>`` works."""
     blas = apply_openblas_coretype()
     for r in plan.runs.values():
-        if reuse is not None and not (r.run_dir / "store.sqlite").exists():
-            source = _reuse_source(Path(reuse), r.seed)
-            try:
-                outcome = reuse_upstream(source, r.run_dir, r.steps)
-            except ValueError as e:
-                raise PipelineError(str(e)) from None
-            if progress:
-                print(f"cometa: {r.rel} from {source}: " + ", ".join(f"{k} {v}" for k, v in outcome.items()),
-                      flush=True)
         store = RunStore(r.run_dir, create=True)
         remove_temporaries(r.run_dir)
         store.write_config(r.cfg.to_dict(), runtime={"openblas_coretype": asdict(blas)})
@@ -182,17 +196,24 @@ def _prepare_runs(plan: StudyPlan, *, reuse: str | Path | None, progress: bool) 
 
 
 def _reuse_source(source: Path, seed: int) -> Path:
-    """``--from``: a run, a study of seeds (its ``seed_<s>``) or a grid study (its first cell's ``seed_<s>``)."""
+    """``--from``: a run, a study of seeds (its ``seed_<s>``) or a grid study (its first cell's ``seed_<s>``).
+    ConfigError when it is none of these, before anything is written."""
     try:
         record = json.loads((source / STUDY_FILE).read_text())
     except (OSError, ValueError):
-        return source
-    if record.get("kind") == "grid":
-        for rel in record.get("runs", []):
-            if Path(rel).name == seed_dir("", seed).name:
-                return source / rel
-        raise PipelineError(f"--from {source}: a study without seed {seed}")
-    return seed_dir(source, seed)
+        record = None
+    if record is None:
+        run = source
+    elif record.get("kind") == "grid":
+        runs = [source / rel for rel in record.get("runs", []) if Path(rel).name == seed_dir("", seed).name]
+        if not runs:
+            raise ConfigError(f"--from {source}: a study without seed {seed}")
+        run = runs[0]
+    else:
+        run = seed_dir(source, seed)
+    if not (run / "store.sqlite").exists():
+        raise ConfigError(f"--from {run}: not a run directory")
+    return run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,7 +221,15 @@ def _reuse_source(source: Path, seed: int) -> Path:
 
 
 def _step_rows(store: RunStore, name: str):
-    """The rows a shareable step logged (all without a strategy): Stage I's, or its AS-norm's."""
+    """The rows a shareable step logged: Stage I's and its AS-norm's (no strategy, round 0), or a round's
+    (its strategy and round: the label metrics, the training log and the evaluation, without what the
+    projections and the analysis add there later)."""
+    if _ROUND.match(name):
+        strategy, r = name.split("/round_")
+        rows = store.scalars(strategy=strategy, round=int(r))
+        keep = rows["stage"].isin(["labels", "train"]) | (
+            rows["stage"].str.startswith("eval/") & ~rows["name"].str.endswith("_asnorm"))
+        return rows[keep]
     rows = store.scalars(strategy=None)
     rows = rows[rows["stage"] != "projection"]
     asnorm = rows["name"].str.endswith("_asnorm")
@@ -211,29 +240,34 @@ def _step_rows(store: RunStore, name: str):
     return rows.iloc[:0]  # the corpus logs none
 
 
-def link_shared(node: Node, source: Node, plan: StudyPlan) -> None:
-    """Bring ``source``'s finished step into ``node``'s run: files hard-linked, rows copied (those of an
+def link_shared(node: Node, plan: StudyPlan) -> None:
+    """Bring the finished step ``node`` copies into its run: files hard-linked, rows copied (those of an
     interrupted earlier copy replaced), then the done-marker, last, so a kill leaves no half copy that
     counts as done."""
+    assert node.source_dir is not None and node.shared_from is not None
+    src = node.source_dir / node.step.name
     dst = node.step.out_dir
     if dst.exists():
         shutil.rmtree(dst)
-    copy_step(source.step.out_dir, dst)
+    copy_step(src, dst, exclude=_LATER_FILES if _ROUND.match(node.step.name) else ())
     (dst / "done.json").unlink(missing_ok=True)
-    rows = _step_rows(RunStore(plan.runs[source.run].run_dir), node.step.name)
+    rows = _step_rows(RunStore(node.source_dir), node.step.name)
     store = RunStore(plan.runs[node.run].run_dir)
     if len(rows):
-        store.delete_scalars(strategy=None, stage=sorted(set(rows["stage"])), name=sorted(set(rows["name"])))
+        strategy, r = node.step.name.split("/round_") if _ROUND.match(node.step.name) else (None, 0)
+        store.delete_scalars(strategy=strategy, stage=sorted(set(rows["stage"])), round=int(r),
+                             name=sorted(set(rows["name"])))
         store.insert_scalars(rows)
+    origin = plan.nodes[node.shared_from].run if node.shared_from in plan.nodes else node.shared_from
     record_path = store.run_dir / REUSED_FILE
     try:
         record = json.loads(record_path.read_text())
     except (OSError, ValueError):
         record = {"source": None, "steps": {}}
-    record.setdefault("shared", {})[node.step.name] = source.run
+    record.setdefault("shared", {})[node.step.name] = origin
     _write_json(record_path, record)
-    info = json.loads((source.step.out_dir / "done.json").read_text())
-    store.mark_done(dst, **{**info, "shared_from": source.run, "linked_at": time.time()})
+    info = json.loads((src / "done.json").read_text())
+    store.mark_done(dst, **{**info, "shared_from": origin, "linked_at": time.time()})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,8 +289,8 @@ def _trains_on_gpu(node: Node) -> bool:
         node.step.name == "stage1" or "/round_" in node.step.name)
 
 
-def run_grid_study(plan: StudyPlan, *, executor, spec_path: str | Path | None = None, reuse: str | Path | None = None,
-                   progress: bool = True, report: bool = True, report_dir: str | Path | None = None,
+def run_grid_study(plan: StudyPlan, *, executor, spec_path: str | Path | None = None, progress: bool = True,
+                   report: bool = True, report_dir: str | Path | None = None,
                    command: str | None = None) -> dict[str, str]:
     """Run (or resume) every step of ``plan`` on ``executor``; returns each node's outcome ("ran",
     "shared", "skipped"). The first failure is raised (:class:`PipelineError`) once the steps already
@@ -264,11 +298,12 @@ def run_grid_study(plan: StudyPlan, *, executor, spec_path: str | Path | None = 
     into ``STUDY_DIR/report/`` and, with ``report_dir``, copied there (``reports/<name>/``)."""
     plan.study_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(plan.study_dir):
-        _prepare_runs(plan, reuse=reuse, progress=progress)
+        _prepare_runs(plan)
         record = _study_record(plan, spec_path)
         _write_json(plan.study_dir / STUDY_FILE, record)
         provenance = {"spec": record["spec"], "spec_path": record["spec_path"], "executor": executor.describe(),
-                      "jobs": plan.jobs, "machine": machine_record(command=command)}
+                      "jobs": plan.jobs, "from": str(plan.reuse) if plan.reuse else None,
+                      "machine": machine_record(command=command)}
         provenance["command"] = provenance["machine"]["command"]
         _write_json(plan.study_dir / PROVENANCE_FILE, provenance)
         outcome = _schedule(plan, executor, progress=progress)
@@ -319,7 +354,7 @@ def _schedule(plan: StudyPlan, executor, *, progress: bool, out: TextIO | None =
             node = nodes[launch.step]
             pending.remove(node.id)
             if node.shared_from is not None:  # a copy: done here and now, it takes no slot
-                link_shared(node, nodes[node.shared_from], plan)
+                link_shared(node, plan)
                 outcome[node.id] = "shared"
                 bar.update()
                 copied = True
@@ -386,7 +421,8 @@ def print_study_plan(plan: StudyPlan, *, costs: dict[str, float] | None = None, 
             shared: dict[str, list[str]] = {}
             for n in mine:
                 if n.shared_from:
-                    shared.setdefault(n.shared_from.split("::")[0], []).append(n.step.name)
+                    origin = plan.nodes[n.shared_from].run if n.shared_from in plan.nodes else n.shared_from
+                    shared.setdefault(origin, []).append(n.step.name)
             cpu = 0.0
             for n in computed:
                 if n in done:
