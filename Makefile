@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 LAB_PORT ?= 8888
 LAB_TOKEN ?=
 
-.PHONY: setup demo test lint lab bench dashboard report corpus clean-runs help
+.PHONY: setup demo test lint lab bench dashboard report corpus clean-runs help study
 
 help:
 	@echo "make demo       set-up + the whole study (3 strategies) on the demo corpus + report"
@@ -25,12 +25,21 @@ help:
 	@echo "make dashboard  serve the dashboard over runs/ (RUNS=dir1,dir2 PORT=$(PORT) ADDRESS=$(ADDRESS))"
 	@echo "make bench      the benchmark suite (prints ratios, writes bench/results.json)"
 	@echo "make corpus     build the demo corpus only"
+	@echo "make study SPEC=reports/studies/NAME.yaml   run a committed study, its report into reports/NAME/"
 
 setup:
 	@bash tools/setup_env.sh
 
 demo: setup
 	$(PY) -m cometa run --preset demo --run-dir $(RUN_DIR)
+
+# a committed study: run (or resume) it, each cell starting from what the demo study finished with the same
+# inputs, and copy its report to reports/<name>/ (the spec's file name is its name)
+FROM ?= runs/studies/demo
+study: setup
+	@test -n "$(SPEC)" || { echo "make study: give SPEC=reports/studies/NAME.yaml"; exit 2; }
+	$(PY) -m cometa study $(SPEC) --report-dir reports/$(basename $(notdir $(SPEC))) \
+	  $$([ -d "$(FROM)" ] && [ "$(SPEC)" != reports/studies/demo.yaml ] && echo --from $(FROM))
 
 corpus: setup
 	$(PY) -m cometa corpus --preset demo
