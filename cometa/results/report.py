@@ -32,7 +32,7 @@ from plotly.offline import get_plotlyjs
 from cometa.results import figures as F
 from cometa.results.ablation import table6, table6_markdown, truth_label_note, variant_label
 from cometa.results.comparison import table3, table3_markdown, table4, table4_markdown
-from cometa.runs import COLUMNS, RunStore, study_runs
+from cometa.runs import COLUMNS, RunStore, grid_study, study_runs
 
 __all__ = ["ReportError", "open_store", "read_scalars", "table1", "table2", "write_report", "main"]
 
@@ -75,6 +75,9 @@ def read_scalars(run_dir: str | Path) -> pd.DataFrame:
     then show the mean ± std over the seeds.
     """
     run_dir = Path(run_dir)
+    if grid_study(run_dir) is not None:  # its runs are cells x seeds: never read them as one study's seeds
+        raise ReportError(f"{run_dir} is a grid study: read one of its cells ({run_dir}/<cell>), or write its "
+                          f"report with `cometa report {run_dir}`")
     if not (run_dir / "store.sqlite").exists() and study_runs(run_dir):
         parts = []
         for run in study_runs(run_dir):
@@ -402,8 +405,9 @@ def _html_table(md: str) -> str:
             + "".join(cell(c, "th") for c in head) + f"</tr></thead><tbody>{rows}</tbody></table>")
 
 
-def write_html(path: Path, title: str, tables_md: list[str], figs: dict) -> None:
-    """One self-contained page: tables, then every figure (plotly.js inlined once, in the head)."""
+def write_html(path: Path, title: str, tables_md: list[str], figs: dict, *, intro: str = "") -> None:
+    """One self-contained page: ``intro`` (HTML, under the title), the tables, then every figure
+    (plotly.js inlined once, in the head)."""
     parts = []
     for stem, fig in figs.items():
         div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{stem}",
@@ -415,7 +419,7 @@ def write_html(path: Path, title: str, tables_md: list[str], figs: dict) -> None
            "th:first-child,td:first-child{text-align:left}thead th{border-bottom:2px solid #222}")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{css}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-            f"<h1>{html.escape(title)}</h1>" + "".join(_html_table(t) for t in tables_md)
+            f"<h1>{html.escape(title)}</h1>{intro}" + "".join(_html_table(t) for t in tables_md)
             + "".join(parts) + "</body></html>")
     path.write_text(page, encoding="utf-8")
 
@@ -448,9 +452,17 @@ def write_report(run_dir: str | Path, *, static: bool = True, compare: Sequence[
 
     ``static=False`` skips the SVG/PDF/PNG export (no browser needed); ``compare``: other runs whose
     rows join this run's in Table 6 (full fine-tuning vs adapters, ...).
+    A grid study (``cometa study``; :func:`cometa.runs.grid_study`) gets its own report instead:
+    :func:`cometa.results.study_report.write_study_report`.
     Raises :class:`ReportError` when the run has no store, or static export lacks Chromium.
     """
     run_dir = Path(run_dir)
+    if grid_study(run_dir) is not None:
+        if compare:
+            raise ReportError(f"{run_dir} is a grid study: its cells are its comparison (--compare is for runs)")
+        from cometa.results.study_report import write_study_report  # it builds on this module's writers
+
+        return write_study_report(run_dir, static=static)
     if static:
         _require_browser()  # fail before doing any work
     scalars = read_scalars(run_dir)
