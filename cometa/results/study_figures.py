@@ -21,7 +21,6 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from cometa.results import figures as F
-from cometa.results.report import strategies_of
 from cometa.results.study_tables import HEADLINE, metric_label
 
 __all__ = ["metric_vs_axis", "axis_figure", "round_curves"]
@@ -131,12 +130,12 @@ def round_curves(rounds: pd.DataFrame, *, metric: str = "audio_eer_O", cells: Se
     shown: set[str] = set()
     for i, cell in enumerate(cells):
         mine = d[d["cell"] == cell]
-        for strategy in strategies_of(mine):
+        for strategy in F.strategy_order(mine):
             g = mine[mine["strategy"] == strategy].sort_values("round")
             x, y, sd = list(g["round"]), list(g["mean"] * scale), list(g["std"] * scale)
             colour, where = F.strategy_color(strategy), dict(row=i // cols + 1, col=i % cols + 1)
             band = [a + b for a, b in zip(y, sd)] + [a - b for a, b in zip(y, sd)][::-1]  # upper, then lower reversed
-            fig.add_trace(go.Scatter(x=x + x[::-1], y=band,
+            fig.add_trace(go.Scatter(x=x + x[::-1], y=band, mode="lines",
                                      fill="toself", fillcolor=_rgba(colour, 0.18), line=dict(width=0),
                                      hoverinfo="skip", showlegend=False, legendgroup=strategy), **where)
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=F.STRATEGY_NAMES.get(strategy, strategy),

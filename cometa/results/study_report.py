@@ -26,7 +26,7 @@ import pandas as pd
 
 from cometa.results import study_figures as SF
 from cometa.results import study_tables as ST
-from cometa.results.report import ReportError, _atomic_write, _require_browser, export_figures, write_html
+from cometa.results.export import ReportError, atomic_text, export_figures, require_browser, write_html
 
 __all__ = ["step_records", "study_provenance", "provenance_lines", "study_report_figures", "write_study_report"]
 
@@ -135,7 +135,7 @@ def write_study_report(study_dir: str | Path, *, static: bool = True) -> Path:
     study_dir = Path(study_dir)
     study = ST.read_study(study_dir)
     if static:
-        _require_browser()  # fail before doing any work
+        require_browser()  # fail before doing any work
     table = ST.study_table(study_dir, study)
     if table.empty:
         raise ReportError(f"{study_dir}: no cell of the study has an evaluated Stage II round yet")
@@ -144,11 +144,11 @@ def write_study_report(study_dir: str | Path, *, static: bool = True) -> Path:
     tables = [ST.headline_markdown(table, study), ST.full_markdown(table, study), ST.stage1_markdown(table)]
     out = study_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "study.md", f"# Study {study.get('name')}\n\n" + "\n".join(header) + "\n\n"
+    atomic_text(out / "study.md", f"# Study {study.get('name')}\n\n" + "\n".join(header) + "\n\n"
                   + "\n".join(tables))
-    _atomic_write(out / "study.csv", table.to_csv(index=False))
-    _atomic_write(out / "study.tex", ST.study_latex(table, study))
-    _atomic_write(out / "provenance.json", json.dumps(prov, indent=2, default=str))
+    atomic_text(out / "study.csv", table.to_csv(index=False))
+    atomic_text(out / "study.tex", ST.study_latex(table, study))
+    atomic_text(out / "provenance.json", json.dumps(prov, indent=2, default=str))
     figs = study_report_figures(table, rounds, study)
     if static:
         export_figures(figs, out)

@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from cometa.results import figures as F
+from cometa.results.export import ReportError
 from cometa.results.last_round import LISTS, MODALITIES, seed_figures
-from cometa.results.report import ReportError, read_scalars, strategies_of
+from cometa.runs import RunStore
 
 __all__ = ["METRICS", "HEADLINE", "STAGE1", "read_study", "cell_scalars", "study_table", "round_table",
            "headline_markdown", "full_markdown", "stage1_markdown", "study_latex", "metric_label"]
@@ -76,7 +77,7 @@ def cell_scalars(study_dir: str | Path, cell: dict) -> pd.DataFrame:
     """The scalars of a cell's started seed runs, one below the other, with a ``seed`` column (empty
     DataFrame before any has started)."""
     runs = [Path(study_dir) / r for r in cell["runs"]]
-    parts = [read_scalars(r).assign(seed=_seed_of(r)) for r in runs if (r / "store.sqlite").exists()]
+    parts = [RunStore(r).scalars().assign(seed=_seed_of(r)) for r in runs if (r / "store.sqlite").exists()]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
@@ -103,12 +104,12 @@ def _cell_rows(study: dict, cell: dict, scalars: pd.DataFrame) -> list[dict]:
     per_seed = [seed_figures(df.drop(columns="seed"), last_round=last) for _, df in scalars.groupby("seed")]
     values = cell.get("values") or {}
     head = {"cell": cell["name"], "variant": cell.get("variant"), **{a: values.get(a) for a in study["axes"]}}
-    stage1 = {}
+    stage1: dict[str, float] = {}
     for metric, lst in zip(STAGE1, LISTS):
         mean, sd, n = _summary([f["stage1_eer"][lst] for f in per_seed])
         stage1 |= {f"{metric}_mean": mean, f"{metric}_std": sd, f"{metric}_n": n}
     rows = []
-    for s in [s for s in strategies_of(ev) if s in last]:
+    for s in [s for s in F.strategy_order(ev) if s in last]:
         seeds = [_seed_values(f[s]) for f in per_seed if s in f]
         reached = [v for v in seeds if any(not math.isnan(v[m]) for m in EER_METRICS)]
         row = {**head, "strategy": s, "round": last[s], "n_seeds": len(reached)}
@@ -166,6 +167,13 @@ def _value(row: pd.Series, metric: str, pm: str = " ± ") -> str:
     return f"{scale * mean:{fmt}}" + ("" if sd is None or math.isnan(sd) else f"{pm}{scale * sd:{fmt}}")
 
 
+def _key(v) -> str:
+    """An axis value or variant as a table shows it; ``-`` where the cell has none."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
 def _strategy(s: str) -> str:
     return F.STRATEGY_NAMES.get(s, s)
 
@@ -200,7 +208,7 @@ def full_markdown(table: pd.DataFrame, study: dict) -> str:
     """Every metric of :data:`METRICS`, with the variant and axis values as columns."""
     cols, heads = _key_columns(table, study)
     heads = ["Cell", *heads, "Strategy", "Round", "Seeds", *(metric_label(m) for m in METRICS)]
-    rows = [[r["cell"], *("-" if r[c] is None else str(r[c]) for c in cols), _strategy(r["strategy"]),
+    rows = [[r["cell"], *(_key(r[c]) for c in cols), _strategy(r["strategy"]),
              str(r["round"]), str(r["n_seeds"]), *(_value(r, m) for m in METRICS)] for _, r in table.iterrows()]
     return _md("EER (%) on the O, E and H lists, consensus purity and the selection's enrichment, last round. "
                + _seeds_caption(table), heads, rows)
@@ -235,7 +243,7 @@ def study_latex(table: pd.DataFrame, study: dict) -> str:
     head_rows = [[_tex(r["cell"]), _tex(_strategy(r["strategy"])), str(r["n_seeds"]),
                   *(_value(r, m, pm) for m in HEADLINE)] for _, r in table.iterrows()]
     cols, keys = _key_columns(table, study)
-    full_rows = [[_tex(r["cell"]), *(_tex("-" if r[c] is None else str(r[c])) for c in cols),
+    full_rows = [[_tex(r["cell"]), *(_tex(_key(r[c])) for c in cols),
                   _tex(_strategy(r["strategy"])), str(r["round"]), str(r["n_seeds"]),
                   *(_value(r, m, pm) for m in METRICS)] for _, r in table.iterrows()]
     note = _tex(_seeds_caption(table)).replace("±", r"$\pm$")
