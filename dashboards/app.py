@@ -61,8 +61,9 @@ def notebook_views(run_dirs: list[str]) -> dict[str, object]:
     inline=True)`` (inline: the JavaScript comes with the notebook, no CDN needed); then a cell ending
     in ``views["Embeddings"]`` renders that view, live while the kernel runs.
     """
-    state = AppState(RunData([str(d) for d in run_dirs]))
-    return {name: cls(state=state) for name, cls in view_classes(state.data).items()}
+    data = RunData([str(d) for d in run_dirs])
+    state = AppState(data)
+    return {name: cls(state=state) for name, cls in view_classes(data).items()}
 
 
 def _maker(cls: type, state: AppState):
@@ -78,8 +79,9 @@ def _run_summary(data: RunData, run: str) -> str:
         first = data.path(run).name
         seeds = f"{seeds}  \n*{len(data.seed_runs(run))} seeds: EER and purity are mean ± std; the per-round " \
                 f"views show {first}*"
-    where = "" if cell is None else (f"cell of the study, variant {cell.get('variant') or '-'}, "
-                                     + ", ".join(f"{k} = {v}" for k, v in (cell.get("values") or {}).items()) + "  \n")
+    where = "" if cell is None else "cell of the study: " + ", ".join(
+        [*([f"variant {cell['variant']}"] if cell.get("variant") else []),
+         *(f"{k} = {v}" for k, v in (cell.get("values") or {}).items())]) + "  \n"
     return (f"**{run}**  \n{where}preset `{cfg.get('preset')}`, seed {seeds}  \n"
             f"strategies: {', '.join(data.strategies(run))}  \nrounds: {len(data.rounds(run))} of "
             f"{data.planned_rounds(run)}  \nτ = {s2.get('tau')}, E_k = {s2.get('e_k')}")

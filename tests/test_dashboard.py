@@ -238,6 +238,9 @@ def test_the_cell_picker_switches_every_view(grid_dir, run_dir, sqlite_scalars):
     fig = overview._layout.select(pn.pane.Plotly)[0].object  # the headline figure, of tau=0.4
     (stage1,) = [t for t in fig.data if t.name.startswith("Stage I")]
     assert stage1.y[0] == pytest.approx(100 * 0.7 * _tiny_eer(sqlite_scalars, run_dir, None, 0))  # mean of 0.8, 0.6
+    from dashboards.app import _run_summary
+
+    assert "cell of the study: stage2.tau = 0.4" in _run_summary(overview.state.data, "tau=0.4")
     app = create_app([str(grid_dir)])
     picker = app.sidebar[0]
     assert picker.name == "cell" and list(picker.options) == ["tau=0.1", "tau=0.4"]

@@ -282,6 +282,17 @@ def test_report_files_and_html(report_dir):
     assert "<caption>Study noise: the last round of each cell." in page
 
 
+def test_a_study_without_provenance_says_so(study, tmp_path):
+    import shutil
+
+    copy = tmp_path / "noise"
+    shutil.copytree(study, copy, ignore=shutil.ignore_patterns("report", "provenance.json"))
+    out = write_study_report(copy, static=False)
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["spec"] == {"name": "noise"} and "machine" not in prov and len(prov["steps"]) == 52
+    assert "No provenance.json in the study directory" in (out / "study.md").read_text()
+
+
 # ----------------------------------------------------------------------------- a grid is not a seed study
 def test_a_grid_study_is_never_read_as_the_seeds_of_one_study(study):
     with pytest.raises(ReportError, match="grid study"):

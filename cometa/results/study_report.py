@@ -66,7 +66,7 @@ def _workers(steps: list[dict]) -> dict[str, dict]:
 
 
 def study_provenance(study_dir: str | Path, study: dict) -> dict:
-    """The study's ``provenance.json`` (``{}`` when the study has none) with ``steps``
+    """The study's ``provenance.json`` (without one, the spec of ``study.json`` only) with ``steps``
     (:func:`step_records`) and ``workers`` (per worker: steps computed and their seconds)."""
     path = Path(study_dir) / "provenance.json"
     try:
@@ -74,7 +74,7 @@ def study_provenance(study_dir: str | Path, study: dict) -> dict:
     except ValueError as e:
         raise ReportError(f"{path}: not readable as JSON ({e})") from None
     steps = step_records(study_dir, study)
-    return {**base, "steps": steps, "workers": _workers(steps)}
+    return {"spec": study.get("spec"), **base, "steps": steps, "workers": _workers(steps)}
 
 
 def provenance_lines(prov: dict, study: dict) -> list[str]:
