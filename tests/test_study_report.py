@@ -255,10 +255,15 @@ def test_axis_figure_error_bars_are_the_sample_std(study):
     assert list(trace.x) == [0.15, 0.35]
     np.testing.assert_allclose(trace.y, [23.0, 33.0])
     np.testing.assert_allclose(trace.error_y.array, [100 * math.sqrt(13e-4), 3.0])
-    assert trace.error_y.visible and len(fig.data) == 2  # kmeans has no noise rate: no line on this axis
+    assert trace.error_y.visible and len(fig.data) == 4
+    # kmeans has no noise rate: a dotted line at its mean (0.18, 0.20: seed 2 has not finished) across the axis
+    (ref,) = [tr for tr in fig.data if tr.name == f"Co-Meta · kmeans (no {AXIS})"]
+    assert list(ref.x) == [0.15, 0.35] and list(ref.y) == pytest.approx([19.0, 19.0]) and ref.line.dash == "dot"
     grid = SF.axis_figure(t, axis=AXIS)
-    assert {tr.name for tr in grid.data} == {"Co-Meta · uniform", "Baseline · uniform"}
-    assert len(grid.data) == 2 * len(ST.HEADLINE) and sum(tr.showlegend for tr in grid.data) == 2
+    assert {tr.name for tr in grid.data} == {"Co-Meta · uniform", "Baseline · uniform", f"Co-Meta · kmeans (no {AXIS})",
+                                             f"Baseline · kmeans (no {AXIS})"}
+    # one line per strategy and cell in every panel but the enrichment's, where the baseline has none
+    assert len(grid.data) == 4 * len(ST.HEADLINE) - 2 and sum(tr.showlegend for tr in grid.data) == 4
 
 
 def test_round_curves_of_every_cell(study):

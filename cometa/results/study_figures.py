@@ -45,8 +45,9 @@ def _rgba(hex_colour: str, alpha: float) -> str:
 
 def _axis_traces(table: pd.DataFrame, *, axis: str, metric: str, legend: bool = True) -> list[go.Scatter]:
     """One line per strategy x variant x value of every other axis: ``metric``'s mean over seeds at each
-    value of ``axis``, with the sample std as error bars (none for one seed). Cells without ``axis``
-    (a variant that lacks it) are left out."""
+    value of ``axis``, with the sample std as error bars (none for one seed). A cell without ``axis``
+    (a variant that lacks it, e.g. k-means labels beside truth labels at several noise rates) is a
+    dotted horizontal line at its mean, across the axis' range (:func:`_reference_traces`)."""
     if axis not in table.columns:
         return []
     d = table[table[axis].notna()]
@@ -71,6 +72,28 @@ def _axis_traces(table: pd.DataFrame, *, axis: str, metric: str, legend: bool = 
             customdata=list(zip(sd, g[f"{metric}_n"], g["cell"])),
             hovertemplate=f"{name}<br>{axis} = %{{x}}<br>%{{y:.3f}} ± %{{customdata[0]:.3f}} "
                           "(%{customdata[1]} seeds, cell %{customdata[2]})<extra></extra>"))
+    return traces + _reference_traces(table, d, axis=axis, metric=metric, legend=legend)
+
+
+def _reference_traces(table: pd.DataFrame, with_axis: pd.DataFrame, *, axis: str, metric: str,
+                      legend: bool) -> list[go.Scatter]:
+    """One dotted horizontal line per row of ``table`` that lacks ``axis``, at its mean, from the first
+    to the last value of the axis among ``with_axis`` (the rows that have it)."""
+    if with_axis.empty:
+        return []
+    values = with_axis[axis].sort_values(key=lambda v: v if _numeric(v) else v.astype(str))
+    ends = [values.iloc[0], values.iloc[-1]] if _numeric(values) else [str(values.iloc[0]), str(values.iloc[-1])]
+    traces = []
+    for _, r in table[table[axis].isna()].iterrows():
+        mean, sd = r[f"{metric}_mean"] * _scale(metric), r[f"{metric}_std"] * _scale(metric)
+        if math.isnan(mean):
+            continue
+        name = f"{F.STRATEGY_NAMES.get(r['strategy'], r['strategy'])} · {r['cell']} (no {axis})"
+        spread = ("" if math.isnan(sd) else f" ± {sd:.3f}") + f" ({r[f'{metric}_n']} seeds)"
+        traces.append(go.Scatter(x=ends, y=[mean, mean], mode="lines", name=name, legendgroup=name,
+                                 showlegend=legend, line=dict(color=F.strategy_color(r["strategy"]), dash="dot",
+                                                              width=1.5),
+                                 hovertemplate=f"{name}<br>%{{y:.3f}}{spread}<extra></extra>"))
     return traces
 
 
