@@ -366,3 +366,34 @@ def test_every_view_renders_in_chromium(server, screenshots, n_train):
         finally:
             browser.close()
     assert not errors, errors
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_a_grid_study_served_in_chromium(grid_dir, screenshots):
+    """What `cometa dashboard STUDY_DIR` serves (the study and, from list_runs, its runs): the Study tab
+    first, then the picker's cell in the other views."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright python package")
+    port = _free_port()
+    proc = start_server([str(r) for r in list_runs(grid_dir)], port)
+    errors: list[str] = []
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = launch_chromium(p)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(f"http://127.0.0.1:{port}/")
+                wait_title(page, "audio EER O (%) against stage2.tau")
+                assert page.get_by_text("tau=0.4").count() >= 1 and page.locator("table").count() >= 1
+                _shoot(page, screenshots, "study")
+                page.locator("select").first.select_option("tau=0.4")  # the sidebar's cell picker
+                page.locator(".bk-tab", has_text="Overview").first.click()
+                wait_title(page, "tau=0.4: EER (%) per round")
+                wait_title(page, "mean ± std over 2 seeds")
+            finally:
+                browser.close()
+    finally:
+        stop_server(proc)
+    assert not errors, errors
