@@ -38,6 +38,8 @@ HEADLINE = ["audio_eer_O", "visual_eer_O", "fused_eer_O", "purity_gain", "enrich
 _LABELS = {"purity_round1": "purity round 1", "purity_last": "purity last round", "purity_gain": "purity gain",
            "enrichment_audio": "left out / D̄′ audio", "enrichment_visual": "left out / D̄′ visual"}
 _SEED = re.compile(r"seed_(\d+)$")
+# the scalars the tables read (a run's per-step rows are most of its store: not loaded)
+_NAMES = ["eer", "purity", "lambda", "disagreement_noisy_frac", "dropped_noisy_frac", "selected_noisy_frac"]
 
 
 def metric_label(metric: str) -> str:
@@ -74,10 +76,10 @@ def _seed_of(run: Path) -> int | str:
 
 
 def cell_scalars(study_dir: str | Path, cell: dict) -> pd.DataFrame:
-    """The scalars of a cell's started seed runs, one below the other, with a ``seed`` column (empty
-    DataFrame before any has started)."""
+    """The scalars the study's tables read (EERs, purity, the selection's noise rates, λ) of a cell's
+    started seed runs, one below the other, with a ``seed`` column (empty before any has started)."""
     runs = [Path(study_dir) / r for r in cell["runs"]]
-    parts = [RunStore(r).scalars().assign(seed=_seed_of(r)) for r in runs if (r / "store.sqlite").exists()]
+    parts = [RunStore(r).scalars(name=_NAMES).assign(seed=_seed_of(r)) for r in runs if (r / "store.sqlite").exists()]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
