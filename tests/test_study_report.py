@@ -292,9 +292,12 @@ def test_a_study_without_provenance_says_so(study, tmp_path):
 
     copy = tmp_path / "noise"
     shutil.copytree(study, copy, ignore=shutil.ignore_patterns("report", "provenance.json"))
+    done = copy / "kmeans" / "seed_0" / "stage1" / "done.json"  # a step recorded before the study engine
+    done.write_text(json.dumps({k: v for k, v in json.loads(done.read_text()).items() if k != "worker"}))
     out = write_study_report(copy, static=False)
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["spec"] == {"name": "noise"} and "machine" not in prov and len(prov["steps"]) == 52
+    assert prov["workers"]["unrecorded"] == {"steps": 1, "seconds": 20.0}
     assert "No provenance.json in the study directory" in (out / "study.md").read_text()
 
 

@@ -55,11 +55,12 @@ def step_records(study_dir: str | Path, study: dict) -> list[dict]:
 
 
 def _workers(steps: list[dict]) -> dict[str, dict]:
-    """Per worker: how many steps it computed and their summed wall time (hard-linked copies not counted)."""
+    """Per worker: how many steps it computed and their summed wall time (hard-linked copies not counted);
+    steps whose ``done.json`` names no worker (written before the study engine) count as ``unrecorded``."""
     out: dict[str, dict] = {}
     for s in steps:
         if s["shared_from"] is None:
-            w = out.setdefault(str(s["worker"]), {"steps": 0, "seconds": 0.0})
+            w = out.setdefault(s["worker"] or "unrecorded", {"steps": 0, "seconds": 0.0})
             w["steps"] += 1
             w["seconds"] += float(s["seconds"] or 0.0)
     return out
