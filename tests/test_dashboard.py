@@ -6,6 +6,9 @@ and show the chosen round (title and point count), exports a figure as SVG, and 
 stayed free of errors. Screenshots go to a temporary directory (printed), and to
 ``reports/screenshots/<view>.png`` when ``COMETA_SCREENSHOTS=1``. The run directory is the session's
 real tiny run (``tests/conftest.py``: three strategies, two rounds, written by the pipeline itself).
+A grid study (``cometa study``'s layout: two cells of two seeds, copies of that run with scaled EERs)
+opens as its cells: the picker chooses the cell every view shows, and the Study tab shows the study
+report's own table and figures; it is served and driven in Chromium too.
 """
 from __future__ import annotations
 
