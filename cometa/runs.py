@@ -39,7 +39,7 @@ import yaml
 
 __all__ = ["RunStore", "COLUMNS", "git_sha", "list_runs", "study_runs", "atomic_write", "recorded_corpus_root",
            "RUN_FORMAT", "RunFormatError", "RunLockedError", "LOCK_FILE", "run_lock", "lock_holder", "fault_point",
-           "is_temporary", "remove_temporaries", "done_hash"]
+           "is_temporary", "remove_temporaries", "done_hash", "grid_study"]
 
 # The version of the run directory's layout and its store's schema, kept in the store (SQLite's
 # ``user_version``). Bump it when a run written by one cometa can no longer be read or resumed by
@@ -505,3 +505,14 @@ def recorded_corpus_root(run_dir: str | Path) -> Path | None:
     root = ((yaml.safe_load(config.read_text()) or {}).get("corpus") or {}).get("root") if config.exists() else None
     return Path(root).expanduser() if root else None
 
+
+
+def grid_study(study_dir: str | Path) -> dict | None:
+    """The ``study.json`` of a grid study (``cometa study``: ``"kind": "grid"``, cells of seed runs);
+    None for anything else, a seed study (``cometa run --seeds``) included. A grid study's
+    :func:`study_runs` are the runs of every cell, so it must never be read as the seeds of one study."""
+    try:
+        study = json.loads((Path(study_dir) / "study.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return study if isinstance(study, dict) and study.get("kind") == "grid" else None

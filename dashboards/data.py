@@ -21,9 +21,10 @@ import param
 import yaml
 
 from cometa.results import figures as F
+from cometa.results import study_tables as ST
 from cometa.results.label_noise import merged_and_split  # noqa: F401 re-exported: it lived here before cometa.results.label_noise
 from cometa.results.report import read_scalars, strategies_of
-from cometa.runs import lock_holder, recorded_corpus_root, study_runs
+from cometa.runs import grid_study, lock_holder, recorded_corpus_root, study_runs
 
 __all__ = ["RunData", "merged_and_split"]
 
@@ -39,6 +40,14 @@ def _mtime(path: Path) -> str:
 @pn.cache(max_items=16)
 def _load_scalars(run_dir: str, mtime: str) -> pd.DataFrame:
     return read_scalars(run_dir)
+
+
+@pn.cache(max_items=8)
+def _study_tables(study_dir: str, mtimes: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A grid study's ``study_table`` and ``round_table`` (:mod:`cometa.results.study_tables`); ``mtimes``
+    (of every run's store) makes a study still running be re-read once a run has logged."""
+    study = ST.read_study(study_dir)
+    return ST.study_table(study_dir, study), ST.round_table(study_dir, study)
 
 
 @pn.cache(max_items=16)
@@ -155,13 +164,36 @@ class RunData(param.Parameterized):
                                     f"runs): {', '.join(missing)}")
         super().__init__(run_dirs=dirs, **params)
         self._paths: dict[str, Path] = {}
-        self._seeds: dict[str, list[Path]] = {}  # study id -> its seed runs
+        self._seeds: dict[str, list[Path]] = {}  # study (or cell) id -> its seed runs
+        self._studies: dict[str, Path] = {}  # grid study id -> its directory
+        self._cells: dict[str, tuple[str, dict]] = {}  # cell id -> (grid study id, the cell of its study.json)
+        grids = [Path(d) for d in dirs if grid_study(d) is not None]
+        for g in grids:
+            self._add_grid(g)
         for d in dirs:
             p = Path(d)
-            rid = p.name if p.name not in self._paths else f"{p.parent.name}/{p.name}"
+            if p in grids or any(p.is_relative_to(g) for g in grids):  # a grid's runs: reached through its cells
+                continue
+            rid = self._free_id(p.name, p.parent.name)
             self._paths[rid] = p
             if not (p / "store.sqlite").exists():
                 self._seeds[rid] = study_runs(p)
+
+    def _free_id(self, name: str, parent: str) -> str:
+        return name if name not in self._paths else f"{parent}/{name}"
+
+    def _add_grid(self, study_dir: Path) -> None:
+        """Each cell of a grid study with a started run becomes a study of its seeds (id: the cell's name)."""
+        study = grid_study(study_dir) or {}
+        sid = study_dir.name if study_dir.name not in self._studies else str(study_dir)
+        self._studies[sid] = study_dir
+        for cell in study.get("cells") or []:
+            seeds = [study_dir / r for r in cell.get("runs") or [] if (study_dir / r / "store.sqlite").exists()]
+            if seeds:
+                rid = self._free_id(str(cell["name"]), sid)
+                self._paths[rid], self._seeds[rid], self._cells[rid] = study_dir / cell["name"], seeds, (sid, cell)
+        if not any(c[0] == sid for c in self._cells.values()):
+            raise FileNotFoundError(f"{study_dir}: a grid study none of whose runs has started yet")
 
     # -------------------------------------------------------------------------------- the run
     @property
@@ -172,6 +204,29 @@ class RunData(param.Parameterized):
         """A study (several seeds): its scalars hold every seed (a ``seed`` column), the EER and
         purity figures show mean ± std, and its per-round files are those of its first seed."""
         return run_id in self._seeds
+
+    # ------------------------------------------------------------------------------ grid studies
+    @property
+    def studies(self) -> list[str]:
+        """The grid studies shown (``cometa study``), by id (the directory's name)."""
+        return list(self._studies)
+
+    def study_dir(self, study_id: str) -> Path:
+        return self._studies[study_id]
+
+    def cells(self, study_id: str) -> list[str]:
+        """The ids of a grid study's cells that have a started run, in the study's order."""
+        return [rid for rid, (sid, _) in self._cells.items() if sid == study_id]
+
+    def cell(self, run_id: str) -> dict | None:
+        """The cell (``name``, ``variant``, ``values``, ``overrides``, ``runs``) an id stands for; None for a run."""
+        found = self._cells.get(run_id)
+        return found[1] if found else None
+
+    def study_tables(self, study_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(``study_table``, ``round_table``) of a grid study, as its report computes them (cached)."""
+        stores = [self.study_dir(study_id) / "study.json", *sorted(self.study_dir(study_id).glob("*/*/store.sqlite"))]
+        return _study_tables(str(self.study_dir(study_id)), ",".join(_mtime(p) for p in stores))
 
     def seed_runs(self, run_id: str) -> list[Path]:
         return list(self._seeds.get(run_id, []))

@@ -6,22 +6,27 @@ and show the chosen round (title and point count), exports a figure as SVG, and 
 stayed free of errors. Screenshots go to a temporary directory (printed), and to
 ``reports/screenshots/<view>.png`` when ``COMETA_SCREENSHOTS=1``. The run directory is the session's
 real tiny run (``tests/conftest.py``: three strategies, two rounds, written by the pipeline itself).
+A grid study (``cometa study``'s layout: two cells of two seeds, copies of that run with scaled EERs)
+opens as its cells: the picker chooses the cell every view shows, and the Study tab shows the study
+report's own table and figures; it is served and driven in Chromium too.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import sqlite3
 import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from cometa.runs import run_lock
+from cometa.runs import list_runs, run_lock
 from tools.screenshot_dashboard import CHROMIUM, launch_chromium
 from tools.screenshot_dashboard import free_port as _free_port
 from tools.screenshot_dashboard import serve as start_server
@@ -163,6 +168,117 @@ def test_views_build_without_a_server(run_dir, n_train):
     assert "round 2" in fig.layout.title.text and sum(len(t.x) for t in fig.data) == n_train
 
 
+# ------------------------------------------------------------------------------------- a grid study
+GRID = {("tau=0.1", 0): 1.0, ("tau=0.1", 1): 0.5, ("tau=0.4", 0): 0.8, ("tau=0.4", 1): 0.6}  # EER factors
+
+
+@pytest.fixture(scope="module")
+def grid_dir(run_dir, tmp_path_factory) -> Path:
+    """A grid study in ``cometa study``'s layout: cells ``tau=0.1`` and ``tau=0.4`` of seeds 0 and 1, each
+    run a copy of the tiny run whose EERs are multiplied by its factor in :data:`GRID`."""
+    study = tmp_path_factory.mktemp("grid") / "tau"
+    cells = []
+    for cell, tau in (("tau=0.1", 0.1), ("tau=0.4", 0.4)):
+        for seed in (0, 1):
+            run = study / cell / f"seed_{seed}"
+            shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("*.pt", "report"))
+            config = (run / "config.yaml").read_text()
+            (run / "config.yaml").write_text(config.replace("\nseed: 0\n", f"\nseed: {seed}\n"))
+            con = sqlite3.connect(run / "store.sqlite")
+            with con:
+                con.execute("UPDATE scalars SET value = value * ? WHERE name IN ('eer', 'eer_untrained')",
+                            (GRID[cell, seed],))
+            con.close()
+        runs = [f"{cell}/seed_{s}" for s in (0, 1)]
+        (study / cell / "study.json").write_text(json.dumps({"preset": "tiny", "seeds": [0, 1], "overrides": [],
+                                                             "runs": ["seed_0", "seed_1"]}))
+        cells.append({"name": cell, "variant": None, "values": {"stage2.tau": tau},
+                      "overrides": {"stage2.tau": tau}, "runs": runs})
+    (study / "study.json").write_text(json.dumps({
+        "kind": "grid", "name": "tau", "preset": "tiny", "strategies": ["baseline", "coteaching_plus", "cometa"],
+        "seeds": [0, 1], "axes": {"stage2.tau": [0.1, 0.4]}, "variants": [], "cells": cells,
+        "runs": [r for c in cells for r in c["runs"]], "spec": {}, "spec_path": None}))
+    return study
+
+
+def _tiny_eer(sqlite_scalars, run_dir, strategy: str | None, rnd: int) -> float:
+    """The tiny run's audio EER on O of one strategy and round (Stage I: None, 0), straight from SQLite."""
+    df = sqlite_scalars(run_dir)
+    sel = df[(df["stage"] == "eval/O") & (df["round"] == rnd) & (df["modality"] == "audio") & (df["name"] == "eer")]
+    sel = sel[sel["strategy"].isna()] if strategy is None else sel[sel["strategy"] == strategy]
+    assert len(sel) == 1
+    return float(sel["value"].iloc[0])
+
+
+def test_a_grid_study_opens_as_its_cells(grid_dir, run_dir, sqlite_scalars):
+    from dashboards.data import RunData
+
+    given = [str(r) for r in list_runs(grid_dir)]  # what `cometa dashboard STUDY_DIR` passes: the study and its runs
+    assert len(given) == 5
+    data = RunData(given)
+    assert data.studies == ["tau"] and data.run_ids == ["tau=0.1", "tau=0.4"] == data.cells("tau")
+    assert data.seed_runs("tau=0.4") == [grid_dir / "tau=0.4" / "seed_0", grid_dir / "tau=0.4" / "seed_1"]
+    assert data.is_study("tau=0.4") and data.config("tau=0.4")["seed"] == [0, 1]
+    assert data.cell("tau=0.4")["values"] == {"stage2.tau": 0.4} and data.cell("tau=0.1")["name"] == "tau=0.1"
+    s1 = data.scalars("tau=0.4")
+    s1 = s1[(s1["stage"] == "eval/O") & s1["strategy"].isna() & (s1["name"] == "eer") & (s1["modality"] == "audio")]
+    v = _tiny_eer(sqlite_scalars, run_dir, None, 0)
+    assert sorted(s1["value"]) == pytest.approx(sorted([0.8 * v, 0.6 * v]))  # the cell's own two seeds
+
+
+def test_the_cell_picker_switches_every_view(grid_dir, run_dir, sqlite_scalars):
+    import panel as pn
+
+    from dashboards.app import create_app, notebook_views
+
+    views = notebook_views([str(grid_dir)])
+    assert list(views)[0] == "Study" and len(views) == 7
+    overview = views["Overview"]
+    for cell in ("tau=0.1", "tau=0.4"):
+        overview.state.run = cell  # the picker: every view now shows this cell's seeds
+        for view in views.values():
+            pn.panel(view).get_root()
+    fig = overview._layout.select(pn.pane.Plotly)[0].object  # the headline figure, of tau=0.4
+    (stage1,) = [t for t in fig.data if t.name.startswith("Stage I")]
+    assert stage1.y[0] == pytest.approx(100 * 0.7 * _tiny_eer(sqlite_scalars, run_dir, None, 0))  # mean of 0.8, 0.6
+    from dashboards.app import _run_summary
+
+    assert "cell of the study: stage2.tau = 0.4" in _run_summary(overview.state.data, "tau=0.4")
+    app = create_app([str(grid_dir)])
+    picker = app.sidebar[0]
+    assert picker.name == "cell" and list(picker.options) == ["tau=0.1", "tau=0.4"]
+
+
+def test_the_study_view_shows_the_reports_table_and_figure(grid_dir, run_dir, sqlite_scalars):
+    import panel as pn
+
+    from cometa.results import study_figures as SF
+    from cometa.results import study_tables as ST
+    from dashboards.app import AppState
+    from dashboards.data import RunData
+    from dashboards.study import StudyView
+
+    view = StudyView(state=AppState(RunData([str(grid_dir)])))
+    assert view.study == "tau" and view.axis == "stage2.tau" and view.metric == "audio_eer_O"
+    pn.panel(view).get_root()
+    figure, per_round = view._layout.select(pn.pane.Plotly)
+    (headline,) = view._layout.select(pn.pane.Markdown)
+    fig = figure.object
+    (cometa,) = [t for t in fig.data if t.name == "Co-Meta"]
+    v = _tiny_eer(sqlite_scalars, run_dir, "cometa", 2)
+    assert list(cometa.x) == [0.1, 0.4]
+    np.testing.assert_allclose(cometa.y, [100 * 0.75 * v, 100 * 0.7 * v])
+    np.testing.assert_allclose(cometa.error_y.array, [100 * np.std([v, 0.5 * v], ddof=1),
+                                                      100 * np.std([0.8 * v, 0.6 * v], ddof=1)])
+    report_fig = SF.metric_vs_axis(ST.study_table(grid_dir), axis="stage2.tau", metric="audio_eer_O")
+    assert fig.to_dict()["data"] == report_fig.to_dict()["data"]  # the report's own figure
+    assert headline.object == ST.headline_markdown(ST.study_table(grid_dir), ST.read_study(grid_dir))
+    assert "| tau=0.4 | Co-Meta | 2 |" in headline.object
+    view.per_round = "purity"
+    assert [a.text for a in per_round.object.layout.annotations] == ["tau=0.1", "tau=0.4"]
+    assert per_round.object.layout.title.text.startswith("consensus purity per round")
+
+
 # ------------------------------------------------------------------------------------------ browser
 def wait_title(page, text: str, timeout: float = 20_000) -> None:
     """Wait until a plotly figure whose title contains ``text`` has been drawn."""
@@ -252,4 +368,35 @@ def test_every_view_renders_in_chromium(server, screenshots, n_train):
                 _shoot(page, screenshots, tab.lower().replace(" ", "_"))
         finally:
             browser.close()
+    assert not errors, errors
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_a_grid_study_served_in_chromium(grid_dir, screenshots):
+    """What `cometa dashboard STUDY_DIR` serves (the study and, from list_runs, its runs): the Study tab
+    first, then the picker's cell in the other views."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright python package")
+    port = _free_port()
+    proc = start_server([str(r) for r in list_runs(grid_dir)], port)
+    errors: list[str] = []
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = launch_chromium(p)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(f"http://127.0.0.1:{port}/")
+                wait_title(page, "audio EER O (%) against stage2.tau")
+                assert page.get_by_text("tau=0.4").count() >= 1 and page.locator("table").count() >= 1
+                _shoot(page, screenshots, "study")
+                page.locator("select").first.select_option("tau=0.4")  # the sidebar's cell picker
+                page.locator(".bk-tab", has_text="Overview").first.click()
+                wait_title(page, "tau=0.4: EER (%) per round")
+                wait_title(page, "mean ± std over 2 seeds")
+            finally:
+                browser.close()
+    finally:
+        stop_server(proc)
     assert not errors, errors

@@ -72,12 +72,14 @@ NOTEBOOKS = {
                  "df.pivot_table(index=['round', 'modality'], columns=['stage', 'name'], values='value')"),
     ],
     "90_report.ipynb": [
-        ("md", "# Report\nTable 1 and Table 2 of the paper, and the figures, from the run store."),
+        ("md", "# Report\nTable 1 and Table 2 of the paper, and the figures, from the run store (a grid study's "
+               "report: its study table, one row per cell and strategy)."),
         ("params", 'run_dir = ""\nstatic = True  # SVG/PDF/PNG of the figures too (config report.static)'),
         ("code", "from IPython.display import Markdown, display\n\nfrom cometa.results.report import write_report\n\n"
                  "report_dir = write_report(run_dir, static=static)\n"
-                 "display(Markdown((report_dir / 'table1.md').read_text()))\n"
-                 "display(Markdown((report_dir / 'table2.md').read_text()))"),
+                 "for name in ('table1.md', 'table2.md', 'study.md'):  # a run's (or seeds') tables, or a grid's\n"
+                 "    if (report_dir / name).exists():\n"
+                 "        display(Markdown((report_dir / name).read_text()))"),
     ],
 }
 

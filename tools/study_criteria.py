@@ -9,7 +9,8 @@ For every seed and as mean ± std over the seeds it prints, from the run stores 
 - consensus purity in round 1 (criterion: in [0.60, 0.85]) and in the last round (>= round 1 + 0.08);
 - in the last round, per strategy and modality, the wrong-label rate of what each small-loss selection
   leaves out of D' over the rate of D' itself (epoch means of ``dropped_noisy_frac`` and
-  ``disagreement_noisy_frac``; criterion >= 1.5 for co-teaching+ and Co-Meta);
+  ``disagreement_noisy_frac``, :func:`cometa.results.last_round.selection_enrichment`; criterion >= 1.5
+  for co-teaching+ and Co-Meta);
 - each strategy's last-round visual EER against the handcrafted face baseline, and both handcrafted
   baselines (criterion >= 20 %);
 - whether the H-like list is the hardest list for every trained model (Stage I, and each strategy's
@@ -43,49 +44,11 @@ import numpy as np
 import pandas as pd
 
 from cometa.core.label_quality import confused_pairs, session_coherence, session_of, wrong_whole_session_frac
+from cometa.results.last_round import seed_figures
 from cometa.results.report import read_scalars
-from cometa.runs import RunStore, study_runs
+from cometa.runs import RunStore, grid_study, study_runs
 
 STRATEGIES = ("baseline", "coteaching_plus", "cometa")
-
-
-def _last(df: pd.DataFrame) -> float:
-    return float(df.sort_values("time")["value"].iloc[-1]) if len(df) else float("nan")
-
-
-def seed_figures(scalars: pd.DataFrame) -> dict:
-    """The criteria's figures of one run's scalars."""
-    ev = scalars[scalars["name"] == "eer"]
-    out: dict = {}
-    s1 = {lst: _last(ev[(ev["stage"] == f"eval/{lst}") & ev["strategy"].isna() & (ev["modality"] == "audio")])
-          for lst in "OEH"}
-    out["stage1_eer"] = s1
-    pur = scalars[(scalars["stage"] == "labels") & (scalars["name"] == "purity") & (scalars["modality"] == "consensus")]
-    train = scalars[(scalars["stage"] == "train") & scalars["step"].isna()]
-    lam = train[train["name"] == "lambda"].sort_values("epoch")
-    out["lambda_first_epoch"] = float(lam["value"].iloc[0]) if len(lam) else float("nan")
-    for s in STRATEGIES:
-        mine = ev[ev["strategy"] == s]
-        if mine.empty:
-            continue
-        last = int(mine["round"].max())
-        f = {"last_round": last}
-        for m in ("audio", "visual"):
-            f[f"{m}_eer"] = {lst: _last(mine[(mine["stage"] == f"eval/{lst}") & (mine["round"] == last)
-                                             & (mine["modality"] == m)]) for lst in "OEH"}
-        p = pur[pur["strategy"] == s]
-        f["purity_round1"] = _last(p[p["round"] == 1])
-        f["purity_last"] = _last(p[p["round"] == last])
-        t = train[(train["strategy"] == s) & (train["round"] == last)]
-        d = t[t["name"] == "disagreement_noisy_frac"]["value"].mean()
-        f["disagreement_noisy"] = float(d)
-        for m in ("audio", "visual"):
-            left = t[(t["name"] == "dropped_noisy_frac") & (t["modality"] == m)]["value"].mean()
-            sel = t[(t["name"] == "selected_noisy_frac") & (t["modality"] == m)]["value"].mean()
-            f[f"dropped_noisy_{m}"], f[f"selected_noisy_{m}"] = float(left), float(sel)
-            f[f"dropped_ratio_{m}"] = float(left / d) if d and not math.isnan(d) else float("nan")
-        out[s] = f
-    return out
 
 
 def _round_files(run: Path, strategy: str, name: str) -> list[Path]:
@@ -191,6 +154,11 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args(argv)
     root = Path(args.run_dir)
+    if grid_study(root) is not None:  # its runs are cells x seeds, not the seeds of one study
+        cells = [c["name"] for c in grid_study(root)["cells"]]  # type: ignore[index]
+        print(f"{root} is a grid study: give one of its cells ({', '.join(cells)}), or read its report "
+              f"(cometa report {root})", file=sys.stderr)
+        return 2
     runs = study_runs(root) or [root]
     figs = {}
     for run in runs:

@@ -1,7 +1,11 @@
 """Layer 7, results: what a run directory says, read from the run store only.
 
 - :mod:`~cometa.results.figures`: every figure of the study (the notebooks', the dashboard's, the report's)
-- :mod:`~cometa.results.report`: Table 1, Table 2 and the figures as files
+- :mod:`~cometa.results.report`: Table 1, Table 2 and the figures as files (:mod:`~cometa.results.export`
+  writes them)
+- :mod:`~cometa.results.study_report`: a grid study's report (``cometa study``): the tables of
+  :mod:`~cometa.results.study_tables` (one row per cell x strategy, mean ± std over seeds, the last round of
+  :mod:`~cometa.results.last_round`), the figures of :mod:`~cometa.results.study_figures`, its provenance
 - :mod:`~cometa.results.label_noise`: which identities merge or split, what is wrong in both modalities
 - :mod:`~cometa.results.explore`, :mod:`~cometa.results.compare`: the run API (``cometa.open_run``)
 - :mod:`~cometa.results.paper`: the report's figures styled for a paper

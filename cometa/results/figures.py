@@ -37,7 +37,7 @@ from scipy.stats import norm
 from cometa.evaluation.metrics import det_curve
 
 __all__ = ["STRATEGY_COLORS", "STRATEGY_NAMES", "MODALITY_DASH", "VIEW_COLORS", "COLOR_MODES", "n_seeds",
-           "seed_mean_std", "eer_per_round",
+           "strategy_order", "seed_mean_std", "eer_per_round",
            "purity_per_round", "training_dynamics", "training_steps", "det_curves", "projection_frame",
            "projection_scatter", "umap_grid", "majority_speaker", "label_correct", "label_history", "noise_breakdown",
            "label_transitions", "sample_history", "stage1_loss", "corpus_sample", "show", "counts_table",
@@ -77,6 +77,12 @@ def _strategies(df: pd.DataFrame, strategies: Sequence[str] | None) -> list[str]
     present = [s for s in df["strategy"].dropna().unique()]
     order = [s for s in STRATEGY_COLORS if s in present] + sorted(s for s in present if s not in STRATEGY_COLORS)
     return [s for s in (strategies or order) if s in present]
+
+
+def strategy_order(df: pd.DataFrame) -> list[str]:
+    """The strategies of ``df`` in the paper's order (baseline, co-teaching+, Co-Meta, ...), then others
+    alphabetically: the order of every legend and table."""
+    return _strategies(df, None)
 
 
 def _empty(title: str, message: str) -> go.Figure:

@@ -19,7 +19,6 @@ Only the run directory is read; nothing here imports training code.
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import math
 import sys
@@ -27,12 +26,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-from plotly.offline import get_plotlyjs
 
 from cometa.results import figures as F
 from cometa.results.ablation import table6, table6_markdown, truth_label_note, variant_label
 from cometa.results.comparison import table3, table3_markdown, table4, table4_markdown
-from cometa.runs import COLUMNS, RunStore, study_runs
+from cometa.results.export import FIGURE_FORMATS, ReportError, export_figures, write_html  # noqa: F401 (re-exported)
+from cometa.results.export import atomic_text as _atomic_write
+from cometa.results.export import require_browser as _require_browser
+from cometa.runs import COLUMNS, RunStore, grid_study, study_runs
 
 __all__ = ["ReportError", "open_store", "read_scalars", "table1", "table2", "write_report", "main"]
 
@@ -40,11 +41,6 @@ MODALITY_NAMES = {"audio": "Audio", "visual": "Visual", "fused": "Fused"}
 LISTS = ("O", "E", "H")
 DCF_NAMES = ("min_dcf_0.01", "min_dcf_0.05")
 ASNORM = "_asnorm"  # suffix of the AS-norm metrics (cometa.pipeline.analysis)
-FIGURE_FORMATS = ("svg", "pdf", "png")
-
-
-class ReportError(RuntimeError):
-    """The report cannot be written (no run store, or no browser for the static figures)."""
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -75,6 +71,9 @@ def read_scalars(run_dir: str | Path) -> pd.DataFrame:
     then show the mean ± std over the seeds.
     """
     run_dir = Path(run_dir)
+    if grid_study(run_dir) is not None:  # its runs are cells x seeds: never read them as one study's seeds
+        raise ReportError(f"{run_dir} is a grid study: read one of its cells ({run_dir}/<cell>), or write its "
+                          f"report with `cometa report {run_dir}`")
     if not (run_dir / "store.sqlite").exists() and study_runs(run_dir):
         parts = []
         for run in study_runs(run_dir):
@@ -347,85 +346,6 @@ def report_figures(run_dir: str | Path, scalars: pd.DataFrame | None = None) -> 
     return figs
 
 
-def _require_browser() -> None:
-    try:  # kaleido's browser finder: loaded only when static figures are exported
-        from choreographer.browsers.chromium import Chromium
-
-        found = Chromium.find_browser(skip_local=False)
-    except Exception:  # noqa: BLE001 a lookup failure means the same as no browser
-        found = None
-    if not found:
-        raise ReportError("static figures (SVG/PDF/PNG) need a Chromium for kaleido: run "
-                          "`apt-get install chromium` (or set BROWSER_PATH to a Chrome/Chromium binary)")
-
-
-def export_figures(figs: dict, out_dir: Path, *, formats=FIGURE_FORMATS, scale: float = 2.0) -> list[Path]:
-    """Write every figure in every format with one Chromium session; returns the paths written."""
-    import kaleido  # only a static export needs it (it starts Chromium): the dashboard and notebooks never do
-
-    _require_browser()
-    jobs, paths = [], []
-    for stem, fig in figs.items():
-        width = int(fig.layout.width or 900)
-        height = int(fig.layout.height or 450)
-        for fmt in formats:
-            path = out_dir / f"{stem}.{fmt}"
-            paths.append(path)
-            jobs.append({"fig": fig, "path": str(path),
-                         "opts": {"format": fmt, "width": width, "height": height,
-                                  "scale": scale if fmt == "png" else 1}})
-    try:
-        kaleido.write_fig_from_object_sync(jobs)
-    except Exception as e:  # choreographer's ChromeNotFoundError and browser start failures
-        if "Chrome" in type(e).__name__ or "Browser" in type(e).__name__:
-            raise ReportError(f"kaleido could not start Chromium ({e}); run `apt-get install chromium`") from e
-        raise
-    missing = [p for p in paths if not p.exists() or p.stat().st_size == 0]
-    if missing:
-        raise ReportError(f"kaleido wrote no data for {', '.join(map(str, missing))}")
-    return paths
-
-
-def _html_table(md: str) -> str:
-    lines = [ln for ln in md.splitlines() if ln.startswith("|")]
-    caption = md.splitlines()[0]
-    head = [c.strip() for c in lines[0].strip("|").split("|")]
-    body = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
-
-    def cell(c: str, tag: str) -> str:
-        bold = c.startswith("**") and c.endswith("**")
-        text = html.escape(c.strip("*"))
-        return f"<{tag}>{'<b>' + text + '</b>' if bold else text}</{tag}>"
-
-    rows = "".join("<tr>" + "".join(cell(c, "td") for c in r) + "</tr>" for r in body)
-    return (f"<table><caption>{html.escape(caption)}</caption><thead><tr>"
-            + "".join(cell(c, "th") for c in head) + f"</tr></thead><tbody>{rows}</tbody></table>")
-
-
-def write_html(path: Path, title: str, tables_md: list[str], figs: dict) -> None:
-    """One self-contained page: tables, then every figure (plotly.js inlined once, in the head)."""
-    parts = []
-    for stem, fig in figs.items():
-        div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{stem}",
-                          config={"toImageButtonOptions": {"format": "svg", "filename": stem}, "displaylogo": False})
-        parts.append(f'<section><h2>{html.escape(stem.replace("_", " "))}</h2>{div}</section>')
-    css = ("body{font-family:Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222}"
-           "table{border-collapse:collapse;margin:1em 0 2em}caption{text-align:left;font-weight:bold;padding:.4em 0}"
-           "th,td{padding:.25em .7em;text-align:right;border-bottom:1px solid #ddd}"
-           "th:first-child,td:first-child{text-align:left}thead th{border-bottom:2px solid #222}")
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{css}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-            f"<h1>{html.escape(title)}</h1>" + "".join(_html_table(t) for t in tables_md)
-            + "".join(parts) + "</body></html>")
-    path.write_text(page, encoding="utf-8")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def _run_config(run: Path) -> dict:
     """The resolved config of a run (a study's first seed run), ``{}`` when it has none."""
     config_path = files_dir(run) / "config.yaml"
@@ -448,9 +368,17 @@ def write_report(run_dir: str | Path, *, static: bool = True, compare: Sequence[
 
     ``static=False`` skips the SVG/PDF/PNG export (no browser needed); ``compare``: other runs whose
     rows join this run's in Table 6 (full fine-tuning vs adapters, ...).
+    A grid study (``cometa study``; :func:`cometa.runs.grid_study`) gets its own report instead:
+    :func:`cometa.results.study_report.write_study_report`.
     Raises :class:`ReportError` when the run has no store, or static export lacks Chromium.
     """
     run_dir = Path(run_dir)
+    if grid_study(run_dir) is not None:
+        if compare:
+            raise ReportError(f"{run_dir} is a grid study: its cells are its comparison (--compare is for runs)")
+        from cometa.results.study_report import write_study_report  # it builds on this module's writers
+
+        return write_study_report(run_dir, static=static)
     if static:
         _require_browser()  # fail before doing any work
     scalars = read_scalars(run_dir)
