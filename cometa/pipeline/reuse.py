@@ -23,7 +23,7 @@ from pathlib import Path
 from cometa.pipeline.plan import Step
 from cometa.runs import RunStore, atomic_write, done_hash
 
-__all__ = ["REUSED_FILE", "UPSTREAM", "copy_step", "reuse_upstream"]
+__all__ = ["REUSED_FILE", "UPSTREAM", "copy_step", "reuse_upstream", "source_run"]
 
 REUSED_FILE = "reused.json"
 UPSTREAM = ("corpus", "stage1", "analysis/stage1")  # the steps before Stage II, in order
@@ -45,15 +45,21 @@ def copy_step(src: Path, dst: Path) -> None:
                     ignore=shutil.ignore_patterns(".*.tmp-*", "*.tmp-*", "progress.json"))
 
 
+def source_run(source: str | os.PathLike) -> Path:
+    """``source`` resolved, once checked to be a run directory (``ValueError`` naming it if not)."""
+    src = Path(source).expanduser().resolve()
+    if not (src / "store.sqlite").exists():
+        hint = " (a study: give one of its seed_<s> runs, or use --seeds)" if (src / "study.json").exists() else ""
+        raise ValueError(f"--from {src}: not a run directory{hint}")
+    return src
+
+
 def reuse_upstream(source: str | os.PathLike, run_dir: Path, steps: list[Step]) -> dict[str, str]:
     """Bring ``source``'s finished upstream steps that match this run's plan (``steps``) into ``run_dir``
     (its store is created here). Returns {step: "reused" | why not}. Raises ``ValueError``, having
     written nothing, when ``source`` is not a run, or ``run_dir`` holds a run not started from it.
     """
-    src = Path(source).expanduser().resolve()
-    if not (src / "store.sqlite").exists():
-        hint = " (a study: give one of its seed_<s> runs, or use --seeds)" if (src / "study.json").exists() else ""
-        raise ValueError(f"--from {src}: not a run directory{hint}")
+    src = source_run(source)
     if src == run_dir.resolve():
         raise ValueError(f"--from {src}: the run itself")
     record = run_dir / REUSED_FILE

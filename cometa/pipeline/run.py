@@ -21,20 +21,26 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from cometa.config import Config, ConfigError, load_config, load_run_config
+from cometa.config import Config, ConfigError, apply_overrides, check_setting, load_config, load_run_config
 from cometa.config.sections import STRATEGY_NAMES
 from cometa.core.blas import apply_openblas_coretype
 from cometa.pipeline.plan import NOTEBOOK_DIR, Step, inputs_hash, notebook_parameters, plan_steps, report_step
-from cometa.pipeline.reuse import reuse_upstream
+from cometa.pipeline.provenance import record_step, write_run_provenance
+from cometa.pipeline.reuse import reuse_upstream, source_run
 from cometa.pipeline.schedule import by_priority, chain_lengths, next_steps, step_threads
 from cometa.runs import RunStore, atomic_write, remove_temporaries, run_lock
 
-__all__ = ["PipelineError", "Step", "plan_steps", "inputs_hash", "execute_step", "run_pipeline", "run_study",
+__all__ = ["PipelineError", "RunInputError", "Step", "plan_steps", "inputs_hash", "execute_step", "run_pipeline", "run_study",
            "seed_dir", "STUDY_FILE"]
 
 
 class PipelineError(RuntimeError):
     """A step's notebook failed; the message names the step, the cell, the error and the notebook."""
+
+
+class RunInputError(PipelineError, ValueError):
+    """The run was asked for something it cannot do (``--from`` a directory that is not a run, ...),
+    found before anything was written; the message names it."""
 
 
 def _notebook_failure(path: Path, step: Step, exc: Exception) -> PipelineError:
@@ -138,8 +144,8 @@ def resolve_config(preset: str | None, *, config_path: str | Path | None = None,
         if unknown:
             raise ConfigError(f"--strategies: unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGY_NAMES)}")
         cfg.stage2.strategies = list(strategies)
-    if rounds is not None:
-        cfg.stage2.rounds = int(rounds)
+    if rounds is not None:  # through the bounds, as --set stage2.rounds=... (ConfigError naming --rounds)
+        cfg = apply_overrides(cfg, {"stage2.rounds": rounds}, source="--rounds")
     return cfg
 
 
@@ -175,8 +181,10 @@ def run_pipeline(
         the threads an uninterrupted one does.
     """
     cfg = resolve_config(preset, config_path=config_path, overrides=overrides, strategies=strategies, rounds=rounds)
-    jobs = max(1, int(jobs if jobs is not None else cfg.jobs))
+    jobs = check_setting("jobs", jobs, source="--jobs") if jobs is not None else cfg.jobs
     run_dir = Path(run_dir or Path("runs") / cfg.preset).resolve()
+    if reuse is not None:
+        _check_source(reuse)  # before the lock: a bad --from writes nothing
     with run_lock(run_dir):  # one run per directory (RunLockedError names the live one), before any write
         steps = plan_steps(cfg, run_dir)
         if reuse is not None:  # before the store exists: it refuses a directory that holds another run
@@ -187,12 +195,22 @@ def run_pipeline(
         # started below (and their torchrun workers) inherit os.environ, so they get the matching core
         blas = apply_openblas_coretype()
         store.write_config(cfg.to_dict(), runtime={"openblas_coretype": asdict(blas)})
+        # after the BLAS core type is set: the record names the one the kernels run with
+        write_run_provenance(run_dir, device="cuda" if cfg.device == "auto" else cfg.device)
         # from the whole plan, before ``only`` narrows it: a step's threads never depend on what else runs
         threads = step_threads({s.name: s.depends for s in steps}, jobs=jobs,
                                cores=cfg.cores or os.cpu_count() or 1)
         if only:
             steps = [s for s in steps if s.name in only]
         return _run_steps(steps, store, jobs=jobs, threads=threads, progress=progress, log_output=log_output)
+
+
+def _check_source(source: str | Path) -> None:
+    """``--from``: :class:`RunInputError` unless ``source`` is a run directory."""
+    try:
+        source_run(source)
+    except ValueError as e:
+        raise RunInputError(str(e)) from None
 
 
 def _reuse(source: str | Path, run_dir: Path, steps: list[Step], *, progress: bool) -> None:
@@ -266,8 +284,10 @@ def _collect(running: dict[Future, tuple[Step, int]], free_slots: list[int], sto
             failure = failure or e
             outcome[step.name] = "failed"
             continue
+        finished = time.time()
         store.mark_done(step.out_dir, inputs_hash=step.inputs_hash, seconds=round(seconds, 3), step=step.name,
-                        started_at=time.time() - seconds)
+                        started_at=finished - seconds)
+        record_step(store.run_dir, step.name, started_at=finished - seconds, finished_at=finished, seconds=seconds)
         outcome[step.name] = "ran"
         bar.update()
     return failure
@@ -318,6 +338,9 @@ def run_study(preset: str | None = "demo", *, study_dir: str | Path, seeds: list
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds repeat: {seeds}")
     study_dir = Path(study_dir).resolve()
+    reuse = kwargs.get("reuse")
+    if reuse is not None and not (Path(reuse) / STUDY_FILE).exists():
+        _check_source(reuse)  # before the study's lock: a bad --from writes nothing
     if (study_dir / "store.sqlite").exists():
         raise PipelineError(f"{study_dir} is a single run's directory; give the study its own --run-dir")
     with run_lock(study_dir):
