@@ -42,7 +42,8 @@ from cometa.config.sections import (
 )
 
 __all__ = ["Config", "ConfigError", "load_config", "apply_overrides", "config_from_dict", "load_run_config",
-           "parse_override", "check_setting", "file_preset", "field_type", "DEFAULT_PRESET", "PRESETS", "PRESET_DIR", "AugmentConfig", "ClusteringConfig", "CorpusConfig",
+           "parse_override", "check_setting", "file_preset", "field_type", "DEFAULT_PRESET", "PRESETS", "PRESET_DIR",
+           "AugmentConfig", "ClusteringConfig", "CorpusConfig",
            "EcapaConfig", "EvalConfig", "FeatureConfig", "LRScheduleConfig", "ProjectionConfig", "ReportConfig",
            "ResNetConfig", "Stage1Config", "Stage2Config", "SyntheticConfig"]
 

@@ -9,6 +9,7 @@ The executed notebook of every step is kept in its directory as the record of th
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -30,8 +31,8 @@ from cometa.pipeline.reuse import reuse_upstream, source_run
 from cometa.pipeline.schedule import by_priority, chain_lengths, next_steps, step_threads
 from cometa.runs import RunStore, atomic_write, remove_temporaries, run_lock
 
-__all__ = ["PipelineError", "RunInputError", "Step", "plan_steps", "inputs_hash", "execute_step", "run_pipeline", "run_study",
-           "seed_dir", "STUDY_FILE"]
+__all__ = ["PipelineError", "RunInputError", "Step", "select_steps", "plan_steps", "inputs_hash", "execute_step",
+           "run_pipeline", "run_study", "seed_dir", "STUDY_FILE"]
 
 
 class PipelineError(RuntimeError):
@@ -146,6 +147,9 @@ def resolve_config(preset: str | None, *, config_path: str | Path | None = None,
         cfg.stage2.strategies = list(strategies)
     if rounds is not None:  # through the bounds, as --set stage2.rounds=... (ConfigError naming --rounds)
         cfg = apply_overrides(cfg, {"stage2.rounds": rounds}, source="--rounds")
+    if cfg.corpus.kind != "synthetic" and not cfg.corpus.root:  # before any step: the corpus step needs it
+        raise ConfigError(f"preset {cfg.preset}: 'corpus.root' is not set; give the VoxCeleb directory with "
+                          "--data-root DIR (or --set corpus.root=DIR); see README, 'Preparing VoxCeleb'")
     return cfg
 
 
@@ -170,7 +174,8 @@ def run_pipeline(
     preset, config_path, overrides : the configuration (see :func:`cometa.config.load_config`).
     strategies, rounds : shorthands for ``stage2.strategies`` / ``stage2.rounds``.
     run_dir : where the run lives (default ``runs/<preset>``).
-    only : run just these steps (by name) — their upstream steps must be complete.
+    only : run just these steps (names, or shell patterns such as ``baseline/*``; ``--steps``) and the
+        steps upstream of them that are not complete (:func:`select_steps`).
     reuse : another run whose finished corpus and Stage I (and Stage I's analysis) this new run starts
         from where they match its settings (:func:`cometa.pipeline.reuse.reuse_upstream`; ``--from``).
     jobs : steps run at once (default ``cfg.jobs``). Independent steps (the strategies' rounds)
@@ -185,6 +190,8 @@ def run_pipeline(
     run_dir = Path(run_dir or Path("runs") / cfg.preset).resolve()
     if reuse is not None:
         _check_source(reuse)  # before the lock: a bad --from writes nothing
+    if only:  # a pattern that matches no step is refused before the lock, too
+        only = select_steps(plan_steps(cfg, run_dir), only)
     with run_lock(run_dir):  # one run per directory (RunLockedError names the live one), before any write
         steps = plan_steps(cfg, run_dir)
         if reuse is not None:  # before the store exists: it refuses a directory that holds another run
@@ -203,6 +210,28 @@ def run_pipeline(
         if only:
             steps = [s for s in steps if s.name in only]
         return _run_steps(steps, store, jobs=jobs, threads=threads, progress=progress, log_output=log_output)
+
+
+def select_steps(steps: list[Step], patterns: list[str]) -> list[str]:
+    """The names of the steps ``patterns`` select (each a step's name or a shell pattern, ``fnmatch``)
+    and of every step upstream of them, in plan order. Upstream steps that are complete are skipped
+    when the run starts, so what runs is the selection and what it needs that is not finished.
+    :class:`RunInputError` naming a pattern that matches no step."""
+    names = [s.name for s in steps]
+    chosen: set[str] = set()
+    for pattern in patterns:
+        hit = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not hit:
+            raise RunInputError(f"--steps {pattern!r} matches no step; the steps are: {', '.join(names)}")
+        chosen.update(hit)
+    depends = {s.name: s.depends for s in steps}
+    todo = list(chosen)
+    while todo:
+        for dep in depends[todo.pop()]:
+            if dep not in chosen:
+                chosen.add(dep)
+                todo.append(dep)
+    return [n for n in names if n in chosen]
 
 
 def _check_source(source: str | Path) -> None:
