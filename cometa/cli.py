@@ -190,7 +190,7 @@ def _add_dashboard(sub: argparse._SubParsersAction) -> None:
 
 # ----------------------------------------------------------------------- config, ls, compare
 def _config(args: argparse.Namespace) -> int:
-    from cometa.config.explain import explain_config
+    from cometa.config.explain import explain_config  # reads the preset files again: only this command
 
     sys.stdout.write(explain_config(_preset(args), path=args.config, overrides=args.set or []))
     return 0
@@ -203,7 +203,7 @@ def _add_config(sub: argparse._SubParsersAction) -> None:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from cometa.results.listing import format_lines, list_dirs
+    from cometa.results.listing import format_lines, list_dirs  # the results layer (pandas): only this command
 
     missing = [d for d in args.dirs if not Path(d).exists()]
     if missing:
@@ -224,7 +224,7 @@ def _add_ls(sub: argparse._SubParsersAction) -> None:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from cometa.results.table_export import FORMATS, table1_cells
+    from cometa.results.table_export import FORMATS, table1_cells  # plotly and the run API: only this command
 
     for d in args.runs:
         if not (Path(d) / "store.sqlite").exists() and not (Path(d) / "study.json").exists():
