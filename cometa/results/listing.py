@@ -72,9 +72,9 @@ def run_line(run_dir: str | Path) -> RunLine:
     eer = RunStore(run_dir).scalars(stage="eval/O", modality="audio", name="eer")
     last = {}
     for s, r in zip(strategies, rounds):
-        rows = eer[(eer["strategy"] == s) & (eer["round"] == r)]["value"] if r else []
-        if len(rows) and not math.isnan(float(rows.iloc[-1])):
-            last[s] = float(rows.iloc[-1])
+        values = [float(v) for v in eer[(eer["strategy"] == s) & (eer["round"] == r)]["value"]] if r else []
+        if values and not math.isnan(values[-1]):
+            last[s] = values[-1]
     state = ("running" if lock_holder(run_dir) is not None
              else "complete" if len(done) == len(steps) else "interrupted")
     return RunLine(run_dir, cfg.preset, strategies, min(rounds, default=0), cfg.stage2.rounds, len(done),
