@@ -249,5 +249,4 @@ def test_readme_table_lists_every_case_in_order():
     text = (ROOT / "README.md").read_text()
     section = text.split("### Bad input and the error it gets", 1)[1].split("\n#", 1)[0]
     rows = [line.split("|")[1].strip() for line in section.splitlines() if re.match(r"\| [^-]", line)][1:]
-    # the command-line cases join the table when the README gains their rows (issue 33)
-    assert rows in ([c[0] for c in CASES], [c[0] for c in CASES + CLI_CASES])
+    assert rows == [c[0] for c in CASES]
