@@ -18,7 +18,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cometa.config import DEFAULT_PRESET, PRESETS, ConfigError, check_setting, file_preset, load_config
-from cometa.pipeline.run import PipelineError, RunInputError, run_pipeline, run_study
+from cometa.pipeline.run import (
+    PipelineError,
+    RunInputError,
+    plan_steps,
+    resolve_config,
+    run_pipeline,
+    run_study,
+    select_steps,
+)
 from cometa.runs import RunFormatError, RunLockedError, atomic_write, list_runs
 
 
@@ -61,8 +69,13 @@ def _run(args: argparse.Namespace) -> int:
 
         return dry_run(preset, config_path=args.config, overrides=overrides, strategies=strategies,
                        rounds=args.rounds, run_dir=args.run_dir, seeds=args.seeds, reuse=args.reuse_from)
+    only = _steps(args.steps)
+    if only:  # a pattern that matches no step is refused before anything is written
+        cfg = resolve_config(preset, config_path=args.config, overrides=overrides, strategies=strategies,
+                             rounds=args.rounds)
+        select_steps(plan_steps(cfg, Path(args.run_dir or "runs").resolve()), only)
     common = dict(strategies=strategies, rounds=args.rounds, config_path=args.config, progress=not args.quiet,
-                  jobs=args.jobs, reuse=args.reuse_from, only=_steps(args.steps))
+                  jobs=args.jobs, reuse=args.reuse_from, only=only)
     if args.seeds is not None:
         return _run_seeds(args, preset, overrides, common)
     run_dir = Path(args.run_dir or Path("runs") / preset).resolve()

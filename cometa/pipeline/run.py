@@ -190,8 +190,8 @@ def run_pipeline(
     run_dir = Path(run_dir or Path("runs") / cfg.preset).resolve()
     if reuse is not None:
         _check_source(reuse)  # before the lock: a bad --from writes nothing
-    if only:  # a pattern that matches no step is refused before the lock, too
-        only = select_steps(plan_steps(cfg, run_dir), only)
+    if only:
+        only = select_steps(plan_steps(cfg, run_dir), only, strict=False)
     with run_lock(run_dir):  # one run per directory (RunLockedError names the live one), before any write
         steps = plan_steps(cfg, run_dir)
         if reuse is not None:  # before the store exists: it refuses a directory that holds another run
@@ -212,16 +212,17 @@ def run_pipeline(
         return _run_steps(steps, store, jobs=jobs, threads=threads, progress=progress, log_output=log_output)
 
 
-def select_steps(steps: list[Step], patterns: list[str]) -> list[str]:
+def select_steps(steps: list[Step], patterns: list[str], *, strict: bool = True) -> list[str]:
     """The names of the steps ``patterns`` select (each a step's name or a shell pattern, ``fnmatch``)
     and of every step upstream of them, in plan order. Upstream steps that are complete are skipped
     when the run starts, so what runs is the selection and what it needs that is not finished.
-    :class:`RunInputError` naming a pattern that matches no step."""
+    ``strict``: :class:`RunInputError` naming a pattern that matches no step (``--steps``); else such
+    a pattern selects nothing (``run_pipeline(only=["no-such-step"])`` sets a run up and runs no step)."""
     names = [s.name for s in steps]
     chosen: set[str] = set()
     for pattern in patterns:
         hit = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
-        if not hit:
+        if not hit and strict:
             raise RunInputError(f"--steps {pattern!r} matches no step; the steps are: {', '.join(names)}")
         chosen.update(hit)
     depends = {s.name: s.depends for s in steps}
