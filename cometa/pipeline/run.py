@@ -190,8 +190,8 @@ def run_pipeline(
     run_dir = Path(run_dir or Path("runs") / cfg.preset).resolve()
     if reuse is not None:
         _check_source(reuse)  # before the lock: a bad --from writes nothing
-    if only:
-        only = select_steps(plan_steps(cfg, run_dir), only, strict=False)
+    # None (or []): every step; else the selection, [] when its patterns match no step
+    only = select_steps(plan_steps(cfg, run_dir), only, strict=False) if only else None
     with run_lock(run_dir):  # one run per directory (RunLockedError names the live one), before any write
         steps = plan_steps(cfg, run_dir)
         if reuse is not None:  # before the store exists: it refuses a directory that holds another run
@@ -207,7 +207,7 @@ def run_pipeline(
         # from the whole plan, before ``only`` narrows it: a step's threads never depend on what else runs
         threads = step_threads({s.name: s.depends for s in steps}, jobs=jobs,
                                cores=cfg.cores or os.cpu_count() or 1)
-        if only:
+        if only is not None:  # [] (patterns that match nothing): no step runs
             steps = [s for s in steps if s.name in only]
         return _run_steps(steps, store, jobs=jobs, threads=threads, progress=progress, log_output=log_output)
 
