@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     if only:  # a pattern that matches no step is refused before anything is written
         cfg = resolve_config(preset, config_path=args.config, overrides=overrides, strategies=strategies,
                              rounds=args.rounds)
-        select_steps(plan_steps(cfg, Path(args.run_dir or "runs").resolve()), only)
+        select_steps(plan_steps(cfg, Path(args.run_dir or Path("runs") / preset).resolve()), only)
     common = dict(strategies=strategies, rounds=args.rounds, config_path=args.config, progress=not args.quiet,
                   jobs=args.jobs, reuse=args.reuse_from, only=only)
     if args.seeds is not None:

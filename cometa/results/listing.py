@@ -109,7 +109,7 @@ def list_dirs(paths: list[str | Path]) -> list[Path]:
 
 
 def _is_listed(p: Path) -> bool:
-    return (p / "store.sqlite").exists() and (p / "config.yaml").exists() or (p / STUDY_FILE).exists()
+    return ((p / "store.sqlite").exists() and (p / "config.yaml").exists()) or (p / STUDY_FILE).exists()
 
 
 def format_lines(paths: list[Path]) -> list[str]:
