@@ -1,10 +1,13 @@
-"""The benchmark suite: ``python -m bench [--only NAME ...] [--quick] [--json PATH] [--no-readme]``.
+"""The benchmark suite: ``python -m bench [--only NAME ...] [--quick] [--json PATH] [--md PATH] [--readme]``.
 
 Runs each script's ``main(...) -> dict`` in one process, in the order of :data:`SCRIPTS`; a script
 that is missing, fails to import or raises is recorded as an error entry and the rest still run.
 ``--quick`` passes ``quick=True`` to the scripts whose ``main`` accepts it (checked with
 :mod:`inspect`). Results and a description of the machine go to ``bench/results.json``; one
-summary table is printed and written into README.md between the bench markers.
+summary table is printed and written to ``bench/RESULTS.md``. README.md is written only on request
+(``--readme``: the table between its bench markers), so a benchmark leaves the checkout clean and the
+runs made after it record a commit without ``-dirty``. ``--no-readme`` (the old opt-out) is accepted
+and does nothing.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from bench.common import ROOT, describe_machine, machine_info, markdown_table, t
 SCRIPTS = ("bench_steps", "bench_transfer", "bench_kmeans", "bench_metrics", "bench_corpus", "bench_pipeline",
            "bench_dashboard")
 RESULTS = ROOT / "bench" / "results.json"
+RESULTS_MD = ROOT / "bench" / "RESULTS.md"
 README = ROOT / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 HEADLINE_CELL = 240  # characters of a result's summary shown in the tables
@@ -69,13 +73,10 @@ def summary_rows(results: dict) -> list[list]:
     return [[name, "ok" if e["ok"] else "error", e["seconds"], headline(e)] for name, e in results["benches"].items()]
 
 
-def write_readme_table(results: dict, readme: str | Path = README) -> None:
-    """Render the summary as Markdown between the bench markers of ``readme`` (appended if missing)."""
-    readme = Path(readme)
-    text = readme.read_text()
+def results_markdown(results: dict) -> str:
+    """The summary as Markdown: a heading, the machine and commit, one row per bench."""
     m = results["machine"]
-    body = "\n".join([
-        START,
+    return "\n".join([
         "### Latest benchmark results",
         "",
         f"`python -m bench{' --quick' if results.get('quick') else ''}` on {describe_machine(m)}"
@@ -83,8 +84,14 @@ def write_readme_table(results: dict, readme: str | Path = README) -> None:
         " compare peers measured in the same process. Full figures: `bench/results.json`.",
         "",
         markdown_table(summary_rows(results), ["bench", "status", "seconds", "summary"]),
-        END,
     ])
+
+
+def write_readme_table(results: dict, readme: str | Path = README) -> None:
+    """Render the summary as Markdown between the bench markers of ``readme`` (appended if missing)."""
+    readme = Path(readme)
+    text = readme.read_text()
+    body = "\n".join([START, results_markdown(results), END])
     if START in text and END in text and text.index(START) < text.index(END):
         text = text[:text.index(START)] + body + text[text.index(END) + len(END):]
     elif START in text or END in text:
@@ -99,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", metavar="NAME", help=f"run only these ({', '.join(SCRIPTS)})")
     ap.add_argument("--quick", action="store_true", help="small sizes where a script supports `quick`")
     ap.add_argument("--json", default=str(RESULTS), metavar="PATH", help="where to write the results")
-    ap.add_argument("--no-readme", action="store_true", help="do not write the table into README.md")
+    ap.add_argument("--md", default=str(RESULTS_MD), metavar="PATH", help="where to write the summary table")
+    ap.add_argument("--readme", action="store_true", help="also write the table into README.md (its bench markers)")
+    ap.add_argument("--no-readme", action="store_true", help="accepted for old scripts: the README is written only "
+                    "with --readme")
     args = ap.parse_args(argv)
     names = list(SCRIPTS)
     if args.only:
@@ -120,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n=== summary ===")
     print(text_table(summary_rows(results), ["bench", "status", "seconds", "summary"]))
-    print(f"results: {args.json}")
-    if not args.no_readme:
+    Path(args.md).write_text(results_markdown(results) + "\n")
+    print(f"results: {args.json}, {args.md}")
+    if args.readme:
         write_readme_table(results)
         print(f"table written into {README.name} between {START} and {END}")
     return 0 if all(e["ok"] for e in results["benches"].values()) else 1

@@ -5,7 +5,7 @@ a run never imports torch::
 
     import cometa
     run = cometa.open_run("runs/demo")      # cometa.results.explore.open_run
-    cometa.open_runs(["runs/a", "runs/b"])  # several runs side by side (cometa.results.compare.open_runs)
+    cometa.open_runs(["runs/a", "runs/b"])  # several runs side by side (cometa.results.several_runs.open_runs)
 
 The package is laid out in layers (README, "Architecture"): config and the run store, data, models,
 the noisy-label core, evaluation, training, the pipeline, results. ``cometa.metrics``,
@@ -18,7 +18,7 @@ import importlib
 __version__ = "0.1.0"
 __all__ = ["open_run", "open_runs", "what_if"]
 
-_LAZY = {"open_run": "cometa.results.explore", "open_runs": "cometa.results.compare",
+_LAZY = {"open_run": "cometa.results.explore", "open_runs": "cometa.results.several_runs",
          "what_if": "cometa.pipeline.rerun"}
 
 

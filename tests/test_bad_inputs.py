@@ -182,6 +182,52 @@ def _made_path(tmp: Path, name: str) -> str:
     return str(files[0]) if len(files) == 1 else ""
 
 
+def _paper_file(tmp: Path) -> list[str]:
+    (tmp / "study.yaml").write_text("preset: paper\n")
+    return ["run", "--preset", "tiny", "--config", str(tmp / "study.yaml"), "--run-dir", str(tmp / "r"), "--dry-run"]
+
+
+# Mistakes on the command line: (name in the README table, the arguments (given the test's directory),
+# the message, {tmp} standing for that directory). Each exits with status 2 and one line on stderr,
+# and writes nothing.
+CLI_CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
+    ("--preset and the --config file's preset: differ", _paper_file,
+     "--preset tiny and {tmp}/study.yaml's 'preset: paper' differ"),
+    ("negative --rounds", lambda t: ["run", "--preset", "tiny", "--rounds", "-2", "--dry-run", "--run-dir", f"{t}/r"],
+     "--rounds: 'stage2.rounds' must be >= 1, got -2"),
+    ("--jobs 0", lambda t: ["run", "--preset", "tiny", "--jobs", "0", "--run-dir", f"{t}/r"],
+     "--jobs: 'jobs' must be >= 1, got 0"),
+    ("negative seed (--seeds)", lambda t: ["run", "--preset", "tiny", "--seeds", "-1", "--run-dir", f"{t}/r"],
+     "--seeds: 'seed' must be >= 0, got -1"),
+    ("report of a directory that is not a run", lambda t: ["report", f"{t}/nope"],
+     "{tmp}/nope: no store.sqlite (is this a run directory?)"),
+    ("paper preset without --data-root", lambda t: ["run", "--preset", "paper", "--dry-run", "--run-dir", f"{t}/r"],
+     "preset paper: 'corpus.root' is not set; give the VoxCeleb directory with --data-root DIR"),
+    ("--from a directory that is not a run", lambda t: ["run", "--preset", "tiny", "--from", f"{t}/nope",
+                                                         "--run-dir", f"{t}/r", "--quiet"],
+     "--from {tmp}/nope: not a run directory"),
+    ("--from a directory that is not a run (--seeds)", lambda t: ["run", "--preset", "tiny", "--seeds", "0,1",
+                                                                  "--from", f"{t}/nope", "--run-dir", f"{t}/r"],
+     "--from {tmp}/nope: not a run directory"),
+    ("--from a directory that is not a run (--dry-run)", lambda t: ["run", "--preset", "tiny", "--dry-run",
+                                                                    "--from", f"{t}/nope", "--run-dir", f"{t}/r"],
+     "--from {tmp}/nope: not a run directory"),
+    ("--steps naming no step", lambda t: ["run", "--preset", "tiny", "--steps", "stage3", "--run-dir", f"{t}/r"],
+     "--steps 'stage3' matches no step; the steps are: corpus, stage1, "),
+]
+
+
+@pytest.mark.parametrize("name,argv,message", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_command_line_mistakes_get_one_line_and_exit_2(name, argv, message, tmp_path, capsys):
+    args = argv(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    assert main(args) == 2, name
+    err = capsys.readouterr().err
+    assert err.startswith("cometa: ") and err.count("\n") == 1, err  # one line, no traceback
+    assert message.format(tmp=tmp_path.resolve()) in err.replace(str(tmp_path), str(tmp_path.resolve()))
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written: no run directory, no lock file
+
+
 def test_cli_errors_are_printed_naming_the_key_and_write_nothing(tmp_path, capsys):
     for args, want in [(["--strategies", "cometa,lgll"], "--strategies: unknown strategy 'lgll'; choose from "),
                        (["--set", "stage2.tau=1.5"], "--set: 'stage2.tau' must be in [0, 1), got 1.5")]:

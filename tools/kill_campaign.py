@@ -69,7 +69,8 @@ FAULT_STEPS = {"checkpoint": ("stage1", "/round_"), "npz": ("stage1", "/round_")
                "done-marker": ("",), "corpus": ("corpus",)}
 # records of a step (times, paths inside): exist only; table6.md prints wall-clock seconds per step (its
 # numbers are compared through report/tables.json, without them)
-NOT_COMPARED = (".ipynb", ".svg", ".pdf", ".png", ".html", "table6.md")
+# provenance.json: the machine and the times of each session (a resumed run has one session per start)
+NOT_COMPARED = (".ipynb", ".svg", ".pdf", ".png", ".html", "table6.md", "provenance.json")
 
 
 # ------------------------------------------------------------------------------------- processes

@@ -36,6 +36,14 @@ else
   echo "cometa: environment ready in $(( $(date +%s) - start )) s, $(du -sh "$venv" | cut -f1)"
 fi
 
+# This checkout into the venv, editable (the `cometa` command, `import cometa` from any directory). The
+# venv is shared by every checkout with the same pins, so the checkout that runs this set-up is the one
+# installed, every time (no dependencies: they are the pinned stack above; a second or two).
+"$venv/bin/python" -m pip install --quiet --no-deps -e "$here" 2>&1 | grep -v "^WARNING: Location" || true
+"$venv/bin/python" -c "import cometa, pathlib, sys; sys.exit(0 if pathlib.Path(cometa.__file__).resolve().is_relative_to(pathlib.Path('$here').resolve()) else 1)" \
+  || { echo "cometa: installing this checkout ($here) into $venv failed; see the pip output above" >&2; exit 1; }
+echo "cometa: this checkout ($here) is installed in the environment (cometa, import cometa)"
+
 # Debian's chromium (static figure export, the browser tests) and ffmpeg (VoxCeleb2's .m4a audio, and
 # its test against the real codec): installed with apt-get when missing and we are root.
 missing=()

@@ -42,12 +42,14 @@ from cometa.config.sections import (
 )
 
 __all__ = ["Config", "ConfigError", "load_config", "apply_overrides", "config_from_dict", "load_run_config",
-           "parse_override", "PRESETS", "PRESET_DIR", "AugmentConfig", "ClusteringConfig", "CorpusConfig",
+           "parse_override", "check_setting", "file_preset", "field_type", "DEFAULT_PRESET", "PRESETS", "PRESET_DIR",
+           "AugmentConfig", "ClusteringConfig", "CorpusConfig",
            "EcapaConfig", "EvalConfig", "FeatureConfig", "LRScheduleConfig", "ProjectionConfig", "ReportConfig",
            "ResNetConfig", "Stage1Config", "Stage2Config", "SyntheticConfig"]
 
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESETS = ("tiny", "demo", "paper")
+DEFAULT_PRESET = "demo"  # what the command line runs when neither --preset nor the --config file names one
 
 
 class ConfigError(ValueError):
@@ -200,11 +202,42 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """Parse ``a.b.c=value`` (value read as YAML: numbers, booleans, lists)."""
+    """Parse ``a.b.c=value`` (value read as YAML: numbers, booleans, lists).
+
+    A list-valued key also takes the command line's comma form, as ``--strategies`` does:
+    ``stage2.strategies=baseline,cometa`` is ``[baseline, cometa]`` (each item read as YAML).
+    """
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML") from None
+    if isinstance(value, str) and "," in value and _is_list_type(field_type(key)):
+        value = [yaml.safe_load(item) for item in value.split(",") if item.strip()]
+    return key, value
+
+
+def field_type(key: str) -> Any:
+    """The annotation of the config field a dotted key names (``stage2.strategies`` -> ``list[str]``);
+    None when the key names no field (the strict loader then says so, naming the key)."""
+    tp: Any = Config
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(tp):
+            return None
+        hints = typing.get_type_hints(tp)
+        if part not in hints:
+            return None
+        tp = hints[part]
+    return tp
+
+
+def _is_list_type(tp: Any) -> bool:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_is_list_type(a) for a in typing.get_args(tp))
+    return typing.get_origin(tp) in (list, tuple)
 
 
 def _nest(key: str, value: Any) -> dict[str, Any]:
@@ -232,6 +265,9 @@ def load_config(
     overrides : ``{"stage2.tau": 0.3}`` or ``["stage2.tau=0.3"]``.
     """
     user = _read_yaml(Path(path)) if path is not None else {}
+    if preset and user.get("preset") and user["preset"] != preset:
+        raise ConfigError(f"--preset {preset} and {path}'s 'preset: {user['preset']}' differ: name one preset "
+                          "(drop --preset to use the file's, or change the file)")
     preset = preset or user.get("preset")
     cfg = Config()
     if preset is not None:
@@ -245,14 +281,31 @@ def load_config(
     return apply_overrides(cfg, overrides)
 
 
-def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str] | None) -> Config:
+def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str] | None, *, source: str = "--set") -> Config:
     """``cfg`` with ``overrides`` (``{"stage2.tau": 0.3}`` or ``["stage2.tau=0.3"]``) applied strictly:
-    an unknown key or a mistyped value raises :class:`ConfigError` naming it."""
+    an unknown key or a mistyped value raises :class:`ConfigError` naming it (and ``source``, the
+    option it came from)."""
     if overrides:
         items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
         for key, value in items:
-            cfg = _from_dict(Config, _nest(key, value), "", "--set", base=cfg)
+            cfg = _from_dict(Config, _nest(key, value), "", source, base=cfg)
     return cfg
+
+
+def check_setting(key: str, value: Any, *, source: str) -> Any:
+    """``value`` if the config field ``key`` admits it (type and bounds), else :class:`ConfigError` naming
+    ``source`` and the key: how a command-line number that sets no config value (``--jobs``, ``--seeds``)
+    meets the same bounds as ``--set``."""
+    apply_overrides(Config(), {key: value}, source=source)
+    return value
+
+
+def file_preset(path: str | Path | None) -> str | None:
+    """The ``preset:`` a user YAML file names (None when it names none, or there is no file)."""
+    if path is None:
+        return None
+    preset = _read_yaml(Path(path)).get("preset")
+    return str(preset) if preset is not None else None
 
 
 def config_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Config:

@@ -23,7 +23,7 @@ reading one in the dashboard, imports no torch. Ranges are declared with
 | stage1, stage2    | Stage1Config, Stage2Config     | :mod:`cometa.train.stage1`, :mod:`cometa.train.stage2`  |
 | *.lr_schedule     | LRScheduleConfig               | :mod:`cometa.core.schedules`                            |
 | *_encoder.adapters| AdapterConfig                  | :mod:`cometa.models.adapters`                           |
-| stage2.distill    | DistillConfig                  | :mod:`cometa.core.distill`                              |
+| stage2.distill    | DistillConfig                  | :mod:`cometa.train.stage2` (``distillation``)           |
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ POOLINGS = ("asp", "query_attention")
 LR_SCOPES = ("round", "stage")  # what Stage II's learning-rate schedule spans (Stage2Config.lr_scope)
 OPTIMIZER_SCOPES = ("round", "stage")  # how long Stage II's Adam moments live (Stage2Config.optimizer_scope)
 STAGE2_TRAIN = ("full", "adapters")  # what Stage II trains (cometa.models.adapters)
-DISTILL_TEACHERS = ("none", "stage1", "peer")  # the frozen teacher of stage2.distill (cometa.core.distill)
+DISTILL_TEACHERS = ("none", "stage1", "peer")  # the frozen teacher of stage2.distill (cometa.train.stage2.distillation)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from cometa.data.corpus import scan_corpus
 from cometa.data.synthetic import build_corpus
 from cometa.models.build import build_audio_model, build_visual_model
 from cometa.pipeline.plan import plan_steps
-from cometa.pipeline.run import resolve_config
+from cometa.pipeline.reuse import reuse_plan, source_run
+from cometa.pipeline.run import STUDY_FILE, RunInputError, resolve_config, seed_dir
 from cometa.pipeline.steps import corpus_root
 
 # passes of (forward + backward) per sample and model, relative to one forward
@@ -52,11 +53,47 @@ def estimate_compute(cfg: Config, n_train: int, n_test: int) -> dict[str, float]
     return out
 
 
+def placement(preset: str | None, *, run_dir: Path, seeds: list[int] | None = None, reuse: str | Path | None = None,
+              **resolve) -> list[str]:
+    """Where ``cometa run`` would write (each seed's run directory with ``--seeds``) and, with ``--from``,
+    what each run would bring over from the source (:func:`cometa.pipeline.reuse.reuse_plan`). Reads only.
+
+    Parameters
+    ----------
+    preset, resolve : the configuration (:func:`cometa.pipeline.run.resolve_config`'s arguments).
+    run_dir : the run's directory, or the study's with ``seeds``.
+    seeds : ``--seeds``: one run per seed, ``run_dir/seed_<s>``.
+    reuse : ``--from``: a run (or, with ``seeds``, a study whose ``seed_<s>`` each seed starts from).
+    """
+    overrides = list(resolve.pop("overrides", None) or [])
+    runs = ([(seed_dir(run_dir, s), [*overrides, f"seed={int(s)}"], s) for s in seeds] if seeds
+            else [(run_dir, overrides, None)])
+    lines = [f"   study directory {run_dir} ({len(runs)} seed(s))"] if seeds else []
+    for path, ov, seed in runs:
+        lines.append(f"   {'seed ' + str(seed) + ' -> ' if seed is not None else 'run directory '}{path}")
+        if reuse is None:
+            continue
+        source = seed_dir(reuse, seed) if seed is not None and (Path(reuse) / STUDY_FILE).exists() else reuse
+        try:
+            src = source_run(source)
+        except ValueError as e:
+            raise RunInputError(str(e)) from None
+        steps = plan_steps(resolve_config(preset, overrides=ov, **resolve), Path(path).resolve())
+        lines.append(f"     from {src}: " + ", ".join(f"{k} {v}" for k, v in reuse_plan(src, steps).items()))
+    return lines
+
+
 def dry_run(preset: str | None, *, config_path=None, overrides=None, strategies: list[str] | None = None,
-            rounds: int | None = None, file=None) -> int:
+            rounds: int | None = None, run_dir: str | Path | None = None, seeds: list[int] | None = None,
+            reuse: str | Path | None = None, file=None) -> int:
     """Print the data check and the plan of the run ``cometa run`` would make with the same arguments
-    (``strategies``/``rounds``: its shorthands); return 1 when the data has faults, else 0."""
+    (``strategies``/``rounds``: its shorthands; ``run_dir``, ``seeds``, ``reuse``: ``--run-dir``,
+    ``--seeds``, ``--from``: where each run would go, what it would reuse); return 1 when the data has
+    faults, else 0."""
     cfg = resolve_config(preset, config_path=config_path, overrides=overrides, strategies=strategies, rounds=rounds)
+    default_dir = Path("runs") / (f"{cfg.preset}_seeds" if seeds else cfg.preset)  # as `cometa run` chooses
+    placed = placement(preset, run_dir=Path(run_dir or default_dir).resolve(), seeds=seeds, reuse=reuse,
+                      config_path=config_path, overrides=overrides, strategies=strategies, rounds=rounds)
     if cfg.corpus.kind == "synthetic" and not cfg.corpus.root:
         build_corpus(cfg.corpus.synthetic, progress=False)
     root = corpus_root(cfg)
@@ -77,7 +114,9 @@ def dry_run(preset: str | None, *, config_path=None, overrides=None, strategies:
     n_train = int(counts["train"]["utterances"])  # scan_corpus keeps both splits (zeros when missing)
     n_test = int(counts["test"]["utterances"])
     steps = plan_steps(cfg, Path("runs") / "dry-run")
-    p(f"\n plan: {len(steps)} steps")
+    p(f"\n plan: {len(steps)} steps" + (f" per seed, {len(seeds)} seeds" if seeds else ""))
+    for line in placed:
+        p(line)
     p(f"   stage I: {cfg.stage1.epochs} epochs x {n_train} utterances, batch {cfg.stage1.batch_size}")
     p(f"   stage II: strategies {', '.join(cfg.stage2.strategies)}; {cfg.stage2.rounds} rounds x "
       f"{cfg.stage2.epochs_per_round} epochs (E_max {cfg.stage2.rounds * cfg.stage2.epochs_per_round}), "

@@ -6,9 +6,18 @@ process, what a reader needs to place a number: the command line, the git commit
 tree was dirty), every pinned package's version, Python, the CPU model and its SIMD flags, the cores
 this process may use, ``OPENBLAS_CORETYPE``, the GPU where one was used, and the host name. The
 records are plain JSON (``provenance.json``); the results layer only reads them.
+
+A run directory's ``provenance.json`` (:func:`write_run_provenance`, :func:`record_step`)::
+
+    {"sessions": [{<machine_record>, "started_at": ..., "steps": {"stage1": {"started_at": ...,
+                   "finished_at": ..., "seconds": ..., "worker": ...}, ...}}, ...]}
+
+one session per ``cometa run`` that worked in the directory (a resumed run appends its own, so the
+record of the first is kept), each with the steps that session ran.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -16,15 +25,17 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from cometa.core.blas import SIMD, cpu_info, simd_level
-from cometa.runs import git_sha
+from cometa.runs import atomic_write, git_sha
 
-__all__ = ["PROVENANCE_FILE", "machine_record", "pinned_versions", "command_line", "gpu_model"]
+__all__ = ["PROVENANCE_FILE", "machine_record", "pinned_versions", "command_line", "gpu_model",
+           "write_run_provenance", "record_step", "read_provenance"]
 
 PROVENANCE_FILE = "provenance.json"
 _ROOT = Path(__file__).resolve().parents[2]
@@ -103,3 +114,57 @@ def machine_record(*, command: str | None = None, device: str = "cpu") -> dict[s
         "host": socket.gethostname(),
         "recorded_at": time.time(),
     }
+
+
+# one lock for every provenance file of this process: the orchestrator's step threads (and a study's
+# scheduler) finish steps concurrently, and each record is a read-modify-write of the whole file
+_LOCK = threading.Lock()
+
+
+def read_provenance(run_dir: str | Path) -> dict[str, Any] | None:
+    """A run's ``provenance.json`` as a dict (``{"sessions": [...]}``); None when it has none."""
+    try:
+        data = json.loads((Path(run_dir) / PROVENANCE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("sessions"), list) else None
+
+
+def _write(run_dir: Path, data: dict[str, Any]) -> None:
+    with atomic_write(run_dir / PROVENANCE_FILE) as tmp:
+        tmp.write_text(json.dumps(data, indent=2))
+
+
+def write_run_provenance(run_dir: str | Path, *, command: str | None = None, device: str = "cpu") -> Path:
+    """Start a session of the run's record: :func:`machine_record` and the start time, appended to
+    ``RUN_DIR/provenance.json`` (a resumed run keeps the earlier sessions). Returns the file.
+
+    Parameters
+    ----------
+    run_dir : the run directory (it exists: the run holds its lock).
+    command : the command line to record (default: this process's).
+    device : the run's ``device`` setting; a ``cuda`` device records the GPU's model.
+    """
+    run_dir = Path(run_dir)
+    session = {**machine_record(command=command, device=device), "started_at": time.time(), "steps": {}}
+    with _LOCK:
+        data = read_provenance(run_dir) or {"sessions": []}
+        data["sessions"].append(session)
+        _write(run_dir, data)
+    return run_dir / PROVENANCE_FILE
+
+
+def record_step(run_dir: str | Path, name: str, *, started_at: float, finished_at: float, seconds: float,
+                worker: str | None = None) -> None:
+    """Record a finished step's start and end (Unix times), its seconds and where it ran (``worker``:
+    a Dask worker's address, None for this process) in the current (last) session of the run's
+    ``provenance.json``. Thread-safe; a run without a record gets one first."""
+    run_dir = Path(run_dir)
+    entry = {"started_at": started_at, "finished_at": finished_at, "seconds": round(float(seconds), 3),
+             "worker": worker}
+    with _LOCK:
+        data = read_provenance(run_dir)
+        if data is None:  # a step finished in a directory nobody started a record in (an API caller)
+            data = {"sessions": [{**machine_record(), "started_at": started_at, "steps": {}}]}
+        data["sessions"][-1].setdefault("steps", {})[name] = entry
+        _write(run_dir, data)

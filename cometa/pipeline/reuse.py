@@ -23,7 +23,7 @@ from pathlib import Path
 from cometa.pipeline.plan import Step
 from cometa.runs import RunStore, atomic_write, done_hash
 
-__all__ = ["REUSED_FILE", "UPSTREAM", "copy_step", "reuse_upstream"]
+__all__ = ["REUSED_FILE", "UPSTREAM", "copy_step", "reuse_upstream", "source_run", "reuse_plan"]
 
 REUSED_FILE = "reused.json"
 UPSTREAM = ("corpus", "stage1", "analysis/stage1")  # the steps before Stage II, in order
@@ -46,15 +46,39 @@ def copy_step(src: Path, dst: Path, *, exclude: tuple[str, ...] = ()) -> None:
                     ignore=shutil.ignore_patterns(".*.tmp-*", "*.tmp-*", "progress.json", *exclude))
 
 
+def source_run(source: str | os.PathLike) -> Path:
+    """``source`` resolved, once checked to be a run directory (``ValueError`` naming it if not)."""
+    src = Path(source).expanduser().resolve()
+    if not (src / "store.sqlite").exists():
+        hint = " (a study: give one of its seed_<s> runs, or use --seeds)" if (src / "study.json").exists() else ""
+        raise ValueError(f"--from {src}: not a run directory{hint}")
+    return src
+
+
+def reuse_plan(src: Path, steps: list[Step]) -> dict[str, str]:
+    """What :func:`reuse_upstream` would do with each upstream step of the plan ``steps``, reading only:
+    {step: "reused" | why not}."""
+    planned = {s.name: s for s in steps}
+    outcome: dict[str, str] = {}
+    for name in UPSTREAM:
+        if name not in planned:
+            continue
+        have = done_hash(src / name)
+        if have is None:
+            outcome[name] = "not finished in the source"
+        elif have != planned[name].inputs_hash:
+            outcome[name] = "other settings in the source: runs here"
+        else:
+            outcome[name] = "reused"
+    return outcome
+
+
 def reuse_upstream(source: str | os.PathLike, run_dir: Path, steps: list[Step]) -> dict[str, str]:
     """Bring ``source``'s finished upstream steps that match this run's plan (``steps``) into ``run_dir``
     (its store is created here). Returns {step: "reused" | why not}. Raises ``ValueError``, having
     written nothing, when ``source`` is not a run, or ``run_dir`` holds a run not started from it.
     """
-    src = Path(source).expanduser().resolve()
-    if not (src / "store.sqlite").exists():
-        hint = " (a study: give one of its seed_<s> runs, or use --seeds)" if (src / "study.json").exists() else ""
-        raise ValueError(f"--from {src}: not a run directory{hint}")
+    src = source_run(source)
     if src == run_dir.resolve():
         raise ValueError(f"--from {src}: the run itself")
     record = run_dir / REUSED_FILE
@@ -68,18 +92,10 @@ def reuse_upstream(source: str | os.PathLike, run_dir: Path, steps: list[Step]) 
     store = RunStore(run_dir, create=True)
 
     planned = {s.name: s for s in steps}
-    outcome: dict[str, str] = {}
-    for name in UPSTREAM:
-        if name not in planned:
-            continue
-        have = done_hash(src / name)
-        if have is None:
-            outcome[name] = "not finished in the source"
-        elif have != planned[name].inputs_hash:
-            outcome[name] = "other settings in the source: runs here"
-        else:
+    outcome = reuse_plan(src, steps)
+    for name, what in outcome.items():
+        if what == "reused":
             copy_step(src / name, planned[name].out_dir)
-            outcome[name] = "reused"
     if outcome.get("stage1") == "reused":  # Stage I's rows (and its AS-norm's, when that was brought too)
         rows = RunStore(src).scalars(strategy=None)
         rows = rows[rows["stage"] != "projection"]

@@ -9,6 +9,7 @@ The executed notebook of every step is kept in its directory as the record of th
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -22,20 +23,26 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from cometa.config import Config, ConfigError, load_config, load_run_config
+from cometa.config import Config, ConfigError, apply_overrides, check_setting, load_config, load_run_config
 from cometa.config.sections import STRATEGY_NAMES
 from cometa.core.blas import apply_openblas_coretype
 from cometa.pipeline.plan import NOTEBOOK_DIR, Step, inputs_hash, notebook_parameters, plan_steps, report_step
-from cometa.pipeline.reuse import reuse_upstream
+from cometa.pipeline.provenance import record_step, write_run_provenance
+from cometa.pipeline.reuse import reuse_upstream, source_run
 from cometa.pipeline.schedule import by_priority, chain_lengths, next_steps, step_threads
 from cometa.runs import RunStore, atomic_write, remove_temporaries, run_lock
 
-__all__ = ["PipelineError", "Step", "plan_steps", "inputs_hash", "execute_step", "kernel_environment", "run_pipeline",
-           "run_study", "seed_dir", "STUDY_FILE"]
+__all__ = ["PipelineError", "RunInputError", "Step", "select_steps", "plan_steps", "inputs_hash", "execute_step",
+           "kernel_environment", "run_pipeline", "run_study", "seed_dir", "STUDY_FILE"]
 
 
 class PipelineError(RuntimeError):
     """A step's notebook failed; the message names the step, the cell, the error and the notebook."""
+
+
+class RunInputError(PipelineError, ValueError):
+    """The run was asked for something it cannot do (``--from`` a directory that is not a run, ...),
+    found before anything was written; the message names it."""
 
 
 def _notebook_failure(path: Path, step: Step, exc: Exception) -> PipelineError:
@@ -176,8 +183,11 @@ def resolve_config(preset: str | None, *, config_path: str | Path | None = None,
         if unknown:
             raise ConfigError(f"--strategies: unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGY_NAMES)}")
         cfg.stage2.strategies = list(strategies)
-    if rounds is not None:
-        cfg.stage2.rounds = int(rounds)
+    if rounds is not None:  # through the bounds, as --set stage2.rounds=... (ConfigError naming --rounds)
+        cfg = apply_overrides(cfg, {"stage2.rounds": rounds}, source="--rounds")
+    if cfg.corpus.kind != "synthetic" and not cfg.corpus.root:  # before any step: the corpus step needs it
+        raise ConfigError(f"preset {cfg.preset}: 'corpus.root' is not set; give the VoxCeleb directory with "
+                          "--data-root DIR (or --set corpus.root=DIR); see README, 'Preparing VoxCeleb'")
     return cfg
 
 
@@ -202,7 +212,8 @@ def run_pipeline(
     preset, config_path, overrides : the configuration (see :func:`cometa.config.load_config`).
     strategies, rounds : shorthands for ``stage2.strategies`` / ``stage2.rounds``.
     run_dir : where the run lives (default ``runs/<preset>``).
-    only : run just these steps (by name) — their upstream steps must be complete.
+    only : run just these steps (names, or shell patterns such as ``baseline/*``; ``--steps``) and the
+        steps upstream of them that are not complete (:func:`select_steps`).
     reuse : another run whose finished corpus and Stage I (and Stage I's analysis) this new run starts
         from where they match its settings (:func:`cometa.pipeline.reuse.reuse_upstream`; ``--from``).
     jobs : steps run at once (default ``cfg.jobs``). Independent steps (the strategies' rounds)
@@ -213,8 +224,12 @@ def run_pipeline(
         the threads an uninterrupted one does.
     """
     cfg = resolve_config(preset, config_path=config_path, overrides=overrides, strategies=strategies, rounds=rounds)
-    jobs = max(1, int(jobs if jobs is not None else cfg.jobs))
+    jobs = check_setting("jobs", jobs, source="--jobs") if jobs is not None else cfg.jobs
     run_dir = Path(run_dir or Path("runs") / cfg.preset).resolve()
+    if reuse is not None:
+        _check_source(reuse)  # before the lock: a bad --from writes nothing
+    # None (or []): every step; else the selection, [] when its patterns match no step
+    only = select_steps(plan_steps(cfg, run_dir), only, strict=False) if only else None
     with run_lock(run_dir):  # one run per directory (RunLockedError names the live one), before any write
         steps = plan_steps(cfg, run_dir)
         if reuse is not None:  # before the store exists: it refuses a directory that holds another run
@@ -225,12 +240,45 @@ def run_pipeline(
         # started below (and their torchrun workers) inherit os.environ, so they get the matching core
         blas = apply_openblas_coretype()
         store.write_config(cfg.to_dict(), runtime={"openblas_coretype": asdict(blas)})
+        # after the BLAS core type is set: the record names the one the kernels run with
+        write_run_provenance(run_dir, device="cuda" if cfg.device == "auto" else cfg.device)
         # from the whole plan, before ``only`` narrows it: a step's threads never depend on what else runs
         threads = step_threads({s.name: s.depends for s in steps}, jobs=jobs,
                                cores=cfg.cores or os.cpu_count() or 1)
-        if only:
+        if only is not None:  # [] (patterns that match nothing): no step runs
             steps = [s for s in steps if s.name in only]
         return _run_steps(steps, store, jobs=jobs, threads=threads, progress=progress, log_output=log_output)
+
+
+def select_steps(steps: list[Step], patterns: list[str], *, strict: bool = True) -> list[str]:
+    """The names of the steps ``patterns`` select (each a step's name or a shell pattern, ``fnmatch``)
+    and of every step upstream of them, in plan order. Upstream steps that are complete are skipped
+    when the run starts, so what runs is the selection and what it needs that is not finished.
+    ``strict``: :class:`RunInputError` naming a pattern that matches no step (``--steps``); else such
+    a pattern selects nothing (``run_pipeline(only=["no-such-step"])`` sets a run up and runs no step)."""
+    names = [s.name for s in steps]
+    chosen: set[str] = set()
+    for pattern in patterns:
+        hit = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not hit and strict:
+            raise RunInputError(f"--steps {pattern!r} matches no step; the steps are: {', '.join(names)}")
+        chosen.update(hit)
+    depends = {s.name: s.depends for s in steps}
+    todo = list(chosen)
+    while todo:
+        for dep in depends[todo.pop()]:
+            if dep not in chosen:
+                chosen.add(dep)
+                todo.append(dep)
+    return [n for n in names if n in chosen]
+
+
+def _check_source(source: str | Path) -> None:
+    """``--from``: :class:`RunInputError` unless ``source`` is a run directory."""
+    try:
+        source_run(source)
+    except ValueError as e:
+        raise RunInputError(str(e)) from None
 
 
 def _reuse(source: str | Path, run_dir: Path, steps: list[Step], *, progress: bool) -> None:
@@ -304,8 +352,10 @@ def _collect(running: dict[Future, tuple[Step, int]], free_slots: list[int], sto
             failure = failure or e
             outcome[step.name] = "failed"
             continue
+        finished = time.time()
         store.mark_done(step.out_dir, inputs_hash=step.inputs_hash, seconds=round(seconds, 3), step=step.name,
-                        started_at=time.time() - seconds)
+                        started_at=finished - seconds)
+        record_step(store.run_dir, step.name, started_at=finished - seconds, finished_at=finished, seconds=seconds)
         outcome[step.name] = "ran"
         bar.update()
     return failure
@@ -356,6 +406,9 @@ def run_study(preset: str | None = "demo", *, study_dir: str | Path, seeds: list
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds repeat: {seeds}")
     study_dir = Path(study_dir).resolve()
+    reuse = kwargs.get("reuse")
+    if reuse is not None and not (Path(reuse) / STUDY_FILE).exists():
+        _check_source(reuse)  # before the study's lock: a bad --from writes nothing
     if (study_dir / "store.sqlite").exists():
         raise PipelineError(f"{study_dir} is a single run's directory; give the study its own --run-dir")
     with run_lock(study_dir):

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from cometa.config import Config, ConfigError
 from cometa.core.blas import apply_openblas_coretype
 from cometa.pipeline.plan import Step, notebook_parameters, plan_steps, report_step
-from cometa.pipeline.provenance import PROVENANCE_FILE, machine_record
+from cometa.pipeline.provenance import PROVENANCE_FILE, machine_record, record_step, write_run_provenance
 from cometa.pipeline.reuse import REUSED_FILE, UPSTREAM, copy_step
 from cometa.pipeline.run import STUDY_FILE, PipelineError, _prepare_step_dir, execute_step, seed_dir
 from cometa.pipeline.schedule import by_priority, chain_lengths, next_steps, step_threads
@@ -178,15 +178,16 @@ def _study_record(plan: StudyPlan, spec_path: str | Path | None) -> dict[str, An
             "spec_path": str(Path(spec_path).resolve()) if spec_path else None}
 
 
-def _prepare_runs(plan: StudyPlan) -> None:
+def _prepare_runs(plan: StudyPlan, *, command: str | None) -> None:
     """Each run's directory as ``cometa run`` prepares it: the store, the resolved config, no temporaries
-    left by a killed study. Each cell also gets a ``study.json`` of its seeds, so that
-    ``cometa report STUDY_DIR/<cell>`` works."""
+    left by a killed study, a new session in its ``provenance.json``. Each cell also gets a ``study.json``
+    of its seeds, so that ``cometa report STUDY_DIR/<cell>`` works."""
     blas = apply_openblas_coretype()
     for r in plan.runs.values():
         store = RunStore(r.run_dir, create=True)
         remove_temporaries(r.run_dir)
         store.write_config(r.cfg.to_dict(), runtime={"openblas_coretype": asdict(blas)})
+        write_run_provenance(r.run_dir, command=command, device=r.cfg.device)
     for c in plan.cells:
         seeds = [r for r in plan.runs.values() if r.cell == c]
         _write_json(plan.study_dir / c.name / STUDY_FILE,
@@ -298,7 +299,7 @@ def run_grid_study(plan: StudyPlan, *, executor, spec_path: str | Path | None = 
     into ``STUDY_DIR/report/`` and, with ``report_dir``, copied there (``reports/<name>/``)."""
     plan.study_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(plan.study_dir):
-        _prepare_runs(plan)
+        _prepare_runs(plan, command=command)
         record = _study_record(plan, spec_path)
         _write_json(plan.study_dir / STUDY_FILE, record)
         provenance = {"spec": record["spec"], "spec_path": record["spec_path"], "executor": executor.describe(),
@@ -378,9 +379,11 @@ def _schedule(plan: StudyPlan, executor, *, progress: bool, out: TextIO | None =
                 failure = failure or PipelineError(f"{node.run}: {why}")
                 outcome[node.id] = "failed"
                 continue
-            RunStore(plan.runs[node.run].run_dir).mark_done(
-                node.step.out_dir, inputs_hash=node.step.inputs_hash, step=node.step.name,
-                threads=plan.threads.get(node.id, 1), **info)
+            run_dir = plan.runs[node.run].run_dir
+            RunStore(run_dir).mark_done(node.step.out_dir, inputs_hash=node.step.inputs_hash, step=node.step.name,
+                                        threads=plan.threads.get(node.id, 1), **info)
+            record_step(run_dir, node.step.name, started_at=info["started_at"], finished_at=info["finished_at"],
+                        seconds=info["seconds"], worker=info["worker"])
             outcome[node.id] = "ran"
             bar.update()
         if failure is not None:

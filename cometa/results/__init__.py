@@ -7,7 +7,7 @@
   :mod:`~cometa.results.study_tables` (one row per cell x strategy, mean ± std over seeds, the last round of
   :mod:`~cometa.results.last_round`), the figures of :mod:`~cometa.results.study_figures`, its provenance
 - :mod:`~cometa.results.label_noise`: which identities merge or split, what is wrong in both modalities
-- :mod:`~cometa.results.explore`, :mod:`~cometa.results.compare`: the run API (``cometa.open_run``)
+- :mod:`~cometa.results.explore`, :mod:`~cometa.results.several_runs`: the run API (``cometa.open_run``)
 - :mod:`~cometa.results.paper`: the report's figures styled for a paper
 
 Reading a run imports no torch and no training code; only :meth:`~cometa.results.explore.Run.what_if`

@@ -3,7 +3,7 @@
 One entry point, :func:`open_run`, gives a :class:`Run` over a run directory or a study directory
 (several seeds): its scalars as a DataFrame, the label tables, embeddings, projections and scores of a
 strategy and round, Table 1 and Table 2, the label-noise tables and every figure of
-:mod:`cometa.results.figures` (:func:`cometa.results.compare.open_runs` puts several runs side by side)::
+:mod:`cometa.results.figures` (:func:`cometa.results.several_runs.open_runs` puts several runs side by side)::
 
     import cometa
     run = cometa.open_run("runs/demo")
@@ -34,6 +34,7 @@ import yaml
 from cometa.pipeline import rerun
 from cometa.results import figures as F
 from cometa.results import label_noise, report
+from cometa.results.run_record import run_provenance
 from cometa.runs import recorded_corpus_root, study_runs
 
 __all__ = ["Run", "Utterance", "open_run", "find_run", "FIGURES"]
@@ -128,6 +129,14 @@ class Run:
         if self.is_study:
             cfg["seed"] = [r.config.get("seed") for r in self.seeds]
         return cfg
+
+    @functools.cached_property
+    def provenance(self) -> dict | None:
+        """The run's record (``provenance.json``; a study's: its first seed run's): ``{"sessions": [...]}``,
+        one session per ``cometa run`` that worked in it, each with the command, git commit and dirty flag,
+        pinned packages, Python, CPU (model, SIMD flags, cores), ``OPENBLAS_CORETYPE``, GPU, host, and
+        the start and end of every step it ran. None for a run made before records were kept."""
+        return run_provenance(self.path)
 
     @functools.cached_property
     def scalars(self) -> pd.DataFrame:

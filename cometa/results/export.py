@@ -5,6 +5,7 @@ study's (:mod:`cometa.results.study_report`).
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
 
 from plotly.offline import get_plotlyjs
@@ -74,9 +75,10 @@ def _html_table(md: str) -> str:
             + "".join(cell(c, "th") for c in head) + f"</tr></thead><tbody>{rows}</tbody></table>")
 
 
-def write_html(path: Path, title: str, tables_md: list[str], figs: dict, *, intro: str = "") -> None:
-    """One self-contained page: ``intro`` (HTML, under the title), the tables, then every figure
-    (plotly.js inlined once, in the head)."""
+def write_html(path: Path, title: str, tables_md: list[str], figs: dict, *, intro: str = "",
+               header: Sequence[str] = ()) -> None:
+    """One self-contained page: the ``header`` lines (the run's record) and ``intro`` (HTML) under the
+    title, the tables, then every figure (plotly.js inlined once, in the head)."""
     parts = []
     for stem, fig in figs.items():
         div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{stem}",
@@ -85,10 +87,12 @@ def write_html(path: Path, title: str, tables_md: list[str], figs: dict, *, intr
     css = ("body{font-family:Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222}"
            "table{border-collapse:collapse;margin:1em 0 2em}caption{text-align:left;font-weight:bold;padding:.4em 0}"
            "th,td{padding:.25em .7em;text-align:right;border-bottom:1px solid #ddd}"
-           "th:first-child,td:first-child{text-align:left}thead th{border-bottom:2px solid #222}")
+           "th:first-child,td:first-child{text-align:left}thead th{border-bottom:2px solid #222}"
+           ".provenance{font-size:.85em;color:#555;margin:0 0 1.5em}")
+    record = ('<p class="provenance">' + "<br>".join(html.escape(line) for line in header) + "</p>") if header else ""
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{css}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-            f"<h1>{html.escape(title)}</h1>{intro}" + "".join(_html_table(t) for t in tables_md)
+            f"<h1>{html.escape(title)}</h1>{record}{intro}" + "".join(_html_table(t) for t in tables_md)
             + "".join(parts) + "</body></html>")
     path.write_text(page, encoding="utf-8")
 

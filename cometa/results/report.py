@@ -5,14 +5,16 @@
 * Table 2 style: EER (%) and minDCF on O/E/H of each strategy's last round, strategy x modality
   (``table2.md``, ``table2.tex``); with AS-norm results in the store, each beside its AS-norm value.
 * The strategies compared (``table3.md``) and the label-issue scores per round (``table4.md``),
-  :mod:`cometa.results.comparison`.
+  :mod:`cometa.results.strategy_tables`.
 * Table 6 style (cross-lingual transfer paper): trainable parameters, step time and last-round EER per
   strategy, of this run and of any ``--compare`` runs (``table6.md``; :mod:`cometa.results.ablation`).
 * ``tables.json``: the exact (unrounded) numbers the tables were printed from.
 * Figures from :mod:`cometa.results.figures` (the dashboard's own), as SVG, PDF (vector, fonts embedded by
   Chromium's PDF printer) and PNG via kaleido: ``eer_per_round``, ``purity_per_round``,
   ``disagreement_lambda``, ``umap_grid`` (when projections exist), ``det_curves``.
-* ``report.html``: one self-contained page, the tables and interactive figures, plotly.js inlined once.
+* ``report.html``: one self-contained page, the run's record (:mod:`cometa.results.run_record`: command,
+  commit, versions, CPU/GPU, host, when), the tables and interactive figures, plotly.js inlined once.
+* Tables are numbered in the order the report shows them (Table 4 only when label-issue scores exist).
 
 Only the run directory is read; nothing here imports training code.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,10 +32,11 @@ import pandas as pd
 
 from cometa.results import figures as F
 from cometa.results.ablation import table6, table6_markdown, truth_label_note, variant_label
-from cometa.results.comparison import table3, table3_markdown, table4, table4_markdown
 from cometa.results.export import FIGURE_FORMATS, ReportError, export_figures, write_html  # noqa: F401 (re-exported)
 from cometa.results.export import atomic_text as _atomic_write
 from cometa.results.export import require_browser as _require_browser
+from cometa.results.run_record import provenance_lines
+from cometa.results.strategy_tables import table3, table3_markdown, table4, table4_markdown
 from cometa.runs import COLUMNS, RunStore, grid_study, study_runs
 
 __all__ = ["ReportError", "open_store", "read_scalars", "table1", "table2", "write_report", "main"]
@@ -346,6 +350,11 @@ def report_figures(run_dir: str | Path, scalars: pd.DataFrame | None = None) -> 
     return figs
 
 
+def number_tables(tables_md: list[str]) -> list[str]:
+    """The tables' captions ("Table N. ...") numbered 1, 2, 3 ... in the order the report shows them."""
+    return [re.sub(r"^Table \d+\.", f"Table {i}.", md, count=1) for i, md in enumerate(tables_md, 1)]
+
+
 def _run_config(run: Path) -> dict:
     """The resolved config of a run (a study's first seed run), ``{}`` when it has none."""
     config_path = files_dir(run) / "config.yaml"
@@ -386,18 +395,20 @@ def write_report(run_dir: str | Path, *, static: bool = True, compare: Sequence[
     out.mkdir(parents=True, exist_ok=True)
     t1, t2 = table1(scalars), table2(scalars)
     md1, md2 = table1_markdown(t1), table2_markdown(t2)
-    _atomic_write(out / "table1.md", md1)
-    _atomic_write(out / "table2.md", md2)
     _atomic_write(out / "table1.tex", table1_latex(t1))
     _atomic_write(out / "table2.tex", table2_latex(t2))
     strategies = strategies_of(scalars)
     t3, t4 = table3(scalars, strategies), table4(scalars, strategies)
     md3, md4 = table3_markdown(t3, F.STRATEGY_NAMES), table4_markdown(t4, F.STRATEGY_NAMES)
+    t6 = ablation_table(run_dir, list(compare), scalars)
+    md6 = table6_markdown(t6)
+    md1, md2, md3, *rest = number_tables([md1, md2, md3, *([md4] if md4 else []), md6])
+    md4, md6 = (rest[0], rest[1]) if md4 else ("", rest[0])
+    _atomic_write(out / "table1.md", md1)
+    _atomic_write(out / "table2.md", md2)
     _atomic_write(out / "table3.md", md3)
     if md4:
         _atomic_write(out / "table4.md", md4)
-    t6 = ablation_table(run_dir, list(compare), scalars)
-    md6 = table6_markdown(t6)
     _atomic_write(out / "table6.md", md6)
     _atomic_write(out / "tables.json", json.dumps({"run": run_dir.name, "eer_unit": "fraction (tables show %)",
                                                    "table1": t1, "table2": t2, "table3": t3, "table4": t4,
@@ -412,7 +423,8 @@ def write_report(run_dir: str | Path, *, static: bool = True, compare: Sequence[
     note = truth_label_note(_run_config(run_dir))
     if note:  # a controlled experiment: say so where the figures are read
         title += f" [{note}: clustering.method truth]"
-    write_html(out / "report.html", title, [md1, md2, md3, *([md4] if md4 else []), md6], figs)
+    write_html(out / "report.html", title, [md1, md2, md3, *([md4] if md4 else []), md6], figs,
+               header=provenance_lines(run_dir))
     return out
 
 

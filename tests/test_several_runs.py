@@ -1,4 +1,4 @@
-"""Several runs side by side (cometa.results.compare): tables and figures next to each other, the numbers of
+"""Several runs side by side (cometa.results.several_runs): tables and figures next to each other, the numbers of
 each run unchanged (the second run is tiny_study's seed_1: tiny_run with its EERs halved)."""
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_open_runs_puts_runs_side_by_side(run, tiny_study):
 
 
 def test_side_by_side_keeps_each_runs_round_boundaries(run, tiny_study):
-    from cometa.results.compare import side_by_side
+    from cometa.results.several_runs import side_by_side
 
     one = run.training_dynamics(panels=["λ"])
     fig = side_by_side({"a": one, "b": cometa.open_run(tiny_study / "seed_1").training_dynamics(panels=["λ"])})
