@@ -147,6 +147,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------------------- study
 def _study(args: argparse.Namespace) -> int:
     """``cometa study [SPEC] [--sweep K=V1,V2 ...]``: plan, then run every cell x seed, then the report."""
+    # the study's modules bring papermill and distributed (a second or two): only this command needs them
     from cometa.pipeline.executors import ExecutorError, open_executor
     from cometa.pipeline.study import plan_study, print_study_plan, run_grid_study
     from cometa.pipeline.study_spec import load_spec, spec_from_args, spec_from_dict
@@ -182,7 +183,7 @@ def _study(args: argparse.Namespace) -> int:
     study_dir = Path(args.study_dir or Path("runs") / "studies" / spec.name).resolve()
     plan = plan_study(spec, study_dir, jobs=args.jobs, reuse=args.reuse_from)
     if args.dry_run:
-        from cometa.pipeline.step_costs import load_step_costs
+        from cometa.pipeline.step_costs import load_step_costs  # only a dry run reads the measured costs
 
         print_study_plan(plan, costs=load_step_costs(spec.preset))
         return 0

@@ -12,7 +12,9 @@ workers with ``dask worker ADDRESS --resources GPU=1``), a CPU step asks for not
 """
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -30,7 +32,7 @@ class ExecutorError(RuntimeError):
 def _worker_address() -> str:
     """This process's Dask worker address, or ``local:<host>`` outside a worker."""
     try:
-        from distributed import get_worker
+        from distributed import get_worker  # only a step run by a Dask worker needs distributed loaded
 
         return str(get_worker().address)
     except (ImportError, ValueError):
@@ -90,7 +92,7 @@ class DaskExecutor:
 
     def __init__(self, address: str, *, timeout: float = 30.0):
         try:
-            from distributed import Client, LocalCluster
+            from distributed import Client, LocalCluster  # tornado, msgpack...: only with --dask
         except ImportError as e:  # pragma: no cover - distributed is pinned
             raise ExecutorError(f"--dask needs the 'distributed' package: {e}") from None
         self.address = address
@@ -125,7 +127,7 @@ class DaskExecutor:
                                   resources={"GPU": 1} if gpu else None)
 
     def wait(self, futures: list) -> list:
-        from distributed import wait as dask_wait
+        from distributed import wait as dask_wait  # only with --dask (this class)
 
         return list(dask_wait(futures, return_when="FIRST_COMPLETED").done)
 
@@ -143,9 +145,6 @@ class DaskExecutor:
 
 def _visible_gpus() -> int:
     """GPUs this machine's workers could use (``CUDA_VISIBLE_DEVICES`` or nvidia-smi), without torch."""
-    import os
-    import subprocess
-
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return len([d for d in visible.split(",") if d.strip()])

@@ -109,7 +109,7 @@ def _kernel_manager(*, cwd: str, env: dict[str, str]) -> type:
     """A kernel manager class that starts its kernel in ``cwd`` with ``env``. papermill's own ``cwd=``
     would ``os.chdir`` the calling process for the whole step, which moves the working directory of
     every other thread (steps run side by side in threads); this starts the kernel there instead."""
-    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_client.manager import AsyncKernelManager  # as papermill itself: only running a step needs it
 
     class StepKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from cometa.config import PRESETS, Config, ConfigError, load_config
+from cometa.config import PRESETS, Config, ConfigError, load_config, parse_override
 from cometa.config.sections import STRATEGY_NAMES
 
 __all__ = ["StudySpec", "Cell", "load_spec", "spec_from_args", "parse_sweep", "study_cells", "cell_config",
@@ -215,7 +215,6 @@ def spec_from_args(*, name: str | None, preset: str, sweeps: list[str], override
                    strategies: list[str] | None, seeds: list[int] | None) -> StudySpec:
     """The spec ``cometa study --preset P --sweep K=V1,V2 ... --set K=V`` declares (one axis per
     ``--sweep``, no variants)."""
-    from cometa.config import parse_override
 
     axes: dict[str, list[Any]] = {}
     for s in sweeps:
