@@ -100,8 +100,10 @@ def start_heads(audio: SpeakerClassifier, visual: SpeakerClassifier, audio_emb: 
 
 def _carried(name: str, p: nn.Parameter) -> bool:
     """Whether an optimiser state of parameter ``name`` may continue into the next round: every
-    trainable one but the head's, whose rows are the next round's (new) clusters."""
-    return p.requires_grad and not name.startswith("head.")
+    trainable one but the head's, whose rows are the next round's (new) clusters, and the distillation
+    map's, which :func:`_classifiers` re-creates from a random initialisation every round (its old
+    moments would belong to another parameter)."""
+    return p.requires_grad and not name.startswith(("head.", "distill_map."))
 
 
 def adam_moments(model: SpeakerClassifier, opt: torch.optim.Optimizer) -> dict[str, dict[str, torch.Tensor]]:
