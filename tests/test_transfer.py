@@ -217,6 +217,34 @@ def test_baseline_with_a_peer_teacher_follows_aam_plus_weighted_cosine():
         torch.testing.assert_close(params0[k] - v.detach(), grads[k])
 
 
+@pytest.mark.parametrize("round_", [1, 2])
+def test_the_peer_teacher_of_round_one_teaches_the_visual_model_only(round_):
+    """Round 1's visual encoder is freshly initialised: its embeddings teach the audio model nothing, so
+    the peer teacher of round 1 gives the audio model no teacher (and no map); from round 2 on (the
+    visual encoder trained) each model is taught by the other's embeddings of the round's rows."""
+    from cometa.models.build import build_audio_model, build_visual_model
+    from cometa.train.stage2 import RoundSamples, _classifiers, distillation
+
+    cfg = load_config("tiny", overrides=["stage2.distill.teacher=peer", "stage2.distill.weight=0.5"])
+    rng = np.random.default_rng(0)
+    n, rows = 10, np.array([1, 3, 4, 6, 8, 9])
+    samples = RoundSamples(rows=rows, labels=np.array([0, 1, 2, 0, 1, 2]), noisy=np.zeros(6, bool), k=3)
+    audio_emb = rng.normal(size=(n, cfg.audio_encoder.embed_dim)).astype(np.float32)
+    visual_emb = rng.normal(size=(n, cfg.visual_encoder.embed_dim)).astype(np.float32)
+    d = distillation(cfg, samples, round_=round_, audio_emb=audio_emb, visual_emb=visual_emb, stage1_emb=None,
+                     device=torch.device("cpu"))
+    assert d.weight == 0.5
+    torch.testing.assert_close(d.visual, torch.from_numpy(audio_emb[rows]))
+    audio, visual = _classifiers(cfg, round_, build_audio_model(cfg), build_visual_model(cfg), samples,
+                                 audio_emb=audio_emb, visual_emb=visual_emb, device=torch.device("cpu"))
+    assert visual.distill_map is not None
+    if round_ == 1:
+        assert d.audio is None and audio.distill_map is None
+    else:
+        torch.testing.assert_close(d.audio, torch.from_numpy(visual_emb[rows]))
+        assert audio.distill_map.weight.shape == (cfg.audio_encoder.embed_dim, cfg.visual_encoder.embed_dim)
+
+
 @pytest.mark.parametrize("name", ["baseline", "coteaching_plus", "cometa"])
 def test_distillation_weight_zero_is_the_plain_step_and_positive_weight_changes_it(name):
     batch = _batch()
@@ -369,7 +397,7 @@ def test_tiny_adapters_with_stage1_teacher_keep_stage1_and_freeze_the_visual_fro
 @pytest.mark.slow
 def test_tiny_query_attention_pooling_with_a_peer_teacher(tiny_run, tmp_path):
     """query_attention trains its own Stage I (one epoch here), then a co-teaching+ round with the
-    cross-modal (peer) teacher logs loss_distill for both models."""
+    cross-modal (peer) teacher logs loss_distill for the visual model (round 1: no audio teacher)."""
     from cometa.pipeline.steps import round_step, stage1_step
 
     run = _variant(tiny_run, tmp_path, ["audio_encoder.pooling=query_attention", "stage1.epochs=1",
@@ -382,7 +410,7 @@ def test_tiny_query_attention_pooling_with_a_peer_teacher(tiny_run, tmp_path):
     out = round_step(run, "coteaching_plus", 1, progress=False)
     assert set(out["metrics"]["modality"]) >= {"audio", "visual"}
     rows = _train_rows(run, "coteaching_plus", "loss_distill", round=1)
-    assert set(rows["modality"]) == {"audio", "visual"}
+    assert set(rows["modality"]) == {"visual"}  # round 1's face network is untrained: it teaches no one
     assert np.all((rows["value"] >= 0) & (rows["value"] <= 2))
 
 
