@@ -14,7 +14,7 @@ from torch import nn
 from torch.func import functional_call
 
 from cometa.config import ConfigError, load_config
-from cometa.config.sections import AdapterConfig
+from cometa.config.sections import AdapterConfig, DLGLCConfig, LGLConfig
 from cometa.core.strategies import Batch, Distillation, EpochStats, SpeakerClassifier, StepStats, build_strategy
 from cometa.models.adapters import Adapter, freeze_for_adapters, frozen_norms, is_adapter_parameter
 from cometa.models.encoders import EcapaConfig, ResNetConfig, build_audio_encoder, build_visual_encoder
@@ -83,7 +83,26 @@ def _tiny_batch(n=8, k=5, seed=3):
                  index=torch.arange(n))
 
 
-@pytest.mark.parametrize("name", ["baseline", "coteaching_plus", "cometa"])
+GATED = ("lgl", "dlg_lc")
+
+
+def _gated(name, audio, visual, batch, *, lr, alpha=0.1, distill=None):
+    """A loss-gated strategy whose gate is on and bites on ``batch``: LGL from its first epoch with the
+    gate at the larger of the two models' median losses, DLG-LC with each model's gate at its median
+    loss (the gates its GMM would have fitted after an epoch) and no label correction."""
+    with torch.no_grad():  # on copies: a forward in training mode may move BatchNorm statistics
+        med = {k: float(copy.deepcopy(m)(x, batch.labels)[1].median())
+               for k, m, x in (("audio", audio, batch.audio), ("visual", visual, batch.frames))}
+    options = LGLConfig(gate=max(med.values()), warmup_epochs=0) if name == "lgl" else \
+        DLGLCConfig(correct_labels=False)
+    strat = build_strategy(name, audio, visual, lr=lr, alpha=alpha, second_order=True, distill=distill,
+                           options=options)
+    if name == "dlg_lc":
+        strat.gates = dict(med)
+    return strat
+
+
+@pytest.mark.parametrize("name", ["baseline", "coteaching_plus", "cometa", *GATED])
 def test_adapter_training_moves_only_adapters_and_heads(name):
     """stage2.train: adapters (from round 2: both encoders frozen): a step of every strategy changes the
     adapters and heads only; the frozen BatchNorms keep their running statistics; the optimisers hold
@@ -95,12 +114,19 @@ def test_adapter_training_moves_only_adapters_and_heads(name):
     assert counts["audio"] == 3 * _adapter_params(16) + 5 * 32  # adapters + the head's K x D rows
     assert counts["visual"] == sum(_adapter_params(c) for c in (8, 16, 32, 64)) + 5 * 32
     before = [copy.deepcopy(m.state_dict()) for m in (audio, visual)]
-    strat = build_strategy(name, audio.train(), visual.train(), lr=1e-2, alpha=0.1, second_order=True)
+    batch = _tiny_batch()
+    if name in GATED:
+        strat = _gated(name, audio.train(), visual.train(), batch, lr=1e-2)
+    else:
+        strat = build_strategy(name, audio.train(), visual.train(), lr=1e-2, alpha=0.1, second_order=True)
     assert all(not bn.training for m in (audio, visual) for bn in frozen_norms(m)) and frozen_norms(audio)
     for opt, key in ((strat.opt_audio, "audio"), (strat.opt_visual, "visual")):
         assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == counts[key]
-    stats = strat.step(_tiny_batch(), keep_ratio=0.5)
-    assert name == "baseline" or stats.n_disagree > 0  # the strategies that learn from D̄' did step
+    stats = strat.step(batch, keep_ratio=0.5)
+    assert name in ("baseline", *GATED) or stats.n_disagree > 0  # the strategies that learn from D̄' did step
+    if name in GATED:  # each gate kept part of the batch and left part out
+        assert 0 < stats.n_selected_audio < len(batch) or 0 < stats.n_selected_visual < len(batch)
+        assert stats.extra["n_gate_empty_audio"] == stats.extra["n_gate_empty_visual"] == 0
     for model, old in zip((audio, visual), before):
         new = model.state_dict()
         moved = {k for k in new if not torch.equal(new[k], old[k])}
@@ -245,15 +271,19 @@ def test_the_peer_teacher_of_round_one_teaches_the_visual_model_only(round_):
         assert audio.distill_map.weight.shape == (cfg.audio_encoder.embed_dim, cfg.visual_encoder.embed_dim)
 
 
-@pytest.mark.parametrize("name", ["baseline", "coteaching_plus", "cometa"])
+@pytest.mark.parametrize("name", ["baseline", "coteaching_plus", "cometa", *GATED])
 def test_distillation_weight_zero_is_the_plain_step_and_positive_weight_changes_it(name):
     batch = _batch()
     t_a, _ = _teachers(D)
 
     def run(distill):
         audio, visual = _linear_models()
-        strat = build_strategy(name, audio, visual, lr=1e-2, alpha=0.1, second_order=True, distill=distill)
+        if name in GATED:  # with its gate on (the teacher's term covers the whole batch)
+            strat = _gated(name, audio, visual, batch, lr=1e-2, distill=distill)
+        else:
+            strat = build_strategy(name, audio, visual, lr=1e-2, alpha=0.1, second_order=True, distill=distill)
         stats = strat.step(batch, keep_ratio=0.5)
+        assert name not in GATED or 0 < stats.n_selected_audio < len(batch)
         return audio, stats
 
     plain, st0 = run(None)
