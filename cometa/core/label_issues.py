@@ -50,7 +50,7 @@ def out_of_sample_probs(embeddings, labels, *, n_folds: int = 5, seed: int = 0, 
     (N, K) float64 rows summing to 1; a class absent from a fold's training part (a singleton's)
     gets probability 0 in that fold's rows.
     """
-    import warnings
+    import warnings  # with the imports below: this module's other functions do not need it
 
     from sklearn.linear_model import LogisticRegression  # sklearn: imported when used
     from sklearn.model_selection import StratifiedKFold
