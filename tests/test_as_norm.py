@@ -58,3 +58,25 @@ def test_as_norm_trials_and_evaluation_agree_with_pairwise_as_norm():
     assert got[("audio", "eer_asnorm")] == pytest.approx(eer(expected, trials["label"].to_numpy())[0])
     assert got[("fused", "eer_asnorm")] == pytest.approx(got[("audio", "eer_asnorm")])  # same scores, NaN row dropped
     assert set(m["name"]) == {"eer_asnorm", "min_dcf_0.01_asnorm"}
+
+
+def test_a_cohort_sharing_test_speakers_is_refused_naming_them():
+    """AS-norm's cohort is drawn from the training utterances: a training set that holds test speakers
+    (a user-supplied corpus) is refused, naming them, before anything is embedded or written."""
+    from types import SimpleNamespace
+
+    from cometa.config import ConfigError
+    from cometa.evaluation.evaluate import CohortOverlapError, check_cohort_speakers
+    from cometa.pipeline.analysis import as_norm_round
+
+    check_cohort_speakers(["id1", "id2", "id2"], ["id3", "id4"])  # disjoint: accepted
+    with pytest.raises(CohortOverlapError, match=r"share 2 speaker\(s\): id2, id4; .*evaluation.as_norm"):
+        check_cohort_speakers(["id1", "id2", "id4"], ["id4", "id2", "id9"])
+    with pytest.raises(ConfigError, match=r"share 12 speaker\(s\): s00, s01, .*, s09 and 2 more"):
+        check_cohort_speakers([f"s{i:02d}" for i in range(12)], [f"s{i:02d}" for i in range(20)])
+
+    corpus = SimpleNamespace(train=pd.DataFrame({"speaker": ["a", "b", "c"], "key": ["a/1", "b/1", "c/1"]}),
+                             test=pd.DataFrame({"speaker": ["c", "d"], "key": ["c/2", "d/1"]}))
+    ctx = SimpleNamespace(corpus=corpus, cfg=None, store=None)  # nothing else may be reached
+    with pytest.raises(CohortOverlapError, match=r"share 1 speaker\(s\): c;"):
+        as_norm_round(ctx, "baseline", 1)

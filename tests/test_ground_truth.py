@@ -23,8 +23,10 @@ STRATEGIES = ("baseline", "coteaching_plus", "cometa", "lgl", "dlg_lc")
 @pytest.fixture(scope="module")
 def stage1_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("truth") / "run"
-    cfg = load_config("tiny", overrides=["stage1.epochs=1", "stage2.epochs_per_round=1", "projection.enabled=false",
-                                         "stage2.lgl.warmup_epochs=0"])  # LGL gated from its first epoch
+    # two epochs per round: DLG-LC's gate is fitted after the first (ungated) one; LGL gated from its first
+    # epoch, at a gate inside the tiny preset's range of losses (~5-20) so that its gated steps train
+    cfg = load_config("tiny", overrides=["stage1.epochs=1", "stage2.epochs_per_round=2", "projection.enabled=false",
+                                         "stage2.lgl.warmup_epochs=0", "stage2.lgl.gate=10"])
     RunStore(run, create=True).write_config(cfg.to_dict())
     steps.corpus_step(run, progress=False)
     steps.stage1_step(run, progress=False)
@@ -46,6 +48,26 @@ def _shuffled_identities(monkeypatch):
 def _weights(run, strategy, r):
     state = torch.load(run / strategy / f"round_{r}" / "checkpoint.pt", weights_only=True)
     return {f"{m}.{k}": v for m in ("audio", "visual") for k, v in state[m].items()}
+
+
+def _gated_steps_trained(store: RunStore, strategy: str) -> None:
+    """In every round the gate was on in an epoch (LGL: both; DLG-LC: the second), left samples out and
+    kept some: steps were taken under it (the bit-identity check above covers gated training)."""
+    train = store.scalars(strategy=strategy, stage="train")
+    steps = train[train["step"].notna() & (train["name"] == "disagreement_frac")]  # one row per batch
+    train = train[train["step"].isna()]
+    for r in (1, 2):
+        rows = train[train["round"] == r]
+        gated = sorted(rows.loc[rows["name"] == "loss_gate", "epoch"].unique())
+        assert gated, (strategy, r, "no gated epoch")
+        n_batches = steps[steps["epoch"].isin(gated)].groupby("epoch").size()
+        for m in ("audio", "visual"):
+            sel = rows[(rows["name"] == f"selected_frac_{m}") & rows["epoch"].isin(gated)]["value"]
+            empty = rows[(rows["name"] == f"n_gate_empty_{m}") & rows["epoch"].isin(gated)].set_index("epoch")["value"]
+            assert len(sel) == len(gated) and (sel > 0).all(), (strategy, r, m, sel.tolist())  # trained
+            assert len(empty) == len(gated) and (empty < n_batches.reindex(empty.index)).all()  # steps were taken
+        sel = rows[rows["name"].str.startswith("selected_frac_") & rows["epoch"].isin(gated)]["value"]
+        assert (sel < 1).any(), (strategy, r, "the gate left nothing out")
 
 
 def test_shuffled_identities_leave_training_bit_identical(stage1_run, tmp_path, monkeypatch):
@@ -71,6 +93,8 @@ def test_shuffled_identities_leave_training_bit_identical(stage1_run, tmp_path, 
             for col in ("audio", "visual", "joint", "consensus", "kept"):
                 np.testing.assert_array_equal(la[col].to_numpy(), lb[col].to_numpy())
             assert not (la["speaker"].to_numpy() == lb["speaker"].to_numpy()).all()  # the truth did change
+        if s in ("lgl", "dlg_lc"):
+            _gated_steps_trained(store_a, s)
         # ... and so did what the instrumentation measured with it
         pa = store_a.scalars(strategy=s, stage="labels", name="purity")["value"].to_numpy()
         pb = store_b.scalars(strategy=s, stage="labels", name="purity")["value"].to_numpy()

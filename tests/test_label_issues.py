@@ -33,12 +33,47 @@ def test_scores_follow_their_equations_and_rank_the_wrong_labels_first():
 
 
 def test_out_of_sample_means_each_row_from_a_model_that_did_not_see_it():
-    # one sample of a class far from the rest: in sample it would get its label; out of sample it cannot
-    x, labels, _ = _noisy_blobs(seed=1, flip=0.0)
-    x = np.vstack([x, x[0]])
-    labels = np.append(labels, 3 if labels[0] != 3 else 2)
-    probs = out_of_sample_probs(x, labels, n_folds=4, seed=0)
-    assert probs[-1, labels[-1]] < 0.2
+    """Random labels on noise with more dimensions than samples: a regression that has seen a sample
+    memorises its label (checked here: in sample, P̂[i, y_i] is high), one that has not can only
+    guess (about 1/K on average)."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    k, n = 4, 60
+    x, labels = rng.normal(size=(n, 200)), np.repeat(np.arange(k), n // k)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    in_sample = LogisticRegression(max_iter=200, C=10.0).fit(unit, labels).predict_proba(unit)
+    assert in_sample[np.arange(n), labels].mean() > 0.6  # what an in-sample P̂ would give
+    probs = out_of_sample_probs(x, labels, n_folds=5, seed=0)
+    assert probs[np.arange(n), labels].mean() < 1.5 / k
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_small_clean_clusters_never_get_zero_probability_for_their_label(seed):
+    """Clean, well-separated clusters of mixed sizes, some of two members, 5 folds: every member is
+    scored by a model that saw a cluster-mate (stratified folds), so no clean label gets P̂ = 0 (with
+    unstratified folds ~17 % did, issue 34)."""
+    rng = np.random.default_rng(seed)
+    sizes = [2] * 12 + [3] * 4 + [7, 12, 20]
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    centers = rng.normal(size=(len(sizes), 16))
+    x = centers[labels] + 0.01 * rng.normal(size=(labels.size, 16))
+    probs = out_of_sample_probs(x, labels, n_folds=5, seed=seed)
+    own = probs[np.arange(labels.size), labels]
+    assert (own > 0).all(), f"{(own == 0).sum()} clean labels got P̂ = 0"
+    assert (probs.argmax(axis=1) == labels).mean() > 0.9  # and they are mostly recognised
+
+
+def test_a_singleton_cluster_gets_zero_and_too_many_folds_are_refused():
+    """The stated rule for clusters smaller than the folds: a singleton's label is never seen by the
+    model that scores it (P̂ = 0); folds beyond the largest cluster cannot be stratified."""
+    x, labels, _ = _noisy_blobs(seed=2, flip=0.0)
+    x = np.vstack([x, np.full((1, x.shape[1]), 5.0)])
+    labels = np.append(labels, labels.max() + 1)
+    probs = out_of_sample_probs(x, labels, n_folds=5, seed=0)
+    assert probs[-1, labels[-1]] == 0.0 and np.isclose(probs[-1].sum(), 1.0)
+    with pytest.raises(ValueError, match="largest cluster"):
+        out_of_sample_probs(x[:6], np.array([0, 0, 1, 1, 2, 2]), n_folds=3, seed=0)
 
 
 def test_ranking_quality_matches_direct_auroc_and_ap():
@@ -53,3 +88,10 @@ def test_ranking_quality_matches_direct_auroc_and_ap():
     assert np.isnan(ranking_quality(scores, np.zeros(6, bool))[0])
     with pytest.raises(ValueError, match="labels"):
         label_issue_scores(np.array([0, -1]), np.full((2, 2), 0.5))
+
+
+def test_table4_says_what_round_one_audio_scores_measure():
+    from cometa.results.comparison import table4_markdown
+
+    md = table4_markdown({"rows": [{"strategy": "cometa", "round": 1}], "n_seeds": 1}, {})
+    assert "k-means cells of the very embeddings the regression is fitted on" in md

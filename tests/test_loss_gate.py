@@ -183,3 +183,30 @@ def test_dlg_lc_gate_comes_from_the_gmm_of_last_epochs_losses_and_corrects_label
 
 def test_the_shared_models_have_this_modules_sizes():
     assert (_D_IN_MODELS, _D_MODELS, _K_MODELS) == (D_IN, D, K)
+
+
+def test_a_batch_whose_gate_keeps_nothing_takes_no_step_and_is_counted_per_modality():
+    """n_gate_empty_<m>: batches whose gate kept nothing for model m (no step for m); they are not the
+    batches where the models agree (empty_disagreement_batches)."""
+    from cometa.core.strategies import EpochStats
+
+    audio, visual = _models()
+    s = build_strategy("lgl", audio, visual, lr=1.0, alpha=0.01, second_order=True,
+                       options=LGLConfig(gate=1e-9, warmup_epochs=0))  # no loss is that small
+    _sgd(s)
+    before = {k: v.clone() for k, v in {**audio.state_dict(), **visual.state_dict()}.items()}
+    acc = EpochStats()
+    empty = s.step(_batch(1), keep_ratio=1.0)
+    assert empty.extra["n_gate_empty_audio"] == empty.extra["n_gate_empty_visual"] == 1
+    assert all(torch.equal(v, {**audio.state_dict(), **visual.state_dict()}[k]) for k, v in before.items())
+    acc.add(empty)
+    with torch.no_grad():
+        _, losses = audio(_batch(2).audio, _batch(2).labels)
+    s.options = LGLConfig(gate=float(losses.max()), warmup_epochs=0)  # every audio sample under the gate
+    st = s.step(_batch(2), keep_ratio=1.0)
+    assert st.extra["n_gate_empty_audio"] == 0 and st.n_selected_audio == B
+    acc.add(st)
+    rows = {r["name"]: r["value"] for r in acc.rows(n_batches=2, lam=1.0) if "modality" not in r}
+    assert rows["n_gate_empty_audio"] == 1.0 and rows["n_gate_empty_visual"] == 1.0 + st.extra["n_gate_empty_visual"]
+    assert rows["empty_disagreement_batches"] == float(empty.empty) + float(st.empty)
+    assert "n_gate_empty_audio" not in {r["name"] for r in EpochStats().rows(n_batches=1, lam=1.0)}

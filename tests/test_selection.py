@@ -229,3 +229,48 @@ def test_optimizer_scope_stage_carries_the_encoders_adam_moments_not_the_heads()
     wrong = {"encoder.0.weight": {k: v[:2] if v.ndim else v for k, v in moments["encoder.0.weight"].items()}}
     with pytest.raises(ValueError, match=r"encoder\.0\.weight: shape \(2, 5\)"):
         carry_moments(new, torch.optim.Adam(new.parameters()), wrong)
+
+
+def test_optimizer_scope_stage_starts_the_reinitialised_distill_map_from_empty_moments():
+    """With a peer teacher each round builds a new, randomly initialised distill_map: Adam's moments
+    of the old map belong to another parameter, so round r + 1's first update of the map is Adam's
+    first step (zero moments), while the encoder continues from its carried moments."""
+    from torch import nn
+
+    from cometa.core.strategies import SpeakerClassifier
+    from cometa.train.stage2 import adam_moments, carry_moments
+
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Linear(5, 4))
+    x, y, t = torch.randn(8, 5), torch.randint(0, 3, (8,)), torch.randn(8, 6)
+
+    def loss(model):
+        _, ce, dist = model(x, y, teacher=t)
+        return (ce + dist).mean()
+
+    old = SpeakerClassifier(encoder, 4, 3, margin=0.2, scale=30, teacher_dim=6)
+    opt = torch.optim.Adam(old.parameters(), lr=0.01)
+    for _ in range(3):  # round r
+        opt.zero_grad()
+        loss(old).backward()
+        opt.step()
+    moments = adam_moments(old, opt)
+    assert set(moments) == {"encoder.0.weight", "encoder.0.bias"}  # neither the head's nor the map's
+
+    new = SpeakerClassifier(encoder, 4, 3, margin=0.2, scale=30, teacher_dim=6)  # round r + 1: new head and map
+    opt2 = torch.optim.Adam(new.parameters(), lr=0.01)
+    assert carry_moments(new, opt2, moments) == 5 * 4 + 4
+    before = {n: p.detach().clone() for n, p in new.named_parameters()}
+    opt2.zero_grad()
+    loss(new).backward()
+    grads = {n: p.grad.detach().clone() for n, p in new.named_parameters()}
+    opt2.step()
+    assert grads["distill_map.weight"].abs().sum() > 0
+    for name, p in new.named_parameters():
+        if name.startswith("encoder."):
+            s = moments[name]
+            want = _adam_update(before[name], grads[name], s["exp_avg"], s["exp_avg_sq"], 3, 0.01)
+        else:  # the head and the map: Adam's first step from zero moments
+            want = _adam_update(before[name], grads[name], 0.0, 0.0, 0, 0.01)
+        torch.testing.assert_close(p.detach(), want, rtol=1e-5, atol=1e-7)
+    assert float(opt2.state[new.distill_map.weight]["step"]) == 1

@@ -14,7 +14,7 @@ from torch import nn
 from torch.func import functional_call
 
 from cometa.config import ConfigError, load_config
-from cometa.config.sections import AdapterConfig
+from cometa.config.sections import AdapterConfig, DLGLCConfig, LGLConfig
 from cometa.core.strategies import Batch, Distillation, EpochStats, SpeakerClassifier, StepStats, build_strategy
 from cometa.models.adapters import Adapter, freeze_for_adapters, frozen_norms, is_adapter_parameter
 from cometa.models.encoders import EcapaConfig, ResNetConfig, build_audio_encoder, build_visual_encoder
@@ -83,7 +83,26 @@ def _tiny_batch(n=8, k=5, seed=3):
                  index=torch.arange(n))
 
 
-@pytest.mark.parametrize("name", ["baseline", "coteaching_plus", "cometa"])
+GATED = ("lgl", "dlg_lc")
+
+
+def _gated(name, audio, visual, batch, *, lr, alpha=0.1, distill=None):
+    """A loss-gated strategy whose gate is on and bites on ``batch``: LGL from its first epoch with the
+    gate at the larger of the two models' median losses, DLG-LC with each model's gate at its median
+    loss (the gates its GMM would have fitted after an epoch) and no label correction."""
+    with torch.no_grad():  # on copies: a forward in training mode may move BatchNorm statistics
+        med = {k: float(copy.deepcopy(m)(x, batch.labels)[1].median())
+               for k, m, x in (("audio", audio, batch.audio), ("visual", visual, batch.frames))}
+    options = LGLConfig(gate=max(med.values()), warmup_epochs=0) if name == "lgl" else \
+        DLGLCConfig(correct_labels=False)
+    strat = build_strategy(name, audio, visual, lr=lr, alpha=alpha, second_order=True, distill=distill,
+                           options=options)
+    if name == "dlg_lc":
+        strat.gates = dict(med)
+    return strat
+
+
+@pytest.mark.parametrize("name", ["baseline", "coteaching_plus", "cometa", *GATED])
 def test_adapter_training_moves_only_adapters_and_heads(name):
     """stage2.train: adapters (from round 2: both encoders frozen): a step of every strategy changes the
     adapters and heads only; the frozen BatchNorms keep their running statistics; the optimisers hold
@@ -95,12 +114,19 @@ def test_adapter_training_moves_only_adapters_and_heads(name):
     assert counts["audio"] == 3 * _adapter_params(16) + 5 * 32  # adapters + the head's K x D rows
     assert counts["visual"] == sum(_adapter_params(c) for c in (8, 16, 32, 64)) + 5 * 32
     before = [copy.deepcopy(m.state_dict()) for m in (audio, visual)]
-    strat = build_strategy(name, audio.train(), visual.train(), lr=1e-2, alpha=0.1, second_order=True)
+    batch = _tiny_batch()
+    if name in GATED:
+        strat = _gated(name, audio.train(), visual.train(), batch, lr=1e-2)
+    else:
+        strat = build_strategy(name, audio.train(), visual.train(), lr=1e-2, alpha=0.1, second_order=True)
     assert all(not bn.training for m in (audio, visual) for bn in frozen_norms(m)) and frozen_norms(audio)
     for opt, key in ((strat.opt_audio, "audio"), (strat.opt_visual, "visual")):
         assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == counts[key]
-    stats = strat.step(_tiny_batch(), keep_ratio=0.5)
-    assert name == "baseline" or stats.n_disagree > 0  # the strategies that learn from D̄' did step
+    stats = strat.step(batch, keep_ratio=0.5)
+    assert name in ("baseline", *GATED) or stats.n_disagree > 0  # the strategies that learn from D̄' did step
+    if name in GATED:  # each gate kept part of the batch and left part out
+        assert 0 < stats.n_selected_audio < len(batch) or 0 < stats.n_selected_visual < len(batch)
+        assert stats.extra["n_gate_empty_audio"] == stats.extra["n_gate_empty_visual"] == 0
     for model, old in zip((audio, visual), before):
         new = model.state_dict()
         moved = {k for k in new if not torch.equal(new[k], old[k])}
@@ -217,15 +243,47 @@ def test_baseline_with_a_peer_teacher_follows_aam_plus_weighted_cosine():
         torch.testing.assert_close(params0[k] - v.detach(), grads[k])
 
 
-@pytest.mark.parametrize("name", ["baseline", "coteaching_plus", "cometa"])
+@pytest.mark.parametrize("round_", [1, 2])
+def test_the_peer_teacher_of_round_one_teaches_the_visual_model_only(round_):
+    """Round 1's visual encoder is freshly initialised: its embeddings teach the audio model nothing, so
+    the peer teacher of round 1 gives the audio model no teacher (and no map); from round 2 on (the
+    visual encoder trained) each model is taught by the other's embeddings of the round's rows."""
+    from cometa.models.build import build_audio_model, build_visual_model
+    from cometa.train.stage2 import RoundSamples, _classifiers, distillation
+
+    cfg = load_config("tiny", overrides=["stage2.distill.teacher=peer", "stage2.distill.weight=0.5"])
+    rng = np.random.default_rng(0)
+    n, rows = 10, np.array([1, 3, 4, 6, 8, 9])
+    samples = RoundSamples(rows=rows, labels=np.array([0, 1, 2, 0, 1, 2]), noisy=np.zeros(6, bool), k=3)
+    audio_emb = rng.normal(size=(n, cfg.audio_encoder.embed_dim)).astype(np.float32)
+    visual_emb = rng.normal(size=(n, cfg.visual_encoder.embed_dim)).astype(np.float32)
+    d = distillation(cfg, samples, round_=round_, audio_emb=audio_emb, visual_emb=visual_emb, stage1_emb=None,
+                     device=torch.device("cpu"))
+    assert d.weight == 0.5
+    torch.testing.assert_close(d.visual, torch.from_numpy(audio_emb[rows]))
+    audio, visual = _classifiers(cfg, round_, build_audio_model(cfg), build_visual_model(cfg), samples,
+                                 audio_emb=audio_emb, visual_emb=visual_emb, device=torch.device("cpu"))
+    assert visual.distill_map is not None
+    if round_ == 1:
+        assert d.audio is None and audio.distill_map is None
+    else:
+        torch.testing.assert_close(d.audio, torch.from_numpy(visual_emb[rows]))
+        assert audio.distill_map.weight.shape == (cfg.audio_encoder.embed_dim, cfg.visual_encoder.embed_dim)
+
+
+@pytest.mark.parametrize("name", ["baseline", "coteaching_plus", "cometa", *GATED])
 def test_distillation_weight_zero_is_the_plain_step_and_positive_weight_changes_it(name):
     batch = _batch()
     t_a, _ = _teachers(D)
 
     def run(distill):
         audio, visual = _linear_models()
-        strat = build_strategy(name, audio, visual, lr=1e-2, alpha=0.1, second_order=True, distill=distill)
+        if name in GATED:  # with its gate on (the teacher's term covers the whole batch)
+            strat = _gated(name, audio, visual, batch, lr=1e-2, distill=distill)
+        else:
+            strat = build_strategy(name, audio, visual, lr=1e-2, alpha=0.1, second_order=True, distill=distill)
         stats = strat.step(batch, keep_ratio=0.5)
+        assert name not in GATED or 0 < stats.n_selected_audio < len(batch)
         return audio, stats
 
     plain, st0 = run(None)
@@ -369,7 +427,7 @@ def test_tiny_adapters_with_stage1_teacher_keep_stage1_and_freeze_the_visual_fro
 @pytest.mark.slow
 def test_tiny_query_attention_pooling_with_a_peer_teacher(tiny_run, tmp_path):
     """query_attention trains its own Stage I (one epoch here), then a co-teaching+ round with the
-    cross-modal (peer) teacher logs loss_distill for both models."""
+    cross-modal (peer) teacher logs loss_distill for the visual model (round 1: no audio teacher)."""
     from cometa.pipeline.steps import round_step, stage1_step
 
     run = _variant(tiny_run, tmp_path, ["audio_encoder.pooling=query_attention", "stage1.epochs=1",
@@ -382,7 +440,7 @@ def test_tiny_query_attention_pooling_with_a_peer_teacher(tiny_run, tmp_path):
     out = round_step(run, "coteaching_plus", 1, progress=False)
     assert set(out["metrics"]["modality"]) >= {"audio", "visual"}
     rows = _train_rows(run, "coteaching_plus", "loss_distill", round=1)
-    assert set(rows["modality"]) == {"audio", "visual"}
+    assert set(rows["modality"]) == {"visual"}  # round 1's face network is untrained: it teaches no one
     assert np.all((rows["value"] >= 0) & (rows["value"] <= 2))
 
 

@@ -283,7 +283,8 @@ class DistillConfig:
     over the mini-batch of 1 - cos(student embedding, teacher embedding of the same utterance) joins
     the loss each model's update differentiates. ``stage1``: the Stage I audio encoder teaches the
     audio model; ``peer``: each model is taught by the other modality's encoder as it was at the start
-    of the round, through a learned linear map (cross-modal)."""
+    of the round, through a learned linear map (cross-modal); in round 1 the visual model only (the face
+    network has had no training yet)."""
 
     teacher: str = bounded("none", choices=DISTILL_TEACHERS)
     weight: float = bounded(1.0, ge=0)

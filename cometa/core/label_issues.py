@@ -35,15 +35,25 @@ def out_of_sample_probs(embeddings, labels, *, n_folds: int = 5, seed: int = 0, 
     ----------
     embeddings : (N, D) frozen embeddings (L2-normalised here).
     labels : (N,) pseudo labels 0..K-1, K = labels.max() + 1.
-    n_folds : folds of a shuffled K-fold split (seeded by ``seed``).
+    n_folds : folds of a shuffled split stratified by label (scikit-learn's ``StratifiedKFold``, as
+        cleanlab's own cross-validation; seeded by ``seed``): every fold holds about 1/``n_folds`` of
+        each cluster, so each sample is scored by a model that saw the rest of its cluster.
+
+    Clusters smaller than ``n_folds``: the m members of such a cluster go to m different folds, so
+    each is scored by a model trained on its m - 1 cluster-mates (a 2-member cluster: on its one
+    mate). A cluster of one member cannot be: no model that scores it has seen its label, which
+    then gets probability 0 (ranked as an issue, as a singleton cell of k-means deserves). At least
+    one cluster must have ``n_folds`` members.
 
     Returns
     -------
-    (N, K) float64 rows summing to 1; a class absent from a fold's training part gets probability 0
-    in that fold's rows.
+    (N, K) float64 rows summing to 1; a class absent from a fold's training part (a singleton's)
+    gets probability 0 in that fold's rows.
     """
+    import warnings  # with the imports below: this module's other functions do not need it
+
     from sklearn.linear_model import LogisticRegression  # sklearn: imported when used
-    from sklearn.model_selection import KFold
+    from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
 
     x = np.asarray(embeddings, dtype=np.float64)
@@ -52,10 +62,16 @@ def out_of_sample_probs(embeddings, labels, *, n_folds: int = 5, seed: int = 0, 
     y = _check(labels, x.shape[0])
     if n_folds < 2 or n_folds > x.shape[0]:
         raise ValueError(f"n_folds must be in [2, {x.shape[0]}], got {n_folds}")
+    if np.bincount(y).max() < n_folds:
+        raise ValueError(f"n_folds ({n_folds}) exceeds the largest cluster ({np.bincount(y).max()} members): "
+                         f"a stratified split needs one cluster with a member in every fold")
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     k = int(y.max()) + 1
     probs = np.zeros((x.shape[0], k))
-    for train, held in KFold(n_folds, shuffle=True, random_state=seed).split(x):
+    with warnings.catch_warnings():  # "least populated class has fewer members than n_splits": the rule above
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        folds = list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(x, y))
+    for train, held in folds:
         if np.unique(y[train]).size < 2:  # one class only: it gets all the mass
             probs[np.ix_(held, np.unique(y[train]))] = 1.0
             continue

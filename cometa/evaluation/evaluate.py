@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from cometa.config import ConfigError
 from cometa.config.sections import EvalConfig  # noqa: F401 (re-exported)
 from cometa.evaluation.metrics import as_norm_trials, eer, fuse_scores, min_dcf, score_trials
 
@@ -56,6 +57,37 @@ def evaluate_embeddings(
             for p in p_targets:
                 rows.append((name, mod, f"min_dcf_{p:g}", min_dcf(s[ok], labels[ok], p_target=p)[0]))
     return pd.DataFrame(rows, columns=["list", "modality", "name", "value"]), scores
+
+
+class CohortOverlapError(ConfigError):
+    """The AS-norm cohort (training utterances) holds speakers of the test set; the message names them."""
+
+
+def check_cohort_speakers(cohort_speakers: Sequence[str], test_speakers: Sequence[str], *, shown: int = 10) -> None:
+    """Refuse an AS-norm cohort that shares speakers with the test set.
+
+    A test speaker in the cohort puts the enrolment's own voice among its top-n impostor scores,
+    which inflates μ and lowers every target score of that speaker: the normalisation assumes
+    impostors only. The embedded corpus draws disjoint speakers; a user-supplied one may not.
+
+    Parameters
+    ----------
+    cohort_speakers : speaker of every utterance the cohort is drawn from (the training set).
+    test_speakers : speaker of every test utterance.
+    shown : at most this many shared speakers are named (sorted), then how many more.
+
+    Raises
+    ------
+    CohortOverlapError
+        naming the shared speakers and the ``evaluation.as_norm`` key.
+    """
+    shared = sorted(set(map(str, cohort_speakers)) & set(map(str, test_speakers)))
+    if shared:
+        more = f" and {len(shared) - shown} more" if len(shared) > shown else ""
+        raise CohortOverlapError(
+            f"evaluation.as_norm: the cohort (training utterances) and the test set share {len(shared)} "
+            f"speaker(s): {', '.join(shared[:shown])}{more}; give the corpus disjoint train and test speakers, "
+            f"or set evaluation.as_norm.enabled: false")
 
 
 def evaluate_as_norm(

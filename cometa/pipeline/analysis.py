@@ -10,7 +10,9 @@ input hashes do not cover the ``evaluation`` section, and no round retrains.
   embeddings are read where a step already wrote them (the round's ``test_embeddings.npz``; the
   next round's ``embeddings.npz``, made with this round's final encoders; Stage I's), else computed
   from the round's ``checkpoint.pt``. The store gets ``eer_asnorm``, ``min_dcf_<p>_asnorm`` per
-  trial list (stage ``eval/<list>``) and modality, beside ``eer``.
+  trial list (stage ``eval/<list>``) and modality, beside ``eer``. A corpus whose training and test
+  sets share a speaker is refused before anything is computed (a test speaker in the cohort is no
+  impostor).
 - Label issues: per view (audio, visual, joint) the round's frozen embeddings (``embeddings.npz``,
   those it clustered) and its consensus labels, out-of-sample probabilities from a k-fold logistic
   regression, cleanlab's self-confidence and normalised margin (stage ``label_issues/<method>``:
@@ -35,7 +37,7 @@ from cometa.core.label_issues import (
 )
 from cometa.core.label_quality import wrong_label_mask
 from cometa.data.datasets import AudioBank, FrameBank
-from cometa.evaluation.evaluate import evaluate_as_norm, log_metrics
+from cometa.evaluation.evaluate import check_cohort_speakers, evaluate_as_norm, log_metrics
 from cometa.models.augment import build_eval_transform
 from cometa.models.build import build_audio_model, build_visual_model
 from cometa.pipeline.steps import RunContext, round_dir
@@ -55,6 +57,8 @@ def analysis_step(run_dir: str | Path, strategies: str | list[str], rounds: int,
         strategies = [s for s in strategies.split(",") if s]
     ctx = RunContext(run_dir, progress=progress)
     ev = ctx.cfg.evaluation
+    if ev.as_norm.enabled:  # before anything is computed or written
+        check_cohort_speakers(ctx.corpus.train["speaker"].tolist(), ctx.corpus.test["speaker"].tolist())
     if ev.as_norm.enabled and stage1:
         as_norm_round(ctx, None, 0)
     for strategy in strategies:
@@ -146,7 +150,9 @@ def _stored(ctx: RunContext, relpath: Path, keys: list[str], modalities: tuple[s
 
 
 def as_norm_round(ctx: RunContext, strategy: str | None, round_: int) -> pd.DataFrame:
-    """AS-norm metrics of a finished step (``strategy=None``: Stage I), logged beside its plain ones."""
+    """AS-norm metrics of a finished step (``strategy=None``: Stage I), logged beside its plain ones.
+    A cohort that shares speakers with the test set is refused (:func:`check_cohort_speakers`)."""
+    check_cohort_speakers(ctx.corpus.train["speaker"].tolist(), ctx.corpus.test["speaker"].tolist())
     cfg = ctx.cfg.evaluation.as_norm
     train_keys, test_keys = ctx.corpus.train["key"].tolist(), ctx.corpus.test["key"].tolist()
     rows = _cohort_rows(len(train_keys), cfg.cohort_size, ctx.cfg.seed)

@@ -114,7 +114,9 @@ def table4_markdown(t4: dict, names: dict[str, str]) -> str:
     heads = [f"{SCORES[score]} {v} {metric.upper()}" for score, v, metric in keys]
     lines = ["Table 4. Label-issue scores of each round's pseudo labels (k-fold logistic regression on the "
              "round's embeddings; SC self-confidence, NM normalised margin): AUROC and average precision of "
-             "ranking the wrong labels first." + (f" Mean ± standard deviation over {n} seeds." if n > 1 else ""),
+             "ranking the wrong labels first. In round 1 the audio view's labels are k-means cells of the very "
+             "embeddings the regression is fitted on, so its scores there measure distance to a cell boundary "
+             "more than label noise." + (f" Mean ± standard deviation over {n} seeds." if n > 1 else ""),
              "", "| Strategy | Round | " + " | ".join(heads) + " |", "|---|---:|" + "---:|" * len(heads)]
     for row in t4["rows"]:
         cells = [_fmt(row.get("/".join(k)), n, pct=False) for k in keys]

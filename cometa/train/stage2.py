@@ -100,8 +100,10 @@ def start_heads(audio: SpeakerClassifier, visual: SpeakerClassifier, audio_emb: 
 
 def _carried(name: str, p: nn.Parameter) -> bool:
     """Whether an optimiser state of parameter ``name`` may continue into the next round: every
-    trainable one but the head's, whose rows are the next round's (new) clusters."""
-    return p.requires_grad and not name.startswith("head.")
+    trainable one but the head's, whose rows are the next round's (new) clusters, and the distillation
+    map's, which :func:`_classifiers` re-creates from a random initialisation every round (its old
+    moments would belong to another parameter)."""
+    return p.requires_grad and not name.startswith(("head.", "distill_map."))
 
 
 def adam_moments(model: SpeakerClassifier, opt: torch.optim.Optimizer) -> dict[str, dict[str, torch.Tensor]]:
@@ -141,13 +143,14 @@ def carry_moments(model: SpeakerClassifier, opt: torch.optim.Optimizer,
 def _classifiers(cfg, round_: int, audio_model: nn.Module, visual_model: nn.Module, samples: RoundSamples, *,
                  audio_emb: np.ndarray, visual_emb: np.ndarray,
                  device: torch.device) -> tuple[SpeakerClassifier, SpeakerClassifier]:
-    """Both encoders with new heads of ``samples.k`` rows, seeded per (seed, round), on ``device``."""
+    """Both encoders with new heads of ``samples.k`` rows, seeded per (seed, round), on ``device``;
+    with a peer teacher, each model that has one (:func:`distillation`) gets a new distillation map."""
     s2: Stage2Config = cfg.stage2
     torch.manual_seed(cfg.seed * 1000 + round_)
     peer = s2.distill.teacher == "peer"  # each model sees its peer's embeddings through a learned map
     d_a, d_v = cfg.audio_encoder.embed_dim, cfg.visual_encoder.embed_dim
     audio = SpeakerClassifier(audio_model, d_a, samples.k, margin=s2.margin, scale=s2.scale,
-                              teacher_dim=d_v if peer else None)
+                              teacher_dim=d_v if peer and round_ > 1 else None)  # round 1: no audio teacher
     visual = SpeakerClassifier(visual_model, d_v, samples.k, margin=s2.margin, scale=s2.scale,
                                teacher_dim=d_a if peer else None)
     rows = samples.rows
@@ -173,12 +176,16 @@ def set_trainable(train: str, round_: int, audio: SpeakerClassifier, visual: Spe
     return {"audio": trainable_parameters(audio), "visual": trainable_parameters(visual)}
 
 
-def distillation(cfg, samples: RoundSamples, *, audio_emb: np.ndarray, visual_emb: np.ndarray,
+def distillation(cfg, samples: RoundSamples, *, round_: int, audio_emb: np.ndarray, visual_emb: np.ndarray,
                  stage1_emb: np.ndarray | None, device: torch.device) -> Distillation | None:
     """The frozen teachers of ``stage2.distill`` as embeddings of the round's samples (rows of
     ``samples``): ``stage1``: Stage I's audio embeddings, for the audio model; ``peer``: the other
     modality's embeddings from the encoders as they were at the start of the round (``audio_emb``,
-    ``visual_emb``: those the round clustered). None for ``teacher: none``."""
+    ``visual_emb``: those the round clustered). None for ``teacher: none``.
+
+    In round 1 the visual encoder is freshly initialised (there is no Stage I for faces), so its
+    embeddings teach nothing: the peer teacher of round 1 teaches the visual model only (as
+    :func:`start_heads` leaves round 1's visual head alone), the audio model from round 2 on."""
     d = cfg.stage2.distill
     if d.teacher == "none":
         return None
@@ -191,7 +198,7 @@ def distillation(cfg, samples: RoundSamples, *, audio_emb: np.ndarray, visual_em
             raise ValueError("stage2.distill.teacher 'stage1' needs Stage I's embeddings (stage1/embeddings.npz)")
         return Distillation(d.weight, audio=rows(stage1_emb))
     if d.teacher == "peer":
-        return Distillation(d.weight, audio=rows(visual_emb), visual=rows(audio_emb))
+        return Distillation(d.weight, audio=rows(visual_emb) if round_ > 1 else None, visual=rows(audio_emb))
     raise ValueError(f"stage2.distill.teacher must be none, stage1 or peer, got {d.teacher!r}")
 
 
@@ -309,8 +316,8 @@ def train_round(cfg, strategy_name: str, round_: int, audio_model: nn.Module, vi
     audio, visual = _classifiers(cfg, round_, audio_model, visual_model, samples, audio_emb=audio_emb,
                                  visual_emb=visual_emb, device=device)
     n_trainable = set_trainable(s2.train, round_, audio, visual)
-    distill = distillation(cfg, samples, audio_emb=audio_emb, visual_emb=visual_emb, stage1_emb=stage1_emb,
-                           device=device)
+    distill = distillation(cfg, samples, round_=round_, audio_emb=audio_emb, visual_emb=visual_emb,
+                           stage1_emb=stage1_emb, device=device)
     strategy = build_strategy(strategy_name, audio, visual, lr=s2.beta, alpha=s2.alpha, second_order=s2.second_order,
                               distill=distill, options=getattr(s2, strategy_name, None))
     if isinstance(strategy, GatedStrategy):  # instrumentation only: is a (corrected) training label wrong?

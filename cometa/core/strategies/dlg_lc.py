@@ -5,7 +5,9 @@ consensus labels.
 - DLG: after every epoch a 2-component GMM is fitted to the per-sample losses each model had in
   that epoch; the next epoch's gate is the loss where the low-loss component's posterior is
   ``stage2.dlg_lc.gmm_posterior`` (:func:`cometa.core.loss_gate.gmm_gate`). The first epoch of a
-  round (new labels, no losses yet) is ungated.
+  round (new labels, no losses yet) is ungated. Under DDP the losses of every rank are gathered and
+  rank 0 fits the GMM and sends its gates to the others: one gate per model on every rank, as one
+  process would have it (and the gates a resumed run loads, rank 0's, are every rank's).
 - LC: a sample above the gate trains with the model's prediction when its softmax probability
   (of the head's logits without margin) exceeds ``stage2.dlg_lc.lc_threshold``, else sits the step
   out (:func:`cometa.core.loss_gate.correct_labels`); ``correct_labels: false`` gives DLG alone.
@@ -16,10 +18,12 @@ import math
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from cometa.core.loss_gate import correct_labels, fit_loss_gmm, gmm_gate
 from cometa.core.strategies.base import Batch
 from cometa.core.strategies.gated import MODALITIES, GatedStrategy
+from cometa.models.distributed import all_gather_numpy, is_distributed, is_main
 
 
 class DLGLC(GatedStrategy):
@@ -41,12 +45,21 @@ class DLGLC(GatedStrategy):
         return targets, train
 
     def end_epoch(self) -> None:
-        """Fit each model's GMM to this epoch's losses: the gates of the next epoch."""
+        """Fit each model's GMM to this epoch's losses (of every rank): the gates of the next epoch."""
         super().end_epoch()
-        for m in MODALITIES:
-            gmm = fit_loss_gmm(np.concatenate(self._losses[m])) if self._losses[m] else None
-            self.gates[m] = math.inf if gmm is None else gmm_gate(*gmm, posterior=self.options.gmm_posterior)
+        gates = torch.full((len(MODALITIES),), math.inf, dtype=torch.float64)  # (2,) audio, visual
+        for i, m in enumerate(MODALITIES):
+            mine = np.concatenate(self._losses[m]) if self._losses[m] else np.zeros(0)
+            losses = all_gather_numpy(mine)  # (Σ_ranks n,) in rank order; this rank's alone without DDP
             self._losses[m] = []
+            gmm = fit_loss_gmm(losses) if is_main() and losses.size else None
+            if gmm is not None:
+                gates[i] = gmm_gate(*gmm, posterior=self.options.gmm_posterior)
+        if is_distributed():  # rank 0's gates everywhere (on the models' device: nccl sends CUDA tensors)
+            device = next(self.audio.parameters()).device
+            gates = gates.to(device)
+            dist.broadcast(gates, src=0)
+        self.gates = {m: float(g) for m, g in zip(MODALITIES, gates.cpu().tolist())}
 
     def epoch_rows(self) -> list[dict]:
         return [dict(name="loss_gate", modality=m, value=float(g)) for m, g in self.gates.items()

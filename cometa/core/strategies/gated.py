@@ -6,7 +6,9 @@ A subclass says which samples train and with which label (:meth:`GatedStrategy.t
 class takes the step and fills the statistics under the existing names: ``selected_frac_<m>`` is
 the fraction of D̄ model m trains on, ``selected_noisy_frac`` the fraction of those whose training
 label is wrong, ``dropped_noisy_frac`` that of the samples the gate leaves out (with their pseudo
-label). The disagreement set is still computed for the dashboards, as in `baseline`.
+label), and ``n_gate_empty_<m>`` counts the batches whose gate kept nothing, so that model m took
+no step (``empty_disagreement_batches`` counts batches where the models agree, which here is no
+reason to skip). The disagreement set is still computed for the dashboards, as in `baseline`.
 """
 from __future__ import annotations
 
@@ -72,7 +74,9 @@ class GatedStrategy(Strategy):
             setattr(stats, f"loss_support_{key}", float(support.mean()))
             if n:
                 setattr(stats, f"loss_query_{key}", float(losses.detach()[train].mean()))
-            if not skip_step(n == 0, batch.labels.device):  # nothing under the gate (on every rank): no step
+            skipped = skip_step(n == 0, batch.labels.device)  # nothing under the gate (on every rank): no step
+            stats.extra[f"n_gate_empty_{key}"] = int(skipped)
+            if not skipped:
                 loss = (losses * train).sum() / max(n, 1)  # Tao et al.: Σ ℓ·mask / |selected|
                 # stage2.distill: the teacher's term over the whole batch, as co-teaching+ adds it
                 loss = self.with_distill(stats, key, loss, distill[0] if distill else None)

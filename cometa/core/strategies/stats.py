@@ -72,7 +72,7 @@ class EpochStats:
     n_overlap: int = 0  # Σ |D̄'^(A) ∩ D̄'^(V)|
     n_union: int = 0  # Σ |D̄'^(A) ∪ D̄'^(V)|
     empty: int = 0  # steps whose D̄' was empty
-    # the gated strategies' own counts (StepStats.extra): n_dropped_<m>, n_dropped_noisy_<m>
+    # the gated strategies' own counts (StepStats.extra): n_dropped_<m>, n_dropped_noisy_<m>, n_gate_empty_<m>
     extra: dict = field(default_factory=dict)
     audio: ModalitySums = field(default_factory=ModalitySums)
     visual: ModalitySums = field(default_factory=ModalitySums)
@@ -120,4 +120,6 @@ class EpochStats:
                      dict(name="loss_query", modality=m, value=s.loss_query / s.n_query if s.n_query else NAN)]
             if s.n_distill:
                 rows.append(dict(name="loss_distill", modality=m, value=s.loss_distill / s.n_distill))
+            if f"n_gate_empty_{m}" in self.extra:  # a loss gate: batches it emptied, which took no step for m
+                rows.append(dict(name=f"n_gate_empty_{m}", value=float(self.extra[f"n_gate_empty_{m}"])))
         return rows
