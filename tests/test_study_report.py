@@ -193,7 +193,10 @@ def _md_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
 
 def test_study_md_headline_table_first(report_dir):
     text = (report_dir / "study.md").read_text()
-    (head, rows), (full_head, full_rows), (s1_head, s1_rows) = _md_tables(text)
+    (head, rows), (gain_head, gain_rows), (full_head, full_rows), (s1_head, s1_rows) = _md_tables(text)
+    assert gain_head == ["Cell", "Strategy", "Seeds", "gain", "95 % interval", "wins"]
+    # hand-checked (see test_gain_over_the_baseline_is_paired_by_seed)
+    assert gain_rows[1] == ["uniform,truth_noise=0.15", "Co-Meta", "3", "-9.00", "[-15.57, -2.43]", "0/3"]
     assert head[:3] == ["Cell", "Strategy", "Seeds"] and len(head) == 9 and len(rows) == 6
     # visual 0.20 + 0.01 s, fused 0.08 + 0.01 s (see _eer); enrichment 1.8, 2.0, 2.2 and 1.2 in every seed
     assert rows[3] == ["uniform,truth_noise=0.15", "Co-Meta", "3", "23.00 ± 3.61", "21.00 ± 1.00", "9.00 ± 1.00",
@@ -323,3 +326,29 @@ def test_a_bad_study_json_is_named(tmp_path):
     with pytest.raises(ReportError, match=r"study.json: cells\[0\] needs"):
         write_study_report(tmp_path, static=False)
     assert not (tmp_path / "report").exists()
+
+
+def test_gain_over_the_baseline_is_paired_by_seed(study, report_dir):
+    """baseline minus Co-Meta in last-round audio EER on O, seed by seed (see _eer and AUDIO_O): in the
+    0.15 cell the baseline's is 0.13 + 0.01 s and Co-Meta's 0.20, 0.22, 0.27, so the gains are -0.07,
+    -0.08, -0.12: mean -0.09, sample std 0.026458, 95 % half-width t(0.975, 2) 4.302653 x 0.026458 /
+    sqrt(3) = 0.065724. In the k-means cell seed 2 stopped after round 1 (no pair): gains -0.07, -0.08
+    over two seeds, half-width t(0.975, 1) 12.706205 x 0.0070711 / sqrt(2) = 0.063531."""
+    from cometa.results.study_gain import baseline_gain
+
+    study_record = ST.read_study(study)
+    gain = baseline_gain(ST.seed_table(study, study_record), axes=[AXIS]).set_index("cell")
+    g = gain.loc["uniform,truth_noise=0.15"]
+    assert g["strategy"] == "cometa" and g["n"] == 3 and g["wins"] == 0
+    assert g["gain_mean"] == pytest.approx(-0.09, abs=1e-12)
+    assert g["gain_lo"] == pytest.approx(-0.09 - 0.065724, abs=1e-6)
+    assert g["gain_hi"] == pytest.approx(-0.024276, abs=1e-6)
+    k = gain.loc["kmeans"]
+    assert k["n"] == 2 and k["gain_mean"] == pytest.approx(-0.075, abs=1e-12)
+    assert k["gain_hi"] - k["gain_mean"] == pytest.approx(0.063531, abs=1e-6) and math.isnan(k[AXIS])
+    assert (report_dir / "gain_over_baseline.csv").exists()
+    fig = SF.gain_figure(gain.reset_index(), axis=AXIS)
+    line = next(t for t in fig.data if t.name == "Co-Meta · uniform")
+    assert list(line.x) == [0.15, 0.35] and line.y[0] == pytest.approx(-9.0)
+    assert line.error_y.array[0] == pytest.approx(6.5724, abs=1e-3)
+    assert any(t.name.endswith("kmeans") and t.line.dash == "dot" for t in fig.data)  # the cell without the axis

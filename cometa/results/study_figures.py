@@ -10,6 +10,8 @@ a dash, so one line is one strategy of one variant (and one value of every other
 | metric_vs_axis  | one metric against one axis' values, error bars = sample std over the seeds   |
 | axis_figure     | every headline metric against one axis, one panel each                       |
 | round_curves    | a per-round metric of every cell (one panel each), mean ± std bands           |
+| gain_figure     | each strategy's paired gain over the baseline against an axis (or per cell),  |
+|                 | error bars = 95 % t-interval over seeds, zero = the baseline                  |
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from plotly.subplots import make_subplots
 from cometa.results import figures as F
 from cometa.results.study_tables import HEADLINE, metric_label
 
-__all__ = ["metric_vs_axis", "axis_figure", "round_curves"]
+__all__ = ["metric_vs_axis", "axis_figure", "round_curves", "gain_figure"]
 
 _DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
 _LAYOUT = dict(template="plotly_white", font=dict(family="Arial, sans-serif", size=12),
@@ -171,4 +173,48 @@ def round_curves(rounds: pd.DataFrame, *, metric: str = "audio_eer_O", cells: Se
     fig.update_xaxes(title="round", dtick=1)
     fig.update_yaxes(title=label, col=1)
     fig.update_layout(title=title, height=300 * n_rows + 100, width=1100, **_LAYOUT)
+    return fig
+
+
+def gain_figure(gain: pd.DataFrame, *, axis: str | None = None, metric: str = "audio_eer_O") -> go.Figure:
+    """Each strategy's gain over the baseline (:func:`cometa.results.study_gain.baseline_gain`) against
+    ``axis`` (one line per strategy, a dash per variant; a cell without the axis a dotted line at its
+    mean), or per cell as bars when ``axis`` is None; error bars are the 95 % t-interval over the seeds.
+    Above zero the strategy beats the baseline. EERs in percentage points."""
+    scale = _scale(metric)
+    fig = go.Figure()
+    d = gain.assign(err=(gain["gain_hi"] - gain["gain_mean"]).fillna(0.0) * scale, y=gain["gain_mean"] * scale)
+    if axis is None or axis not in d.columns or d[axis].isna().all():
+        for strategy, g in d.groupby("strategy", sort=False):
+            fig.add_trace(go.Bar(x=list(g["cell"]), y=list(g["y"]), name=F.STRATEGY_NAMES.get(strategy, strategy),
+                                 marker_color=F.strategy_color(strategy),
+                                 error_y=dict(type="data", array=list(g["err"]), visible=True)))
+        fig.update_layout(barmode="group")
+    else:
+        with_axis, without = d[d[axis].notna()], d[d[axis].isna()]
+        variants = list(dict.fromkeys(with_axis["variant"].dropna()))
+        for (strategy, variant), g in with_axis.groupby(["strategy", "variant"], sort=False, dropna=False):
+            g = g.sort_values(axis)
+            name = " · ".join([F.STRATEGY_NAMES.get(strategy, strategy), *([variant] if isinstance(variant, str)
+                                                                          else [])])
+            dash = _DASHES[variants.index(variant) % len(_DASHES)] if isinstance(variant, str) else "solid"
+            fig.add_trace(go.Scatter(
+                x=list(g[axis]), y=list(g["y"]), mode="lines+markers", name=name,
+                error_y=dict(type="data", array=list(g["err"]), visible=True, thickness=1.2),
+                line=dict(color=F.strategy_color(strategy), dash=dash), marker=dict(size=7),
+                customdata=list(zip(g["n"], g["wins"])),
+                hovertemplate=f"{name}<br>{axis} = %{{x}}<br>gain %{{y:+.2f}} (wins %{{customdata[1]}} of "
+                              "%{customdata[0]} seeds)<extra></extra>"))
+        lo, hi = with_axis[axis].min(), with_axis[axis].max()
+        for _, r in without.iterrows():
+            name = f"{F.STRATEGY_NAMES.get(r['strategy'], r['strategy'])} · {r['cell']}"
+            fig.add_trace(go.Scatter(x=[lo, hi], y=[r["y"], r["y"]], mode="lines", name=name,
+                                     line=dict(color=F.strategy_color(r["strategy"]), dash="dot", width=1.5),
+                                     hovertemplate=f"{name}<br>gain %{{y:+.2f}} ± {r['err']:.2f}<extra></extra>"))
+        fig.update_xaxes(**_x_axis(d, axis))
+    fig.add_hline(y=0, line=dict(color="#444", width=1))
+    unit = " (points)" if scale == 100.0 else ""
+    fig.update_yaxes(title=f"gain over the baseline in {metric_label(metric)}{unit}".replace(" (%)", ""))
+    fig.update_layout(title=f"Gain over the baseline ({metric_label(metric)}, baseline minus strategy, paired by "
+                            "seed; 95 % t-interval)", height=440, **_LAYOUT)
     return fig

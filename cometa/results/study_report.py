@@ -27,6 +27,7 @@ import pandas as pd
 from cometa.results import study_figures as SF
 from cometa.results import study_tables as ST
 from cometa.results.export import ReportError, atomic_text, export_figures, require_browser, write_html
+from cometa.results.study_gain import baseline_gain, gain_markdown
 
 __all__ = ["step_records", "study_provenance", "provenance_lines", "study_report_figures", "write_study_report"]
 
@@ -110,9 +111,16 @@ def _stem(axis: str) -> str:
     return "vs_" + re.sub(r"[^A-Za-z0-9_-]", "_", axis)
 
 
-def study_report_figures(table: pd.DataFrame, rounds: pd.DataFrame, study: dict) -> dict:
-    """The report's figures by file stem: ``vs_<axis>`` per axis, ``audio_eer_per_round``, ``purity_per_round``."""
+def study_report_figures(table: pd.DataFrame, rounds: pd.DataFrame, study: dict,
+                         gain: pd.DataFrame | None = None) -> dict:
+    """The report's figures by file stem: ``vs_<axis>`` per axis, ``gain_over_baseline`` (per axis, or
+    per cell without axes) when the study has a baseline and another strategy, ``audio_eer_per_round``,
+    ``purity_per_round``."""
     figs = {_stem(axis): SF.axis_figure(table, axis=axis) for axis in study["axes"]}
+    if gain is not None and not gain.empty:
+        for axis in study["axes"] or [None]:
+            stem = "gain_over_baseline" + ("" if axis is None or len(study["axes"]) == 1 else "_" + _stem(axis))
+            figs[stem] = SF.gain_figure(gain, axis=axis)
     cells = list(dict.fromkeys(table["cell"]))
     figs["audio_eer_per_round"] = SF.round_curves(rounds, metric="audio_eer_O", cells=cells)
     figs["purity_per_round"] = SF.round_curves(rounds, metric="purity", cells=cells)
@@ -141,8 +149,10 @@ def write_study_report(study_dir: str | Path, *, static: bool = True) -> Path:
     if table.empty:
         raise ReportError(f"{study_dir}: no cell of the study has an evaluated Stage II round yet")
     rounds, prov = ST.round_table(study_dir, study), study_provenance(study_dir, study)
+    gain = baseline_gain(ST.seed_table(study_dir, study), axes=list(study["axes"]))
     header = provenance_lines(prov, study)
-    tables = [ST.headline_markdown(table, study), ST.full_markdown(table, study), ST.stage1_markdown(table)]
+    tables = [ST.headline_markdown(table, study), *([gain_markdown(gain)] if not gain.empty else []),
+              ST.full_markdown(table, study), ST.stage1_markdown(table)]
     out = study_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     atomic_text(out / "study.md", f"# Study {study.get('name')}\n\n" + "\n".join(header) + "\n\n"
@@ -150,7 +160,9 @@ def write_study_report(study_dir: str | Path, *, static: bool = True) -> Path:
     atomic_text(out / "study.csv", table.to_csv(index=False))
     atomic_text(out / "study.tex", ST.study_latex(table, study))
     atomic_text(out / "provenance.json", json.dumps(prov, indent=2, default=str))
-    figs = study_report_figures(table, rounds, study)
+    figs = study_report_figures(table, rounds, study, gain)
+    if not gain.empty:
+        atomic_text(out / "gain_over_baseline.csv", gain.to_csv(index=False))
     if static:
         export_figures(figs, out)
     write_html(out / "report.html", f"cometa study report: {study.get('name')} ({study_dir.name})", tables, figs,

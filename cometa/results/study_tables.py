@@ -28,7 +28,7 @@ from cometa.results.export import ReportError
 from cometa.results.last_round import LISTS, MODALITIES, seed_figures
 from cometa.runs import RunStore
 
-__all__ = ["METRICS", "HEADLINE", "STAGE1", "read_study", "cell_scalars", "study_table", "round_table",
+__all__ = ["METRICS", "HEADLINE", "STAGE1", "read_study", "cell_scalars", "seed_table", "study_table", "round_table",
            "headline_markdown", "full_markdown", "stage1_markdown", "study_latex", "metric_label"]
 
 EER_METRICS = [f"{m}_eer_{lst}" for m in MODALITIES for lst in LISTS]
@@ -120,6 +120,27 @@ def _cell_rows(study: dict, cell: dict, scalars: pd.DataFrame) -> list[dict]:
             row |= {f"{metric}_mean": mean, f"{metric}_std": sd, f"{metric}_n": n}
         rows.append(row | stage1)
     return rows
+
+
+def seed_table(study_dir: str | Path, study: dict | None = None) -> pd.DataFrame:
+    """One row per cell x seed x strategy, the seed's own last-round figures: ``cell``, ``variant``, the
+    axes, ``strategy``, ``seed``, ``round`` and one column per metric of :data:`METRICS` (what
+    :func:`study_table` summarises over the seeds; paired comparisons between strategies start here)."""
+    study = read_study(study_dir) if study is None else study
+    rows = []
+    for cell in study["cells"]:
+        scalars = cell_scalars(study_dir, cell)
+        if scalars.empty:
+            continue
+        ev = scalars[(scalars["name"] == "eer") & scalars["strategy"].notna()]
+        last = {str(s): int(r) for s, r in ev.groupby("strategy")["round"].max().items()}
+        values = cell.get("values") or {}
+        head = {"cell": cell["name"], "variant": cell.get("variant"), **{a: values.get(a) for a in study["axes"]}}
+        for seed, df in scalars.groupby("seed"):
+            figs = seed_figures(df.drop(columns="seed"), last_round=last)
+            rows += [{**head, "strategy": s, "seed": seed, "round": last[s], **_seed_values(figs[s])}
+                     for s in F.strategy_order(ev) if s in last and s in figs]
+    return pd.DataFrame(rows, columns=["cell", "variant", *study["axes"], "strategy", "seed", "round", *METRICS])
 
 
 def study_table(study_dir: str | Path, study: dict | None = None) -> pd.DataFrame:
