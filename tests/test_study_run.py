@@ -166,3 +166,13 @@ def test_rerun_skips_the_finished_and_a_new_value_runs_only_its_cell(local_study
     assert {c: done_hash(study / c / "seed_0" / "coteaching_plus" / "round_1") for c in CELLS} == before
     assert json.loads((study / "tau=0.5" / "seed_0" / "stage1" / "done.json").read_text())["shared_from"] == \
         "tau=0.1/seed_0"
+
+
+def test_ls_and_compare_read_a_study(local_study):
+    out = _cometa("ls", str(local_study), cwd=local_study.parent).stdout
+    assert "study (grid)" in out and "2 cells, 2 runs, 2 complete" in out  # the study's runs plan no report
+    out = _cometa("compare", str(local_study), cwd=local_study.parent).stdout
+    header = out.splitlines()[0]
+    assert "tau=0.1 / coteaching_plus / audio" in header and "tau=0.3 / coteaching_plus / audio" in header
+    stage1 = next(line for line in out.splitlines() if line.startswith("Stage I"))
+    assert len(stage1.split()) >= 4  # the Stage I audio EER of both cells

@@ -19,7 +19,7 @@ from cometa.config import load_run_config
 from cometa.pipeline.plan import plan_steps
 from cometa.pipeline.provenance import read_provenance
 from cometa.pipeline.run import STUDY_FILE
-from cometa.runs import RunStore, done_hash, lock_holder
+from cometa.runs import RunStore, done_hash, grid_study, lock_holder
 
 __all__ = ["RunLine", "run_line", "study_line", "list_dirs", "format_lines"]
 
@@ -65,6 +65,8 @@ def run_line(run_dir: str | Path) -> RunLine:
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir / "config.yaml")
     steps = plan_steps(cfg, run_dir.resolve())
+    if grid_study(run_dir.parent.parent) is not None:  # a study's run: the study writes one report for all
+        steps = [s for s in steps if s.name != "report"]
     done = {s.name for s in steps if done_hash(s.out_dir) == s.inputs_hash}
     strategies = list(cfg.stage2.strategies)
     rounds = [max([r for r in range(1, cfg.stage2.rounds + 1) if f"{s}/round_{r}" in done], default=0)

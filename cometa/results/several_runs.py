@@ -14,19 +14,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from cometa.results.explore import FIGURES, Run
+from cometa.runs import grid_study
 
 __all__ = ["Runs", "open_runs", "side_by_side"]
 
 
+def _cells(path: str | os.PathLike) -> list[Path]:
+    """A grid study's cells (each a study of its seeds), in the study's order; ``[path]`` for anything else."""
+    study = grid_study(Path(path))
+    return [Path(path) / c["name"] for c in study["cells"]] if study is not None else [Path(path)]
+
+
 def open_runs(runs: Iterable[str | os.PathLike | Run], *, names: Sequence[str] | None = None) -> Runs:
-    """Open several runs (paths or :class:`Run` objects, e.g. ``open_run(study).seeds``) to compare them."""
-    opened = [r if isinstance(r, Run) else Run(r) for r in runs]
+    """Open several runs (paths or :class:`Run` objects, e.g. ``open_run(study).seeds``) to compare them.
+    A grid study (``cometa study``) stands for its cells, each the mean of its seeds."""
+    opened: list[Run] = []
+    for r in runs:
+        opened += [r] if isinstance(r, Run) else [Run(c) for c in _cells(r)]
     if names is None and len({r.name for r in opened}) < len(opened):  # runs/a/demo and runs/b/demo
         opened = [Run(r.path, name=f"{r.path.parent.name}/{r.path.name}") for r in opened]
     if names is not None:
