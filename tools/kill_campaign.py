@@ -341,6 +341,8 @@ def run_chain(cmd: Sequence[str], run_dir: Path, *, cache: Path, log: Path, step
     tried = 0
     while tried < kills and time.time() < deadline:
         remaining = [s for s in steps if s == "report" or not (run_dir / steps[s]["dir"] / "done.json").exists()]
+        if not remaining:  # a study (no report step) that a start has finished: nothing left to kill
+            break
         if tried == 0 and first_in in steps and first_in in remaining:
             target = first_in
             ev = {"kind": "moment", "target": target}
