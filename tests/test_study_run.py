@@ -67,6 +67,7 @@ def test_stage1_is_trained_once_per_seed_and_shared(local_study):
         src, dst = json.loads((a / step / "done.json").read_text()), json.loads((b / step / "done.json").read_text())
         assert "shared_from" not in src and dst["shared_from"] == "tau=0.1/seed_0"
         assert dst["inputs_hash"] == src["inputs_hash"] and dst["worker"] == src["worker"]
+        assert src["cpu_seconds"] > 0  # the kernel's process tree, measured as it was shut down
     assert os.stat(a / "stage1" / "model.pt").st_ino == os.stat(b / "stage1" / "model.pt").st_ino  # a hard link
     assert json.loads((b / "reused.json").read_text())["shared"] == {"corpus": "tau=0.1/seed_0",
                                                                       "stage1": "tau=0.1/seed_0"}

@@ -205,3 +205,25 @@ def test_from_brings_the_steps_a_source_finished_with_the_same_inputs(tmp_path):
     assert node_id("tau=0.2/seed_0", "stage1") not in plan.threads  # brought, not computed
     with pytest.raises(ConfigError, match="not a run directory"):
         plan_study(spec, tmp_path / "s3", reuse=tmp_path / "nowhere")
+
+
+def test_step_costs_prefer_the_measured_cpu_seconds(tmp_path):
+    import json
+
+    from cometa.pipeline.step_costs import load_step_costs, measure_step_costs
+
+    def done(rel: str, **info):
+        (tmp_path / "run" / rel).mkdir(parents=True)
+        (tmp_path / "run" / rel / "done.json").write_text(json.dumps(info))
+
+    done("stage1", step="stage1", seconds=100.0, cpu_seconds=150.0)
+    done("baseline/round_1", step="baseline/round_1", seconds=40.0, cpu_seconds=30.0)
+    done("baseline/round_2", step="baseline/round_2", seconds=50.0, cpu_seconds=50.0)
+    done("corpus", step="corpus", seconds=20.0)  # no measurement: wall seconds x threads (1 without a notebook)
+    done("cometa/round_1", step="cometa/round_1", seconds=1.0, shared_from="x/seed_0")  # a copy: not a cost
+    done("report", step="report", seconds=9.0)
+    costs = measure_step_costs(tmp_path / "run")
+    assert costs == {"corpus": 20.0, "round:baseline": 40.0, "stage1": 150.0}
+    (tmp_path / "costs.json").write_text(json.dumps({"tiny": {"cpu_seconds": costs}}))
+    assert load_step_costs("tiny", tmp_path / "costs.json") == costs
+    assert load_step_costs("demo", tmp_path / "costs.json") is None

@@ -40,12 +40,13 @@ def _worker_address() -> str:
 
 
 def run_step(step: Step, parameters: dict[str, Any], *, progress: bool = False, position: int = 1) -> dict[str, Any]:
-    """Run one step; return when it started and finished, its seconds and the worker that ran it.
+    """Run one step; return when it started and finished, its wall and CPU seconds (``cpu_seconds``, the
+    kernel's process tree) and the worker that ran it.
     :class:`cometa.pipeline.run.PipelineError` (the failing cell named) when its notebook fails."""
-    started = time.time()
-    seconds = execute_step(step, progress=progress, parameters=parameters, position=position)
+    started, usage = time.time(), dict[str, float]()
+    seconds = execute_step(step, progress=progress, parameters=parameters, position=position, usage=usage)
     return {"seconds": round(seconds, 3), "started_at": started, "finished_at": time.time(),
-            "worker": _worker_address(), "host": socket.gethostname()}
+            "worker": _worker_address(), "host": socket.gethostname(), **usage}
 
 
 class LocalExecutor:

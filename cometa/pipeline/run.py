@@ -105,10 +105,32 @@ def kernel_environment(threads: int, base: Mapping[str, str] | None = None) -> d
     return env
 
 
-def _kernel_manager(*, cwd: str, env: dict[str, str]) -> type:
-    """A kernel manager class that starts its kernel in ``cwd`` with ``env``. papermill's own ``cwd=``
-    would ``os.chdir`` the calling process for the whole step, which moves the working directory of
-    every other thread (steps run side by side in threads); this starts the kernel there instead."""
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid``, of the children it has waited for, and of the
+    live processes under it (torchrun workers, data-loader workers); 0 when it is gone."""
+    import psutil  # only the end of a step reads it
+
+    try:
+        proc = psutil.Process(pid)
+        tree = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for i, p in enumerate(tree):
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + (t.children_user + t.children_system if i == 0 else 0.0)
+    return total
+
+
+def _kernel_manager(*, cwd: str, env: dict[str, str], usage: dict[str, float] | None = None) -> type:
+    """A kernel manager class that starts its kernel in ``cwd`` with ``env`` and, when the step ends,
+    records the kernel's CPU seconds in ``usage["cpu_seconds"]`` (what ``cometa study --dry-run``'s
+    estimate is made of). papermill's own ``cwd=`` would ``os.chdir`` the calling process for the whole
+    step, which moves the working directory of every other thread (steps run side by side in threads);
+    this starts the kernel there instead."""
     from jupyter_client.manager import AsyncKernelManager  # as papermill itself: only running a step needs it
 
     class StepKernelManager(AsyncKernelManager):
@@ -117,15 +139,22 @@ def _kernel_manager(*, cwd: str, env: dict[str, str]) -> type:
             kw["env"] = {**env, **kw.get("env", {})}
             await super().start_kernel(**kw)
 
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:  # type: ignore[override]
+            process = getattr(self.provisioner, "process", None)
+            if usage is not None and process is not None:
+                usage["cpu_seconds"] = round(_cpu_seconds(process.pid), 3)
+            await super().shutdown_kernel(now=now, restart=restart)
+
     return StepKernelManager
 
 
 def execute_step(step: Step, *, progress: bool = True, log_output: bool = False, kernel: str = "python3",
-                 parameters: dict | None = None, position: int = 1) -> float:
+                 parameters: dict | None = None, position: int = 1, usage: dict[str, float] | None = None) -> float:
     """Run one step's notebook with papermill into its directory; returns seconds taken.
 
     The kernel starts in ``notebooks/`` with :func:`kernel_environment` for the step's ``threads``
-    parameter; this process's working directory and environment are left as they are."""
+    parameter; this process's working directory and environment are left as they are. ``usage``, when
+    given, receives the kernel's ``cpu_seconds`` (its process tree's user + system time)."""
     # papermill brings nbclient and jupyter_client (a second to import): only running a step needs them,
     # not reading this module (the run API's what_if and dry runs import it)
     import papermill as pm
@@ -146,7 +175,7 @@ def execute_step(step: Step, *, progress: bool = True, log_output: bool = False,
     try:
         pm.execute_notebook(str(NOTEBOOK_DIR / step.notebook), str(nb_out), parameters=parameters,
                             kernel_name=kernel, progress_bar=False, log_output=log_output,
-                            kernel_manager_class=_kernel_manager(cwd=str(NOTEBOOK_DIR), env=env),
+                            kernel_manager_class=_kernel_manager(cwd=str(NOTEBOOK_DIR), env=env, usage=usage),
                             # the kernel's own log, not the notebook's output or errors (those come back
                             # through papermill): its plain-TCP warning (it listens on 127.0.0.1 only) and
                             # the "KeyboardInterrupt caught in kernel" it logs as an error when jupyter_client's

@@ -1,9 +1,10 @@
 """What a study's steps cost, for ``cometa study --dry-run``'s estimate of CPU time.
 
 The costs are measured, not guessed: ``python -m bench.step_costs RUN_DIR`` reads a finished run's
-steps (each step's wall seconds in its ``done.json`` times the threads its notebook ran with) and
-records CPU seconds by step kind and preset in ``bench/step_costs.json``, with the machine that ran
-them. A round's cost is the mean over the run's rounds of that strategy.
+steps (the CPU seconds of each step's kernel, which a study records in its ``done.json``; for a step
+without them, its wall seconds times the threads its notebook ran with) and records CPU seconds by
+step kind and preset in ``bench/step_costs.json``, with the machine that ran them. A round's cost is
+the mean over the run's rounds of that strategy.
 """
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def measure_step_costs(run_dir: str | Path) -> dict[str, float]:
         name = info.get("step")
         if not name or name == "report" or info.get("shared_from") or "seconds" not in info:
             continue
-        per_kind[step_kind(name)].append(float(info["seconds"]) * _threads(done.parent))
+        cpu = info.get("cpu_seconds")  # measured (a study's steps); else the wall time over the threads it had
+        per_kind[step_kind(name)].append(float(cpu) if cpu else float(info["seconds"]) * _threads(done.parent))
     if not per_kind:
         raise ValueError(f"{run_dir}: no finished steps to measure")
     return {k: round(sum(v) / len(v), 1) for k, v in sorted(per_kind.items())}
