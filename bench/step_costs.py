@@ -20,7 +20,7 @@ from cometa.runs import atomic_write
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", help="finished run directories")
+    p.add_argument("runs", nargs="+", help="finished run or study directories")
     p.add_argument("--out", default=str(STEP_COSTS_FILE))
     args = p.parse_args(argv)
     out = Path(args.out)

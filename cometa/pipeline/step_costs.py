@@ -12,7 +12,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from cometa.runs import RunStore
+from cometa.runs import RunStore, study_runs
 
 __all__ = ["STEP_COSTS_FILE", "step_kind", "measure_step_costs", "load_step_costs"]
 
@@ -41,8 +41,10 @@ def _threads(step_dir: Path) -> int:
 
 
 def measure_step_costs(run_dir: str | Path) -> dict[str, float]:
-    """CPU seconds by step kind of a finished run: seconds x threads, rounds averaged per strategy.
-    Steps that were copied from another run (``shared_from``) are not measurements and are skipped."""
+    """CPU seconds by step kind of a finished run, or of every run of a study: the kernel's measured
+    CPU seconds (else wall seconds x threads), averaged over the steps of a kind. Steps that were
+    copied from another run (``shared_from``) are not measurements and are skipped, and so is a
+    report (written once per study, not per run)."""
     run_dir = Path(run_dir)
     per_kind: dict[str, list[float]] = defaultdict(list)
     for done in sorted(run_dir.glob("**/done.json")):
@@ -68,4 +70,6 @@ def load_step_costs(preset: str, path: str | Path = STEP_COSTS_FILE) -> dict[str
 
 
 def preset_of(run_dir: str | Path) -> str:
-    return str(RunStore(run_dir).config().get("preset"))
+    """The preset of a run, or of a study's first run."""
+    runs = study_runs(run_dir)
+    return str(RunStore(runs[0] if runs else run_dir).config().get("preset"))
