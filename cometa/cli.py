@@ -102,6 +102,27 @@ def _dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    """``cometa prepare voxceleb SRC DST``: cometa.data.prepare; 1 when a file failed, 2 on bad SRC."""
+    import os
+
+    from cometa.data.prepare import prepare_voxceleb
+
+    try:
+        s = prepare_voxceleb(args.src, args.dst, jobs=args.jobs or os.cpu_count() or 1, dry_run=args.dry_run,
+                             progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"cometa: {e}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(f"prepare (dry run): {s.total} files, {s.skipped} already made, {s.total - s.skipped} to make; "
+              "nothing was written")
+        return 0
+    print(f"prepare: {s.total} files, {s.done} made, {s.skipped} already made, {s.failed} failed"
+          + (f" (listed in {s.errors_path})" if s.failed else ""))
+    return 1 if s.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cometa", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -139,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--port", type=int, default=5006)
     d.add_argument("--address", default="127.0.0.1")
     d.set_defaults(fn=_dashboard)
+    pr = sub.add_parser("prepare", help="convert the VoxCeleb downloads into the layout cometa reads")
+    pr.add_argument("dataset", choices=["voxceleb"])
+    pr.add_argument("src", help="the downloads: vox2/aac, vox2/mp4, vox1/wav, vox1/mp4, the trial lists")
+    pr.add_argument("dst", help="the data root to write (--data-root of `run`)")
+    pr.add_argument("--jobs", type=int, help="worker processes (default: one per core)")
+    pr.add_argument("--dry-run", action="store_true", help="count what would be made; write nothing")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(fn=_prepare)
     return p
 
 
