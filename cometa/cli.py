@@ -104,9 +104,9 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 def _prepare(args: argparse.Namespace) -> int:
     """``cometa prepare voxceleb SRC DST``: cometa.data.prepare; 1 when a file failed, 2 on bad SRC."""
-    import os
+    import os  # the prepare command's own imports: kept inside it, so the block merges on its own
 
-    from cometa.data.prepare import prepare_voxceleb
+    from cometa.data.prepare import prepare_voxceleb  # (tqdm and subprocess only when preparing)
 
     try:
         s = prepare_voxceleb(args.src, args.dst, jobs=args.jobs or os.cpu_count() or 1, dry_run=args.dry_run,

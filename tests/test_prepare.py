@@ -114,6 +114,10 @@ def test_prepare_converts_resumes_and_lists_the_corrupt_file(tree, tmp_path, cap
     out = capsys.readouterr().out
     assert "nothing was trained" in out and "train.utterances" in out
     assert rc == 0, out
+    # the GPU plan: each paper strategy with its FLOPs per step, and the loader measured on the prepared files
+    assert "GPU plan, one GPU" in out and all(f"   {s} " in out for s in ("baseline", "coteaching_plus", "cometa"))
+    workers = [line for line in out.splitlines() if "loader workers per GPU:" in line]
+    assert len(workers) == 1 and int(workers[0].split(":")[1].split()[0]) >= 1
 
 
 def test_prepare_names_a_missing_folder(tmp_path, capsys):
