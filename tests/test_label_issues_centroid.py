@@ -93,3 +93,33 @@ def test_the_new_keys_hash_only_with_the_centroid_method():
     other = analysis_sections(["evaluation.label_issues.method=centroid"])
     assert all(other[n].inputs_hash != base[n].inputs_hash for n in base if n != "analysis/stage1")
     assert load_config("paper").evaluation.label_issues.method == "centroid"
+
+
+def test_the_analysis_step_scores_a_finished_round_with_the_centroid_method(run_copy, sqlite_scalars):
+    import pandas as pd
+    import yaml
+
+    from cometa.pipeline.analysis import label_issues_round
+    from cometa.pipeline.steps import RunContext
+
+    run = run_copy("centroid")
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["evaluation"]["label_issues"].update(method="centroid", top_k=4)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out = label_issues_round(RunContext(run, progress=False), "cometa", 2)
+    # the same scores computed here from the round's files
+    table = pd.read_parquet(run / "cometa" / "round_2" / "labels.parquet")
+    emb = np.load(run / "cometa" / "round_2" / "embeddings.npz")
+    kept = table["consensus"].to_numpy() >= 0
+    labels, _ = pd.factorize(table["consensus"].to_numpy()[kept], sort=True)
+    for view in ("audio", "visual", "joint"):
+        x = np.nan_to_num(emb[view].astype(np.float64)[kept])
+        probs = centroid_probs(x, labels, top_k=4)
+        mine = out[out["view"] == view]
+        expected = sparse_label_issue_scores(labels, probs)
+        np.testing.assert_allclose(mine["self_confidence"], expected["self_confidence"])
+        np.testing.assert_array_equal(mine["flagged"], sparse_flag_label_issues(labels, probs))
+    stored = sqlite_scalars(run)
+    auroc = stored[(stored["stage"] == "label_issues/self_confidence") & (stored["name"] == "label_issue_auroc")
+                   & (stored["round"] == 2) & (stored["strategy"] == "cometa")]
+    assert len(auroc) == 3 and auroc["value"].between(0, 1).all()
