@@ -239,9 +239,13 @@ def _run_step(name: str, n: int) -> float:
 
 
 def _child(name: str, n: int) -> None:
+    cpu0 = time.process_time()
     seconds = _run_step(name, n)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # kB on Linux
-    print(json.dumps({"step": name, "n": n, "seconds": seconds, "peak_rss_gb": peak_gb}), flush=True)
+    # CPU seconds of the whole process (inputs built included): on a shared machine the wall time of the
+    # step is inflated by the others' load, its CPU time much less
+    print(json.dumps({"step": name, "n": n, "seconds": seconds, "peak_rss_gb": peak_gb,
+                      "process_cpu_s": time.process_time() - cpu0, "load_avg_1m": os.getloadavg()[0]}), flush=True)
 
 
 def measure(name: str, n: int) -> dict:
