@@ -9,6 +9,12 @@
 #      each step's seconds, the EERs, purity and where k-means ran.
 #   3. the Stage II step-time bench (bench/bench_steps.py) at the demo preset on the GPU: seconds per
 #      step and the ratios to the baseline strategy.
+#   4. the paper preset's GPU plan, measured (what `run --preset paper --dry-run` prints from an assumed
+#      utilisation): one training step of both paper encoders (batch 128, 1.8 s crops, 224 px faces,
+#      bf16 autocast) timed on the GPU, the FLOP rate it reaches, and from it FLOPs per step, epoch time
+#      and GPU-hours per strategy at VoxCeleb2 dev size; k-means of one view at paper size (1,092,009 x
+#      192, k = 6000, 20 iterations) on the GPU; with COMETA_DATA=<prepared root>, the data loader
+#      measured on its files and "loader workers per GPU: N".
 # Each python part exits with "gpu_check: torch sees no CUDA device" (status 1) on a machine without
 # one. Within 10 minutes on one GPU (the venv's first install aside: ~3 minutes).
 set -euo pipefail
@@ -114,4 +120,70 @@ from bench.bench_steps import main
 
 result = main("demo", repeats=9, device="cuda")
 print(result["headline"])
+PY
+
+echo "== 4. the paper preset's GPU plan, measured"
+"$PY" - <<'PY'
+import os, sys, time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+if not torch.cuda.is_available():
+    sys.exit("gpu_check: torch sees no CUDA device")
+from cometa.config import load_config
+from cometa.core.pseudo_labels import kmeans
+from cometa.models.build import build_audio_model, build_visual_model
+from cometa.pipeline.dryrun import PASSES, forward_flops
+from cometa.pipeline.gpu_plan import GPU_PEAK_FLOPS, UTILISATION, loader_workers, measure_loader, strategy_plans
+
+cfg = load_config("paper")
+n_train, batch, dev = 1_092_009, cfg.stage2.batch_size, torch.device("cuda")
+crop, size = int(cfg.features.crop_seconds * cfg.features.sample_rate), cfg.visual_encoder.image_size
+fa = forward_flops(build_audio_model(cfg), torch.zeros(1, crop))
+fv = forward_flops(build_visual_model(cfg), torch.zeros(2, 3, size, size)) / 2
+audio, visual = build_audio_model(cfg).to(dev).train(), build_visual_model(cfg).to(dev).train()
+opt = torch.optim.Adam([*audio.parameters(), *visual.parameters()], lr=1e-3)
+wav, img = torch.randn(batch, crop, device=dev), torch.rand(batch, 3, size, size, device=dev)
+
+
+def step():
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = audio(wav).float().pow(2).mean() + visual(img).float().pow(2).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+for _ in range(3):
+    step()  # warm-up (cuDNN autotuning)
+torch.cuda.synchronize()
+t0, n = time.perf_counter(), 10
+for _ in range(n):
+    step()
+torch.cuda.synchronize()
+step_s = (time.perf_counter() - t0) / n
+rate = batch * 3 * (fa + fv) / step_s  # forward + backward = 3 forwards' FLOPs
+print(f"{torch.cuda.get_device_name(0)}: a training step of both paper encoders, batch {batch}: {step_s * 1000:.0f} ms"
+      f" = {rate / 1e12:.0f} TFLOP/s ({rate / GPU_PEAK_FLOPS:.0%} of an H100 SXM's {GPU_PEAK_FLOPS / 1e12:.0f}; "
+      f"the dry run assumes {UTILISATION:.0%})")
+plans = strategy_plans(cfg, n_train, fa, fv, PASSES, flops_per_s=rate)
+print(f"{'strategy':<16} {'TFLOP/step':>11} {'steps/epoch':>12} {'epoch h':>8} {'GPU-hours':>10} {'samples/s':>10}")
+for p in plans:
+    print(f"{p.strategy:<16} {p.flops_per_step / 1e12:>11.2f} {p.steps_per_epoch:>12} {p.epoch_s / 3600:>8.2f} "
+          f"{p.gpu_hours:>10.0f} {p.samples_per_s:>10.0f}")
+x = np.random.default_rng(0).standard_normal((n_train, 192), dtype=np.float32)
+t0 = time.perf_counter()
+kmeans(x, 6000, seed=0, niter=20, gpu=True)
+print(f"k-means of one view at paper size (1,092,009 x 192, k = 6000, 20 it) on the GPU: "
+      f"{time.perf_counter() - t0:.0f} s (k-means++ seeding on the CPU included)")
+data = os.environ.get("COMETA_DATA")
+if data:
+    lr = measure_loader(cfg, Path(data) / "train")
+    fastest = max(plans, key=lambda p: p.samples_per_s)
+    print(f"data loader: {lr.sample_ms:.1f} ms a sample on one core = {lr.samples_per_s:.0f} samples/s")
+    print(f"loader workers per GPU: {loader_workers(fastest.samples_per_s, lr)}")
+else:
+    print("data loader: set COMETA_DATA=<prepared VoxCeleb root> to measure it here")
 PY

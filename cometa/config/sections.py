@@ -324,11 +324,18 @@ class AsNormConfig:
 @dataclass
 class LabelIssueConfig:
     """Out-of-sample label-quality scores (self-confidence, normalised margin) of each round's pseudo
-    labels, from a k-fold logistic regression on the round's frozen embeddings (cleanlab)."""
+    labels, from a k-fold logistic regression (``exact``) or leave-one-out class centroids (``centroid``)
+    on the round's frozen embeddings (cleanlab's equations)."""
 
     enabled: bool = True
-    n_folds: int = bounded(5, ge=2)
-    max_iter: int = bounded(200, ge=10)  # logistic regression iterations
+    # exact: the k-fold logistic regression, a dense (N, K) P̂ (52 GB and days per round at N = 1.09 M,
+    # K = 6000); centroid: a softmax over leave-one-out class centroids, top-k sparse (paper scale: ≤ 3 min
+    # per view on 2 cores, bench/paper_scale.json); cometa.core.label_issues
+    method: str = bounded("exact", choices=("exact", "centroid"))
+    n_folds: int = bounded(5, ge=2)  # exact only
+    max_iter: int = bounded(200, ge=10)  # logistic regression iterations (exact only)
+    temperature: float = bounded(0.05, gt=0, le=1)  # centroid only: the softmax's T, in cosine units
+    top_k: int = bounded(8, ge=1)  # centroid only: probabilities kept a row besides the own label's
 
 
 @dataclass

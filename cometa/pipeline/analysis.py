@@ -15,9 +15,10 @@ input hashes do not cover the ``evaluation`` section, and no round retrains.
   impostor).
 - Label issues: per view (audio, visual, joint) the round's frozen embeddings (``embeddings.npz``,
   those it clustered) and its consensus labels, out-of-sample probabilities from a k-fold logistic
-  regression, cleanlab's self-confidence and normalised margin (stage ``label_issues/<method>``:
-  ``label_issue_auroc``, ``label_issue_ap`` against the wrong-label mask) and its
-  ``find_label_issues`` (stage ``label_issues/find_label_issues``: ``label_issue_precision``,
+  regression (``method: exact``; ``centroid``: leave-one-out class centroids, sparse, at paper scale;
+  its flags are cleanlab's ``confident_learning`` filter), cleanlab's self-confidence and normalised
+  margin (stage ``label_issues/<method>``: ``label_issue_auroc``, ``label_issue_ap`` against the
+  wrong-label mask) and its ``find_label_issues`` (stage ``label_issues/find_label_issues``: ``label_issue_precision``,
   ``label_issue_recall``, ``label_issue_flagged_frac``); per utterance in ``label_issues.parquet``.
 """
 from __future__ import annotations
@@ -30,10 +31,13 @@ import torch
 
 from cometa.core.label_issues import (
     SCORE_METHODS,
+    centroid_probs,
     flag_label_issues,
     label_issue_scores,
     out_of_sample_probs,
     ranking_quality,
+    sparse_flag_label_issues,
+    sparse_label_issue_scores,
 )
 from cometa.core.label_quality import wrong_label_mask
 from cometa.data.datasets import AudioBank, FrameBank
@@ -80,8 +84,13 @@ def label_issues_round(ctx: RunContext, strategy: str, round_: int) -> pd.DataFr
     rows, frames = [], []
     for view in VIEWS:
         x = np.nan_to_num(np.asarray(emb[view], dtype=np.float64)[kept])  # a face-less row scores as zeros
-        probs = out_of_sample_probs(x, labels, n_folds=cfg.n_folds, seed=ctx.cfg.seed, max_iter=cfg.max_iter)
-        scores, flagged = label_issue_scores(labels, probs), flag_label_issues(labels, probs)
+        if cfg.method == "centroid":  # paper scale: sparse (N, K), no dense P̂
+            sparse_probs = centroid_probs(x, labels, temperature=cfg.temperature, top_k=cfg.top_k)
+            scores = sparse_label_issue_scores(labels, sparse_probs)
+            flagged = sparse_flag_label_issues(labels, sparse_probs)
+        else:
+            probs = out_of_sample_probs(x, labels, n_folds=cfg.n_folds, seed=ctx.cfg.seed, max_iter=cfg.max_iter)
+            scores, flagged = label_issue_scores(labels, probs), flag_label_issues(labels, probs)
         for method in SCORE_METHODS:
             auroc, ap = ranking_quality(scores[method], wrong)
             rows += [dict(name="label_issue_auroc", value=auroc, stage=f"label_issues/{method}", modality=view),

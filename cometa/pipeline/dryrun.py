@@ -4,7 +4,10 @@ Nothing is trained. Every data fault is collected and reported by name (missing 
 trial entries naming unknown utterances, malformed trial lines, unreadable audio), instead of
 stopping at the first. The compute estimate counts the encoders' forward FLOPs with
 ``torch.utils.flop_counter`` on one input of the configured size, and multiplies by the samples
-each step processes (backward ≈ 2× forward; the second-order meta step ≈ 3 passes more).
+each step processes (backward ≈ 2× forward; the second-order meta step ≈ 3 passes more). The GPU
+plan (:mod:`cometa.pipeline.gpu_plan`) turns them into FLOPs per step, epoch time and GPU-hours per
+strategy on one GPU at a stated utilisation, and measures the data loader on this machine's cores:
+``loader workers per GPU: N``.
 """
 from __future__ import annotations
 
@@ -17,7 +20,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from cometa.config import Config
 from cometa.data.corpus import scan_corpus
 from cometa.data.synthetic import build_corpus
+from cometa.data.voxceleb import DataError
 from cometa.models.build import build_audio_model, build_visual_model
+from cometa.pipeline.gpu_plan import GPU_PEAK_FLOPS, UTILISATION, loader_workers, measure_loader, strategy_plans
 from cometa.pipeline.plan import plan_steps
 from cometa.pipeline.reuse import reuse_plan, source_run
 from cometa.pipeline.run import STUDY_FILE, RunInputError, resolve_config, seed_dir
@@ -138,8 +143,45 @@ def dry_run(preset: str | None, *, config_path=None, overrides=None, strategies:
         total += value
         p(f"   {key:<16} {_flops(value):>14}   ~{value / 200e12 / 3600:10.3f} GPU-hours at 200 TFLOP/s sustained")
     p(f"   {'total':<16} {_flops(total):>14}   ~{total / 200e12 / 3600:10.3f} GPU-hours")
+    _print_gpu_plan(p, cfg, root, n_train, est)
     p("\n nothing was trained (dry run).")
     return 1 if faults else 0
+
+
+def _print_gpu_plan(p, cfg: Config, root: Path, n_train: int, est: dict[str, float]) -> None:
+    """Per strategy on one GPU: FLOPs per step, epoch time, GPU-hours (:mod:`cometa.pipeline.gpu_plan`),
+    and the loader workers a GPU needs from the loader's throughput measured on ``root/train``."""
+    rate = GPU_PEAK_FLOPS * UTILISATION
+    plans = strategy_plans(cfg, n_train, est["audio_forward_gflops"] * 1e9, est["visual_forward_gflops"] * 1e9,
+                           PASSES, flops_per_s=rate)
+    p(f"\n GPU plan, one GPU (assumed: {GPU_PEAK_FLOPS / 1e12:.0f} TFLOP/s dense bf16, an H100 SXM, at "
+      f"{UTILISATION:.0%} utilisation = {rate / 1e12:.0f} TFLOP/s; tools/gpu_check.sh measures it on a GPU)")
+    p(f"   {'strategy':<16} {'FLOPs/step':>12} {'steps/epoch':>12} {'epoch':>10} {'GPU-hours':>10} {'samples/s':>10}"
+      f"   (batch {cfg.stage2.batch_size}, E_max {cfg.stage2.rounds * cfg.stage2.epochs_per_round})")
+    for sp in plans:
+        p(f"   {sp.strategy:<16} {_flops(sp.flops_per_step):>12} {sp.steps_per_epoch:>12} "
+          f"{_duration(sp.epoch_s):>10} {sp.gpu_hours:>10.1f} {sp.samples_per_s:>10.0f}")
+    try:
+        lr = measure_loader(cfg, root / "train")
+    except (FileNotFoundError, DataError, OSError, ValueError) as e:
+        p(f"   data loader: not measured ({e})")
+        return
+    p(f"   data loader, one CPU core, measured on {lr.n} utterances of {root / 'train'} "
+      f"({lr.frames:.1f} face frames each):")
+    p(f"     wav read {lr.wav_read_ms:.1f} ms, crop + augmentation {lr.crop_augment_ms:.1f} ms, one face jpeg "
+      f"{lr.jpeg_decode_ms:.2f} ms (all the utterance's frames, as FrameBank reads them: {lr.all_frames_ms:.1f} ms),"
+      f" face transform {lr.visual_transform_ms:.1f} ms")
+    p(f"     fbank {lr.fbank_ms:.1f} ms (on the GPU in training: the model's first layer)")
+    p(f"     a training sample (PairedSamples) {lr.sample_ms:.1f} ms = {lr.samples_per_s:.0f} samples/s per core")
+    fastest = max(plans, key=lambda sp: sp.samples_per_s)
+    p(f"   loader workers per GPU: {loader_workers(fastest.samples_per_s, lr)}   ({fastest.strategy} consumes "
+      f"{fastest.samples_per_s:.0f} samples/s; "
+      + ", ".join(f"{sp.strategy} {loader_workers(sp.samples_per_s, lr)}" for sp in plans) + ")")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60 \
+        else f"{seconds:.1f} s"
 
 
 def _flops(x: float) -> str:

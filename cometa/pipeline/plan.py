@@ -6,10 +6,11 @@ steps it depends on, so a change reruns the step and everything downstream of it
 directory is not part of it: a finished step copied into another run directory is complete there.
 
 Options added after runs existed hash only where they change something (:func:`_encoder_sections`,
-:func:`_stage2_section`, :func:`_clustering_section`): at their defaults a step's hash is what it was
-before they existed, so finished runs stay complete. Stage I never has adapters (``*.adapters``, ``stage2.train`` and
-``stage2.distill`` key the rounds only, and one Stage I serves every such variant); the audio
-encoder's ``pooling`` changes Stage I's model and keys Stage I (and so everything after it).
+:func:`_stage2_section`, :func:`_clustering_section`, :func:`_evaluation_section`): at their defaults a
+step's hash is what it was before they existed, so finished runs stay complete. Stage I never has
+adapters (``*.adapters``, ``stage2.train`` and ``stage2.distill`` key the rounds only, and one Stage I
+serves every such variant); the audio encoder's ``pooling`` changes Stage I's model and keys Stage I
+(and so everything after it).
 """
 from __future__ import annotations
 
@@ -85,6 +86,16 @@ def _clustering_section(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _evaluation_section(d: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation keys an analysis step reads: ``label_issues``' ``method``, ``temperature`` and
+    ``top_k`` only when the method is not ``exact`` (so the runs made before they existed keep their hashes)."""
+    issues = dict(d["evaluation"]["label_issues"])
+    if issues.get("method", "exact") == "exact":
+        for key in ("method", "temperature", "top_k"):
+            issues.pop(key, None)
+    return {**d["evaluation"], "label_issues": issues}
+
+
 def _stage2_section(d: dict[str, Any]) -> dict[str, Any]:
     """The stage2 keys a round reads: ``train`` only when not ``full``, ``distill`` only with a teacher,
     ``lr_scope`` only when not ``round`` (and then ``rounds`` too), ``optimizer_scope`` only when not
@@ -155,7 +166,7 @@ def analysis_steps(cfg: Config, run_dir: Path) -> list[Step]:
     ev, d = cfg.evaluation, cfg.to_dict()
     if not (ev.as_norm.enabled or ev.label_issues.enabled):
         return []
-    sections = {**{k: d[k] for k in ("seed", "device", "num_workers")}, "evaluation": d["evaluation"],
+    sections = {**{k: d[k] for k in ("seed", "device", "num_workers")}, "evaluation": _evaluation_section(d),
                 "eval": d["eval"]}
     rounds = cfg.stage2.rounds
     steps = [Step("analysis/stage1", "40_analysis.ipynb", run_dir / "analysis" / "stage1",

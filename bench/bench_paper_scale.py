@@ -1,0 +1,343 @@
+"""Benchmark: the CPU side of one Stage II round at VoxCeleb2 size, through the project's own functions.
+
+Synthetic 192-d embeddings and labels of VoxCeleb2 dev's size (1,092,009 utterances, 5,994 speakers,
+145,569 videos, k = 6,000) and VoxCeleb1's evaluation (153,516 utterances; Vox1-O / E / H lists of
+37,611 / 579,818 / 550,894 trials). Every step runs in its own process (``--child``), so its peak RSS
+(``ru_maxrss``: inputs held in memory included) is its own:
+
+=====================  ==========================================================================
+``kmeans``             :func:`cometa.core.pseudo_labels.kmeans` of one view, k = 6,000, 20 iterations
+``ensemble``           :func:`cometa.core.ensemble.consensus` (Hungarian alignment of audio and visual
+                       onto joint, vote) and the two :func:`~cometa.core.ensemble.align` of the table
+``label_metrics``      :func:`cometa.core.label_quality.label_metrics`: purity, NMI, ARI ... per view
+                       and the per-video (session) measures, with the flip rate against a previous round
+``label_issues``       one view, the method the paper preset uses (``centroid``:
+                       :func:`~cometa.core.label_issues.centroid_probs` and the sparse scores and flags)
+``as_norm``            :func:`cometa.evaluation.metrics.as_norm_trials` on O, E and H (cohort 20,000, top 300)
+``eer``                :func:`~cometa.evaluation.metrics.score_trials`, EER and minDCF (0.01, 0.05) on O, E, H
+``store_write``        a round's writes through :class:`cometa.runs.RunStore`: embeddings.npz (audio, visual,
+                       joint), labels.parquet, label_issues.parquet (3 views) and the round's scalars
+``projections``        :func:`cometa.core.projections.project_round` of the three views (UMAP at the cap
+                       of 50,000 points a view, whatever N is): measured once at min(s N, 50,000) points,
+                       scaled linearly to the cap (RSS: plus the three views' embeddings at N)
+=====================  ==========================================================================
+
+``--scale s`` (default 1) measures each step at ``0.4 s N`` and ``s N`` utterances (trials and
+evaluation utterances scaled alike; k stays 6,000), fits t = a nᵇ (b floored at 1) and RSS = c + d n
+through the two points and extrapolates to N (``"extrapolated": true`` in the JSON, with the n of the
+larger measurement). At scale 1 a step is measured at N itself, except ``kmeans`` (over an hour on 2
+cores): at N/10 and N/4.
+
+Writes ``bench/paper_scale.json``: ``{"n_utterances", "k", "steps": {NAME: {"seconds", "peak_rss_gb",
+"n", "extrapolated"}}, ...}`` and prints the same as a table, with the targets of issue 35 (no step
+above 16 GB; label issues <= 3 min per view; every step of a round but k-means <= 20 min together).
+Run: ``nice -n 15 python -m bench.bench_paper_scale --scale 0.1``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "paper_scale.json"
+N_UTT, N_SPK, N_VID, K, DIM = 1_092_009, 5_994, 145_569, 6_000, 192
+N_EVAL, N_EVAL_SPK = 153_516, 1_251
+TRIALS = {"O": 37_611, "E": 579_818, "H": 550_894}
+COHORT, TOP_N = 20_000, 300
+STEPS = ("kmeans", "ensemble", "label_metrics", "label_issues", "as_norm", "eer", "store_write", "projections")
+LONG = ("kmeans",)  # over an hour at N on 2 cores: measured at N/10 and N/4 even at scale 1
+CAPPED, PROJECTION_CAP = ("projections",), 50_000  # ProjectionConfig.max_points
+TARGET_RSS_GB, TARGET_ISSUES_S, TARGET_ROUND_S = 16.0, 180.0, 1200.0
+
+
+# ------------------------------------------------------------------------------------------------ data
+def _sizes(n: int) -> dict[str, int]:
+    """Speakers, videos, evaluation utterances and trials for a training set of n utterances (VoxCeleb's ratios)."""
+    f = n / N_UTT
+    return {"spk": max(int(N_SPK * f), 2) if n < N_UTT else N_SPK, "vid": max(int(N_VID * f), 4),
+            "eval": max(int(N_EVAL * f), 200), **{t: max(int(c * f), 100) for t, c in TRIALS.items()}}
+
+
+def _embeddings(rng, n: int, centres: np.ndarray, who: np.ndarray, session: np.ndarray, noise: float) -> np.ndarray:
+    """(n, DIM) float32: centre of ``who`` + a per-session offset + noise, L2-normalised, made in chunks."""
+    sess_off = rng.standard_normal((int(session.max()) + 1, DIM), dtype=np.float32) * 0.4
+    x = np.empty((n, DIM), dtype=np.float32)
+    for lo in range(0, n, 100_000):
+        hi = min(lo + 100_000, n)
+        x[lo:hi] = centres[who[lo:hi]] + sess_off[session[lo:hi]]
+        x[lo:hi] += rng.standard_normal((hi - lo, DIM), dtype=np.float32) * noise
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def _train_set(n: int, seed: int = 0):
+    """(speaker (n,), video (n,), keys (n,) object, audio/visual embeddings (n, DIM) float32)."""
+    rng = np.random.default_rng(seed)
+    s = _sizes(n)
+    video_speaker = np.arange(s["vid"]) % s["spk"]  # every speaker has videos
+    video = np.sort(rng.integers(0, s["vid"], n))
+    speaker = video_speaker[video]
+    keys = np.array([f"id{sp:05d}/v{v:06d}/{i:07d}.wav" for i, (sp, v) in enumerate(zip(speaker, video))], dtype=object)
+    centres = rng.standard_normal((s["spk"], DIM), dtype=np.float32) / np.sqrt(DIM)
+    audio = _embeddings(rng, n, centres, speaker, video, 0.06)
+    visual = _embeddings(rng, n, rng.standard_normal(centres.shape, dtype=np.float32) / np.sqrt(DIM), speaker, video,
+                         0.07)
+    return speaker, video, keys, audio, visual
+
+
+def _noisy_labels(rng, speaker: np.ndarray, noise: float) -> np.ndarray:
+    """A k-means-like labelling: speakers onto K ids in a random order, a fraction ``noise`` of rows elsewhere."""
+    ids = rng.permutation(max(K, int(speaker.max()) + 1))[:int(speaker.max()) + 1] % K
+    out = ids[speaker]
+    wrong = rng.random(out.size) < noise
+    out[wrong] = rng.integers(0, K, int(wrong.sum()))
+    return out.astype(np.int64)
+
+
+def _round_table(n: int, seed: int = 0):
+    """The round's label table (make_round_labels' columns) of a synthetic round, and the previous round's."""
+    import pandas as pd
+
+    from cometa.core.ensemble import align, consensus
+
+    speaker, _, keys, _, _ = _train_set(n, seed)
+    rng = np.random.default_rng(seed + 1)
+    joint, audio, visual = (_noisy_labels(rng, speaker, p) for p in (0.2, 0.25, 0.3))
+    labels, kept, _ = consensus(joint, audio, visual)
+    table = pd.DataFrame({"key": keys, "speaker": speaker, "audio": align(joint, audio),
+                          "visual": align(joint, visual), "joint": joint, "consensus": labels, "kept": kept})
+    prev = table.assign(consensus=_noisy_labels(rng, speaker, 0.25))
+    return table, prev
+
+
+def _trials(rng, eval_speaker: np.ndarray, n_trials: int):
+    """A trial list of n_trials pairs of evaluation keys, half same-speaker."""
+    import pandas as pd
+
+    n = eval_speaker.size
+    order = np.argsort(eval_speaker, kind="stable")
+    starts = np.searchsorted(eval_speaker[order], np.arange(eval_speaker.max() + 1))
+    counts = np.diff(np.append(starts, n))
+    enroll = rng.integers(0, n, n_trials)
+    test = rng.integers(0, n, n_trials)
+    same = rng.random(n_trials) < 0.5
+    sp = eval_speaker[enroll[same]]
+    test[same] = order[starts[sp] + (rng.random(same.sum()) * counts[sp]).astype(np.int64)]
+    return pd.DataFrame({"label": (eval_speaker[enroll] == eval_speaker[test]).astype(np.int64),
+                         "enroll": [f"e{i}" for i in enroll], "test": [f"e{i}" for i in test]})
+
+
+def _eval_set(n: int, seed: int = 0):
+    """(embeddings (n_eval, DIM), index {key: row}, {list: trials}, cohort (COHORT, DIM))."""
+    s = _sizes(n)
+    rng = np.random.default_rng(seed + 2)
+    n_spk = max(int(N_EVAL_SPK * s["eval"] / N_EVAL), 2)
+    speaker = rng.integers(0, n_spk, s["eval"])
+    video = speaker * 20 + rng.integers(0, 20, s["eval"])
+    emb = _embeddings(rng, s["eval"], rng.standard_normal((n_spk, DIM), dtype=np.float32) / np.sqrt(DIM), speaker,
+                      video, 0.06)
+    index = {f"e{i}": i for i in range(s["eval"])}
+    trials = {t: _trials(rng, speaker, s[t]) for t in TRIALS}
+    _, _, _, cohort, _ = _train_set(min(n, 4 * COHORT), seed + 3)
+    return emb, index, trials, cohort[rng.choice(len(cohort), COHORT, replace=len(cohort) < COHORT)]
+
+
+# ------------------------------------------------------------------------------------------------ steps
+def _run_step(name: str, n: int) -> float:
+    """Build the step's inputs for n utterances, run the step, return its seconds (inputs not counted)."""
+    if name == "kmeans":
+        from cometa.core.pseudo_labels import kmeans
+
+        x = _train_set(n)[3]
+        t0 = time.perf_counter()
+        kmeans(x, K, seed=0, niter=20)
+    elif name == "ensemble":
+        from cometa.core.ensemble import align, consensus
+
+        speaker = _train_set(n)[0]
+        rng = np.random.default_rng(1)
+        joint, audio, visual = (_noisy_labels(rng, speaker, p) for p in (0.2, 0.25, 0.3))
+        t0 = time.perf_counter()
+        consensus(joint, audio, visual)
+        align(joint, audio), align(joint, visual)
+    elif name == "label_metrics":
+        from cometa.core.label_quality import label_metrics
+
+        table, prev = _round_table(n)
+        t0 = time.perf_counter()
+        label_metrics(table, prev)
+    elif name == "label_issues":
+        from cometa.config import load_config
+        from cometa.core.label_issues import centroid_probs, sparse_flag_label_issues, sparse_label_issue_scores
+
+        cfg = load_config("paper").evaluation.label_issues
+        assert cfg.method == "centroid", cfg.method
+        speaker, _, _, audio, _ = _train_set(n)
+        labels = _noisy_labels(np.random.default_rng(1), speaker, 0.2)
+        labels = np.unique(labels, return_inverse=True)[1]  # factorized, as analysis.label_issues_round does
+        t0 = time.perf_counter()
+        probs = centroid_probs(audio, labels, temperature=cfg.temperature, top_k=cfg.top_k)
+        sparse_label_issue_scores(labels, probs), sparse_flag_label_issues(labels, probs)
+    elif name in ("as_norm", "eer"):
+        from cometa.evaluation.metrics import as_norm_trials, eer, min_dcf, score_trials
+
+        emb, index, trials, cohort = _eval_set(n)
+        t0 = time.perf_counter()
+        for lst in trials.values():
+            if name == "as_norm":
+                as_norm_trials(emb, index, lst, cohort, top_n=TOP_N)
+            else:
+                s, y = score_trials(emb, index, lst), lst["label"].to_numpy()
+                eer(s, y), min_dcf(s, y, p_target=0.01), min_dcf(s, y, p_target=0.05)
+    elif name == "store_write":
+        import pandas as pd
+
+        from cometa.core.ensemble import joint_embeddings
+        from cometa.runs import RunStore
+
+        table, _ = _round_table(n)
+        _, _, keys, audio, visual = _train_set(n)
+        issues = pd.concat([pd.DataFrame({"key": keys, "view": v, "label": table["consensus"].to_numpy(),
+                                          "wrong": False, "flagged": False, "self_confidence": 0.5,
+                                          "normalized_margin": 0.5}) for v in ("audio", "visual", "joint")])
+        with tempfile.TemporaryDirectory(prefix="cometa-paper-scale-", dir=ROOT / "bench") as tmp:
+            store = RunStore(Path(tmp) / "run", create=True)
+            t0 = time.perf_counter()
+            rows = [dict(name=f"m{i}", value=float(i), strategy="cometa", stage="labels", round=1, modality=v)
+                    for i in range(20) for v in ("audio", "visual", "joint", "consensus")]
+            store.log_many(rows)
+            store.save_array("cometa/round_1/embeddings.npz", keys=keys.astype(str), audio=audio, visual=visual,
+                             joint=joint_embeddings(audio, visual))
+            store.save_table("cometa/round_1/labels.parquet", table)
+            store.save_table("cometa/round_1/label_issues.parquet", issues)
+            seconds = time.perf_counter() - t0
+        return seconds
+    elif name == "projections":
+        from cometa.config.sections import ProjectionConfig
+        from cometa.core.projections import project_round
+
+        _, _, keys, audio, visual = _train_set(n)
+        from cometa.core.ensemble import joint_embeddings
+
+        joint = joint_embeddings(audio, visual)
+        t0 = time.perf_counter()
+        for x in (audio, visual, joint):
+            project_round(None, x, keys, cfg=ProjectionConfig(), seed=0)
+    else:
+        raise ValueError(f"unknown step {name!r}; choose from {', '.join(STEPS)}")
+    return time.perf_counter() - t0
+
+
+def _child(name: str, n: int) -> None:
+    cpu0 = time.process_time()
+    seconds = _run_step(name, n)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # kB on Linux
+    # CPU seconds of the whole process (inputs built included): on a shared machine the wall time of the
+    # step is inflated by the others' load, its CPU time much less
+    print(json.dumps({"step": name, "n": n, "seconds": seconds, "peak_rss_gb": peak_gb,
+                      "process_cpu_s": time.process_time() - cpu0, "load_avg_1m": os.getloadavg()[0]}), flush=True)
+
+
+def measure(name: str, n: int) -> dict:
+    """One step at n utterances in a fresh process: ``{seconds, peak_rss_gb, n}``."""
+    out = subprocess.run([sys.executable, "-m", "bench.bench_paper_scale", "--child", name, "--n", str(n)],
+                         cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{name} at n={n} failed:\n{out.stderr[-3000:]}")
+    m = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  {name} at n = {n:,}: {m['seconds']:.1f} s, peak RSS {m['peak_rss_gb']:.2f} GB", flush=True)
+    return m
+
+
+def extrapolate(small: dict, large: dict, n: int) -> dict:
+    """Seconds t = a nᵇ through the two points (b fitted, floored at 1: every step reads each of the n
+    rows, so a fit below 1 is the shared machine's load, not the step), peak RSS linear in n; at n."""
+    fitted = math.log(max(large["seconds"], 1e-6) / max(small["seconds"], 1e-6)) / math.log(large["n"] / small["n"])
+    b = max(fitted, 1.0)
+    seconds = large["seconds"] * (n / large["n"]) ** b
+    slope = (large["peak_rss_gb"] - small["peak_rss_gb"]) / (large["n"] - small["n"])
+    rss = large["peak_rss_gb"] + max(slope, 0.0) * (n - large["n"])
+    return {"seconds": seconds, "peak_rss_gb": rss, "exponent": b, "fitted_exponent": fitted}
+
+
+def main(*, scale: float = 1.0, steps: tuple[str, ...] = STEPS, out: Path | None = OUT, keep: bool = False,
+         quick: bool = False) -> dict:
+    """Measure ``steps`` (see the module docstring), write ``out`` and return the results; ``keep``:
+    keep the other steps' entries of an existing ``out`` (a step measured alone, at its own scale);
+    ``quick`` (``python -m bench --quick``): scale 0.02, written beside ``out`` as ``paper_scale_quick.json``."""
+    if quick:
+        scale, out = 0.02, None if out is None else Path(out).with_name("paper_scale_quick.json")
+    result: dict = {"n_utterances": N_UTT, "k": K, "steps": {}, "scale": {}, "measured": {}, "load_avg_1m": {}}
+    if keep and out is not None and Path(out).exists():
+        old = json.loads(Path(out).read_text())
+        for key in ("steps", "scale", "measured", "load_avg_1m"):
+            result[key] = {k: v for k, v in old.get(key, {}).items() if k not in steps}
+    for name in steps:
+        t0 = time.perf_counter()
+        result["scale"][name] = scale
+        result["load_avg_1m"][name] = round(os.getloadavg()[0], 1)  # the machine is shared: its load at the start
+        if name in CAPPED:  # UMAP of at most PROJECTION_CAP points a view whatever N: one measurement
+            n = min(int(N_UTT * scale), PROJECTION_CAP)
+            m = measure(name, n)
+            factor = PROJECTION_CAP / n  # below the cap: time linear in the points (assumed, not fitted)
+            result["measured"][name] = [m, {"assumed_exponent": 1.0}]
+            entry = {"seconds": m["seconds"] * factor, "peak_rss_gb": m["peak_rss_gb"] + 4 * DIM * 4 * (N_UTT - n)
+                     / 2 ** 30, "n": n, "extrapolated": n < N_UTT}
+        elif scale >= 1 and name not in LONG:
+            m = measure(name, N_UTT)
+            result["measured"][name] = [m]
+            entry = {"seconds": m["seconds"], "peak_rss_gb": m["peak_rss_gb"], "n": N_UTT, "extrapolated": False}
+        else:
+            hi = N_UTT // 4 if scale >= 1 else int(N_UTT * scale)
+            lo = N_UTT // 10 if scale >= 1 else int(0.4 * hi)
+            small, large = measure(name, lo), measure(name, hi)
+            fit = extrapolate(small, large, N_UTT)
+            result["measured"][name] = [small, large, {"fitted_exponent": round(fit["fitted_exponent"], 3),
+                                                       "used_exponent": round(fit["exponent"], 3)}]
+            entry = {"seconds": fit["seconds"], "peak_rss_gb": fit["peak_rss_gb"], "n": hi, "extrapolated": True}
+        result["steps"][name] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in entry.items()}
+        print(f"{name:14s} {entry['seconds']:10.1f} s {entry['peak_rss_gb']:7.2f} GB"
+              f"{'  (extrapolated from n = ' + format(entry['n'], ',') + ')' if entry['extrapolated'] else ''}"
+              f"  [{time.perf_counter() - t0:.0f} s to measure]", flush=True)
+    s = result["steps"]
+    round_s = sum(v["seconds"] for k, v in s.items() if k != "kmeans")
+    result["checks"] = {
+        "max_peak_rss_gb": max(v["peak_rss_gb"] for v in s.values()),
+        "label_issues_s": s.get("label_issues", {}).get("seconds"),
+        "round_without_kmeans_s": round_s,
+    }
+    print(f"\npeak RSS max {result['checks']['max_peak_rss_gb']:.2f} GB (target <= {TARGET_RSS_GB}); "
+          f"label issues {result['checks']['label_issues_s']} s a view (target <= {TARGET_ISSUES_S}); "
+          f"a round's steps but k-means {round_s:.0f} s (target <= {TARGET_ROUND_S:.0f})")
+    result["headline"] = ", ".join(f"{k} {v['seconds']:.0f} s/{v['peak_rss_gb']:.1f} GB"
+                                   f"{'*' if v['extrapolated'] else ''}" for k, v in s.items())
+    if out is not None:
+        Path(out).write_text(json.dumps({k: v for k, v in result.items() if k != "headline"}, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_paper_scale", description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=1.0, help="measure at 0.4·s·N and s·N, extrapolate to N")
+    ap.add_argument("--only", nargs="+", choices=STEPS, default=list(STEPS))
+    ap.add_argument("--json", default=str(OUT), help="where to write the results")
+    ap.add_argument("--keep", action="store_true", help="keep the other steps of an existing --json file")
+    ap.add_argument("--child", choices=STEPS, help=argparse.SUPPRESS)
+    ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        _child(args.child, args.n)
+    else:
+        if not 0 < args.scale <= 1:
+            ap.error(f"--scale must be in (0, 1], got {args.scale}")
+        main(scale=args.scale, steps=tuple(args.only), out=Path(args.json), keep=args.keep)

@@ -1,0 +1,126 @@
+"""``cometa prepare voxceleb``: a VoxCeleb-shaped download tree made with Debian's ffmpeg from the
+embedded corpus (real m4a and mp4 files, one corrupt m4a), converted, resumed, and then checked by
+``run --preset paper --dry-run --data-root`` on the result."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from cometa.cli import main
+from cometa.data.prepare import ERRORS, TRIAL_NAMES, voxceleb_tasks
+from cometa.data.synthetic import SyntheticConfig, build_corpus
+
+CFG = SyntheticConfig(seed=7, n_train_speakers=2, n_test_speakers=3, videos_per_speaker=2, utterances_per_video=2,
+                      min_seconds=1.0, max_seconds=2.5, image_size=32, n_trials_o=12, n_trials_e=16, n_trials_h=8)
+FFMPEG = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y"]
+
+
+def _utterances(split_root: Path):
+    """(relative <id>/<video>/<utt>, wav path, face folder) of a split of the embedded corpus."""
+    for wav in sorted((split_root / "wav").rglob("*.wav")):
+        rel = wav.relative_to(split_root / "wav").with_suffix("")
+        yield rel, wav, split_root / "faces" / rel
+
+
+def _download_tree(corpus: Path, src: Path) -> dict[str, int]:
+    """VoxCeleb as downloaded: vox2/dev/aac/*.m4a + vox2/dev/mp4/*.mp4 (train), vox1/wav/*.wav +
+    vox1/mp4/*.mp4 (test), the trial lists at the top; the face frames of an utterance become a
+    1-fps H.264 video. Returns the frame count per utterance (relative path)."""
+    frames = {}
+    for split, corpus_dir, audio in (("train", "vox2/dev", "aac"), ("test", "vox1", "wav")):
+        for rel, wav, faces in _utterances(corpus / split):
+            a = src / corpus_dir / audio / rel
+            a.parent.mkdir(parents=True, exist_ok=True)
+            if audio == "aac":  # 44.1 kHz AAC in an m4a, as VoxCeleb2 ships it
+                subprocess.run([*FFMPEG, "-i", str(wav), "-ar", "44100", "-c:a", "aac", "-b:a", "64k",
+                                str(a.with_suffix(".m4a"))], check=True)
+            else:
+                shutil.copyfile(wav, a.with_suffix(".wav"))
+            v = src / corpus_dir / "mp4" / rel
+            v.parent.mkdir(parents=True, exist_ok=True)
+            jpgs = sorted(faces.glob("*.jpg"))
+            subprocess.run([*FFMPEG, "-framerate", "1", "-pattern_type", "glob", "-i", str(faces / "*.jpg"),
+                            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-r", "1", str(v.with_suffix(".mp4"))],
+                           check=True)
+            frames[f"{split}/{rel}"] = len(jpgs)
+    for name in TRIAL_NAMES:
+        shutil.copyfile(corpus / "trials" / name, src / name)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> tuple[Path, Path, dict[str, int]]:
+    if shutil.which("ffmpeg") is None:  # Debian's ffmpeg is part of the project's environment (README)
+        pytest.fail("ffmpeg is not on the PATH: apt-get install ffmpeg")
+    base = tmp_path_factory.mktemp("prepare")
+    corpus = build_corpus(CFG, base / "corpus", progress=False, workers=1)
+    src = base / "src"
+    frames = _download_tree(corpus, src)
+    bad = src / "vox2" / "dev" / "aac" / "id99999" / "broken" / "00001.m4a"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(range(256)) * 4)  # an m4a header, then garbage
+    return corpus, src, frames
+
+
+def test_prepare_converts_resumes_and_lists_the_corrupt_file(tree, tmp_path, capsys):
+    corpus, src, frames = tree
+    dst = tmp_path / "data"
+    n_tasks = len(voxceleb_tasks(src, dst))
+    assert n_tasks == 2 * len(frames) + 1 + 3  # audio + faces per utterance, the corrupt m4a, 3 trial lists
+
+    assert main(["prepare", "voxceleb", str(src), str(dst), "--dry-run", "--quiet"]) == 0
+    assert f"{n_tasks} to make" in capsys.readouterr().out and not dst.exists()
+
+    assert main(["prepare", "voxceleb", str(src), str(dst), "--jobs", "2", "--quiet"]) == 1  # one file failed
+    out = capsys.readouterr().out
+    assert f"{n_tasks - 1} made" in out and "1 failed" in out and ERRORS in out
+    errors = (dst / ERRORS).read_text().splitlines()
+    assert errors[0] == "kind\tsource\terror" and len(errors) == 2
+    assert errors[1].startswith("audio\t") and "id99999/broken/00001.m4a" in errors[1] and "ffmpeg" in errors[1]
+    assert not [p for p in (dst / "train" / "wav").rglob("*") if p.is_file() and "id99999" in str(p)]
+    assert not list(dst.rglob(".*.part-*"))  # nothing half-written left behind
+
+    for key, n_frames in frames.items():
+        split, rel = key.split("/", 1)
+        wav, sr = sf.read(dst / split / "wav" / f"{rel}.wav")
+        ref, ref_sr = sf.read(corpus / split / "wav" / f"{rel}.wav")
+        assert sr == 16000 and wav.ndim == 1
+        assert abs(len(wav) - len(ref) * 16000 / ref_sr) < 0.05 * 16000  # the same duration (AAC pads a little)
+        jpgs = sorted((dst / split / "faces" / rel).glob("*.jpg"))
+        assert abs(len(jpgs) - n_frames) <= 1  # one frame per second of a 1-fps video
+        assert Image.open(jpgs[0]).size == (32, 32)
+    test_rel = next(k for k in frames if k.startswith("test/")).split("/", 1)[1]
+    np.testing.assert_array_equal(sf.read(dst / "test" / "wav" / f"{test_rel}.wav")[0],
+                                  sf.read(corpus / "test" / "wav" / f"{test_rel}.wav")[0])  # wav at 16 kHz: as is
+    for name in TRIAL_NAMES:
+        assert (dst / "trials" / name).read_bytes() == (corpus / "trials" / name).read_bytes()
+
+    # resumable: a second run makes only what failed (and fails on it again); a killed run's leftovers go
+    (dst / "train" / "wav" / ".x.wav.part-1").write_bytes(b"half")
+    one = next(iter(frames)).split("/", 1)
+    (dst / one[0] / "wav" / f"{one[1]}.wav").unlink()
+    assert main(["prepare", "voxceleb", str(src), str(dst), "--jobs", "1", "--quiet"]) == 1
+    assert f"1 made, {n_tasks - 2} already made, 1 failed" in capsys.readouterr().out
+    assert not list(dst.rglob(".*.part-*"))
+
+    # the prepared tree is what the paper preset reads
+    rc = main(["run", "--preset", "paper", "--dry-run", "--data-root", str(dst), "--quiet"])
+    out = capsys.readouterr().out
+    assert "nothing was trained" in out and "train.utterances" in out
+    assert rc == 0, out
+    # the GPU plan: each paper strategy with its FLOPs per step, and the loader measured on the prepared files
+    assert "GPU plan, one GPU" in out and all(f"   {s} " in out for s in ("baseline", "coteaching_plus", "cometa"))
+    workers = [line for line in out.splitlines() if "loader workers per GPU:" in line]
+    assert len(workers) == 1 and int(workers[0].split(":")[1].split()[0]) >= 1
+
+
+def test_prepare_names_a_missing_folder(tmp_path, capsys):
+    (tmp_path / "src" / "vox2" / "aac").mkdir(parents=True)
+    assert main(["prepare", "voxceleb", str(tmp_path / "src"), str(tmp_path / "dst"), "--quiet"]) == 2
+    assert "vox1" in capsys.readouterr().err and not (tmp_path / "dst").exists()
