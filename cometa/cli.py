@@ -1,4 +1,4 @@
-"""Command line: ``cometa run | study | corpus | report | dashboard | config | ls | compare``
+"""Command line: ``cometa run | study | corpus | report | dashboard | config | ls | compare | prepare``
 (also ``python -m cometa``).
 
 The entry point sits above every layer. Each command imports the heavy part it needs when it runs:
@@ -13,6 +13,7 @@ live run or written by another run format, 1 for a step that failed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -357,9 +358,42 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(fn=_compare)
 
 
+# -------------------------------------------------------------------------------------- prepare
+def _prepare(args: argparse.Namespace) -> int:
+    """``cometa prepare voxceleb SRC DST``: cometa.data.prepare; 1 when a file failed, 2 on bad SRC."""
+    from cometa.data.prepare import prepare_voxceleb  # tqdm and ffmpeg's workers: only when preparing
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    try:
+        s = prepare_voxceleb(args.src, args.dst, jobs=args.jobs or os.cpu_count() or 1, dry_run=args.dry_run,
+                             progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    if args.dry_run:
+        print(f"prepare (dry run): {s.total} files, {s.skipped} already made, {s.total - s.skipped} to make; "
+              "nothing was written")
+        return 0
+    print(f"prepare: {s.total} files, {s.done} made, {s.skipped} already made, {s.failed} failed"
+          + (f" (listed in {s.errors_path})" if s.failed else ""))
+    return 1 if s.failed else 0
+
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    pr = sub.add_parser("prepare", help="convert the VoxCeleb downloads into the layout cometa reads")
+    pr.add_argument("dataset", choices=["voxceleb"])
+    pr.add_argument("src", help="the downloads: vox2/aac, vox2/mp4, vox1/wav, vox1/mp4, the trial lists")
+    pr.add_argument("dst", help="the data root to write (--data-root of `run`)")
+    pr.add_argument("--jobs", type=int, help="worker processes (default: one per core)")
+    pr.add_argument("--dry-run", action="store_true", help="count what would be made; write nothing")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(fn=_prepare)
+
+
 # ------------------------------------------------------------------------------ the parser, main
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_run, _add_study, _add_corpus, _add_report, _add_dashboard, _add_config, _add_ls, _add_compare]
+    _add_run, _add_study, _add_corpus, _add_report, _add_dashboard, _add_config, _add_ls, _add_compare,
+    _add_prepare]
 
 
 def build_parser() -> argparse.ArgumentParser:
