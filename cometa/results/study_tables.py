@@ -99,19 +99,27 @@ def _seed_values(fig: dict) -> dict[str, float]:
     return out
 
 
-def _cell_rows(study: dict, cell: dict, scalars: pd.DataFrame) -> list[dict]:
-    """The table's rows of one cell: one per strategy evaluated in any of its seeds."""
+def _cell_seeds(study: dict, cell: dict, scalars: pd.DataFrame) -> tuple[dict, list[str], dict[str, int], dict]:
+    """A cell's columns (``cell``, ``variant``, the axes), its strategies in the paper's order, each
+    strategy's last evaluated round over the cell's seeds, and each seed's :func:`seed_figures` at those rounds."""
     ev = scalars[(scalars["name"] == "eer") & scalars["strategy"].notna()]
     last = {str(s): int(r) for s, r in ev.groupby("strategy")["round"].max().items()}
-    per_seed = [seed_figures(df.drop(columns="seed"), last_round=last) for _, df in scalars.groupby("seed")]
+    per_seed = {seed: seed_figures(df.drop(columns="seed"), last_round=last) for seed, df in scalars.groupby("seed")}
     values = cell.get("values") or {}
     head = {"cell": cell["name"], "variant": cell.get("variant"), **{a: values.get(a) for a in study["axes"]}}
+    return head, [s for s in F.strategy_order(ev) if s in last], last, per_seed
+
+
+def _cell_rows(study: dict, cell: dict, scalars: pd.DataFrame) -> list[dict]:
+    """The table's rows of one cell: one per strategy evaluated in any of its seeds."""
+    head, strategies, last, by_seed = _cell_seeds(study, cell, scalars)
+    per_seed = list(by_seed.values())
     stage1: dict[str, float] = {}
     for metric, lst in zip(STAGE1, LISTS):
         mean, sd, n = _summary([f["stage1_eer"][lst] for f in per_seed])
         stage1 |= {f"{metric}_mean": mean, f"{metric}_std": sd, f"{metric}_n": n}
     rows = []
-    for s in [s for s in F.strategy_order(ev) if s in last]:
+    for s in strategies:
         seeds = [_seed_values(f[s]) for f in per_seed if s in f]
         reached = [v for v in seeds if any(not math.isnan(v[m]) for m in EER_METRICS)]
         row = {**head, "strategy": s, "round": last[s], "n_seeds": len(reached)}
@@ -132,14 +140,9 @@ def seed_table(study_dir: str | Path, study: dict | None = None) -> pd.DataFrame
         scalars = cell_scalars(study_dir, cell)
         if scalars.empty:
             continue
-        ev = scalars[(scalars["name"] == "eer") & scalars["strategy"].notna()]
-        last = {str(s): int(r) for s, r in ev.groupby("strategy")["round"].max().items()}
-        values = cell.get("values") or {}
-        head = {"cell": cell["name"], "variant": cell.get("variant"), **{a: values.get(a) for a in study["axes"]}}
-        for seed, df in scalars.groupby("seed"):
-            figs = seed_figures(df.drop(columns="seed"), last_round=last)
-            rows += [{**head, "strategy": s, "seed": seed, "round": last[s], **_seed_values(figs[s])}
-                     for s in F.strategy_order(ev) if s in last and s in figs]
+        head, strategies, last, per_seed = _cell_seeds(study, cell, scalars)
+        rows += [{**head, "strategy": s, "seed": seed, "round": last[s], **_seed_values(figs[s])}
+                 for seed, figs in per_seed.items() for s in strategies if s in figs]
     return pd.DataFrame(rows, columns=["cell", "variant", *study["axes"], "strategy", "seed", "round", *METRICS])
 
 
