@@ -20,8 +20,8 @@ from pathlib import Path
 
 from bench.common import ROOT, describe_machine, machine_info, markdown_table, text_table
 
-SCRIPTS = ("bench_steps", "bench_transfer", "bench_kmeans", "bench_metrics", "bench_corpus", "bench_pipeline",
-           "bench_dashboard")
+SCRIPTS = ("bench_steps", "bench_peers", "bench_transfer", "bench_kmeans", "bench_metrics", "bench_corpus",
+           "bench_pipeline", "bench_dashboard")
 RESULTS = ROOT / "bench" / "results.json"
 README = ROOT / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
