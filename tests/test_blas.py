@@ -274,3 +274,25 @@ def test_numpy_lloyd_refills_an_empty_cluster_with_the_farthest_point():
     assert r.labels[5] == 2 and set(r.labels[:3]) == {0} and set(r.labels[3:5]) == {1}
     with pytest.raises(ValueError, match="numpy backend runs on the CPU only"):
         lloyd(x, init, niter=1, backend="numpy", device="cuda")
+
+
+def test_make_lab_exports_the_pipelines_coretype_to_the_kernels(monkeypatch, capsys):
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    monkeypatch.setattr(blas, "_applied", [])
+    monkeypatch.setattr(blas, "cpu_info", lambda: XEON)
+    monkeypatch.setattr(blas, "blas_cores", lambda: {"faiss": "Prescott"})
+    monkeypatch.setattr(blas, "coretype_runs", lambda value: (True, ""))
+    monkeypatch.setattr(blas.os, "environ", {"PATH": "/bin"})  # apply_openblas_coretype's default env
+    assert blas.main(["--coretype"]) == 0
+    out = capsys.readouterr()
+    assert out.out == "SkylakeX\n" and "OPENBLAS_CORETYPE=SkylakeX" in out.err
+    monkeypatch.setattr(blas, "_applied", [])
+    monkeypatch.setattr(blas, "blas_cores", lambda: {"faiss": "SkylakeX"})
+    monkeypatch.setattr(blas.os, "environ", {"PATH": "/bin"})
+    blas.main(["--coretype"])
+    assert capsys.readouterr().out == "\n"  # nothing to set
+    # the lab target exports what that prints before the server (and so its kernels) starts
+    recipe = (Path(__file__).resolve().parent.parent / "Makefile").read_text().split("\nlab: setup\n")[1]
+    recipe = recipe.split("\n\n")[0]
+    decide = recipe.index('coretype="$$($(PY) -m cometa.core.blas --coretype)"')
+    assert decide < recipe.index('export OPENBLAS_CORETYPE="$$coretype"') < recipe.index("exec $(PY) -m jupyter lab")

@@ -15,7 +15,8 @@ before faiss loads brought it back to 80 %. Two answers, both decided here by pu
   never overridden.
 
 The probes (:func:`cpu_info`, :func:`blas_cores`) read /proc/cpuinfo and threadpoolctl; they are
-cached per process. ``python -m cometa.core.blas`` prints the whole report as JSON.
+cached per process. ``python -m cometa.core.blas`` prints the whole report as JSON; with ``--coretype``
+only the value for child processes (``make lab`` exports it for the notebook kernels).
 """
 from __future__ import annotations
 
@@ -322,5 +323,24 @@ def blas_report(*, backend: str = "auto", gpu: str | bool = "auto") -> dict:
     }
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cometa.core.blas``: the report as JSON; ``--coretype``: only the ``OPENBLAS_CORETYPE``
+    the pipeline would hand its processes (:func:`apply_openblas_coretype`; an empty line for none),
+    its reason on stderr: what ``make lab`` gives the notebook kernels."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m cometa.core.blas",
+                                 description="which BLAS kernels cometa's k-means runs on, as JSON")
+    ap.add_argument("--coretype", action="store_true", help="print the OPENBLAS_CORETYPE for child processes")
+    args = ap.parse_args(argv)
+    if args.coretype:
+        decision = apply_openblas_coretype(announce=False)
+        print(f"cometa: {decision.reason}", file=sys.stderr)
+        print(decision.value or "")
+    else:
+        print(json.dumps(blas_report(), indent=2))
+    return 0
+
+
 if __name__ == "__main__":
-    print(json.dumps(blas_report(), indent=2))
+    sys.exit(main())
