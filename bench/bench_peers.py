@@ -267,6 +267,7 @@ def main(*, quick: bool = False, repeats: int | None = None, batch: int | None =
             peer = SpeechBrainEmbedder(speechbrain_ecapa(**opts))
             result["ecapa"][width] = {"channels": opts["channels"], "frames": frames,
                                       **compare_encoders(ours, peer, mel, mel_sb, repeats=repeats, seed=seed)}
+            _progress(f"ecapa {width}", result["ecapa"][width])
         for name, size in (image_sizes or IMAGE_SIZES).items():
             img = torch.rand(b, 3, size, size, generator=g)  # (B, 3, S, S) in [0, 1]
             torch.manual_seed(seed)
@@ -274,11 +275,18 @@ def main(*, quick: bool = False, repeats: int | None = None, batch: int | None =
             result["resnet34"][name] = {"image_size": size,
                                         **compare_encoders(ours, torchvision_resnet34(), img, img, repeats=repeats,
                                                            seed=seed)}
+            _progress(f"resnet34 {name}", result["resnet34"][name])
         result["meta"] = compare_meta(meta_preset or ("tiny" if quick else "demo"), repeats=repeats, seed=seed)
     finally:
         torch.set_num_threads(before)
     _report(result)
     return result
+
+
+def _progress(case: str, v: dict) -> None:
+    """One line as each encoder case finishes (a long run on a busy machine shows where it is)."""
+    print(f"  {case}: train x{v['train']['ratio']:.2f} (peer {v['train']['peer_s']:.3g} s), "
+          f"infer x{v['infer']['ratio']:.2f} (peer {v['infer']['peer_s']:.3g} s)", flush=True)
 
 
 def _report(result: dict) -> None:
