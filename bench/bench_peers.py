@@ -51,9 +51,9 @@ from cometa.models.losses import AAMSoftmax
 N_MELS = 80
 EMBED_DIM = 192
 # width name -> EcapaTDNN options (SpeechBrain's are derived from them in `speechbrain_ecapa`)
-ECAPA_WIDTHS = {
-    "demo": {"channels": 64, "scale": 4, "se_bottleneck": 32, "attention_channels": 32},
+ECAPA_WIDTHS = {  # the first entry of each case dict is the one the summary names
     "paper": {"channels": 512, "scale": 8, "se_bottleneck": 128, "attention_channels": 128},
+    "demo": {"channels": 64, "scale": 4, "se_bottleneck": 32, "attention_channels": 32},
 }
 IMAGE_SIZES = {"paper": 224, "demo": 32}  # face crops, px
 CROP_FRAMES = 181  # log-mel frames of the paper's 1.8 s crops (10 ms hop, centred)
