@@ -53,9 +53,13 @@ lint: setup
 	$(PY) -m mypy
 
 # JupyterLab from the venv, on loopback only, with a token (LAB_TOKEN, else a fresh random one) that is
-# printed; the server and its kernels run in this checkout with it on PYTHONPATH (exported above).
+# printed; the server and its kernels run in this checkout with it on PYTHONPATH (exported above). The kernels
+# get the OPENBLAS_CORETYPE that the pipeline gives its own (cometa.core.blas.apply_openblas_coretype): faiss's
+# k-means in a notebook then runs the same kernels as in `make demo`. A value the user set is kept.
 lab: setup
-	@token="$(LAB_TOKEN)"; [ -n "$$token" ] || token="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(24))')"; \
+	@coretype="$$($(PY) -m cometa.core.blas --coretype)" || exit 2; \
+	if [ -n "$$coretype" ]; then export OPENBLAS_CORETYPE="$$coretype"; fi; \
+	token="$(LAB_TOKEN)"; [ -n "$$token" ] || token="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(24))')"; \
 	echo "cometa: JupyterLab at http://127.0.0.1:$(LAB_PORT)/lab/tree/notebooks/explore?token=$$token"; \
 	echo "cometa: kernels import this checkout ($(CURDIR)); stop with Ctrl-C"; \
 	exec $(PY) -m jupyter lab --ip 127.0.0.1 --port $(LAB_PORT) --ServerApp.port_retries=0 --no-browser \

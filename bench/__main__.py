@@ -23,8 +23,8 @@ from pathlib import Path
 
 from bench.common import ROOT, describe_machine, machine_info, markdown_table, text_table
 
-SCRIPTS = ("bench_steps", "bench_transfer", "bench_kmeans", "bench_metrics", "bench_corpus", "bench_pipeline",
-           "bench_dashboard", "bench_paper_scale")
+SCRIPTS = ("bench_steps", "bench_peers", "bench_transfer", "bench_kmeans", "bench_metrics", "bench_corpus",
+           "bench_pipeline", "bench_dashboard", "bench_paper_scale")
 RESULTS = ROOT / "bench" / "results.json"
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
 README = ROOT / "README.md"

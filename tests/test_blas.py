@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cometa.core import blas
@@ -19,6 +20,8 @@ from cometa.core.blas import (
     openblas_coretype_for,
     simd_level,
 )
+from cometa.core.lloyd import lloyd, numpy_lloyd
+from cometa.core.pseudo_labels import kmeans_plus_plus
 
 AVX512 = frozenset({"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"})
 AVX2 = frozenset({"sse4_2", "avx", "avx2", "fma"})
@@ -207,3 +210,89 @@ def test_the_probe_runs_numpy_scipy_and_faiss_under_a_core_every_x86_cpu_has():
         pytest.skip("Prescott is an x86 core")
     blas.coretype_runs.cache_clear()
     assert blas.coretype_runs("Prescott") == (True, "")
+
+
+# ---------------------------------------------------------------------------------------------
+# the fallback when faiss is generic: cometa's chunked Lloyd on numpy's OpenBLAS
+
+
+def test_generic_faiss_falls_back_to_numpy_when_numpys_openblas_knows_the_cpu():
+    choice = _auto(XEON, "Prescott", numpy_core="SkylakeX")
+    assert (choice.backend, choice.device) == ("numpy", "cpu") and "'SkylakeX'" in choice.reason
+    zen5 = CpuInfo("AMD EPYC 9B45", "AuthenticAMD", AVX512)
+    assert _auto(zen5, "Prescott", numpy_core="Zen").backend == "numpy"
+    # numpy's OpenBLAS generic too (a user's OPENBLAS_CORETYPE=Prescott reaches every OpenBLAS): as before
+    assert _auto(XEON, "Prescott", numpy_core="Prescott").backend == "torch"
+    assert _auto(zen5, "Prescott", numpy_core="Prescott", scipy_core="SkylakeX").backend == "sklearn"
+    assert _auto(XEON, "SkylakeX", numpy_core="SkylakeX").backend == "faiss"  # faiss fast: faiss
+    assert _auto(XEON, "Prescott", numpy_core="SkylakeX", cuda=True).device == "cuda"  # a GPU first
+    assert _auto(XEON, "SkylakeX", backend="numpy").backend == "numpy"
+
+
+def _unit_mixture(n, dim, k, *, seed, spread=1.5):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((k, dim))
+    x = centres[rng.integers(k, size=n)] + rng.standard_normal((n, dim)) * spread * np.sqrt(1.0 / dim) * \
+        np.linalg.norm(centres, axis=1).mean()
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("chunk_rows, threads", [(256, 2), (7, 3), (5000, 1)])
+def test_numpy_lloyd_is_lloyd_written_out(chunk_rows, threads):
+    """Against Lloyd's iterations in float64 written out, chunking and threads whatever they are."""
+    x = _unit_mixture(900, 12, 9, seed=1)
+    init = x[:9].copy()
+    r = numpy_lloyd(x, init, niter=4, threads=threads, chunk_rows=chunk_rows)
+    x64, c = x.astype(np.float64), init.astype(np.float64)
+    for _ in range(4):
+        labels = ((x64[:, None] - c[None]) ** 2).sum(-1).argmin(1)
+        c = np.stack([x64[labels == j].mean(0) for j in range(9)])  # no cluster empties on this data
+    d = ((x64[:, None] - c[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(r.centroids, c, atol=1e-5)
+    assert np.array_equal(r.labels, d.argmin(1)) and r.labels.dtype == np.int64 and r.iterations == 4
+    assert r.objective == pytest.approx(d.min(1).sum(), rel=1e-5)
+
+
+def test_numpy_lloyd_reaches_the_other_backends_objective():
+    x = _unit_mixture(4000, 32, 40, seed=2)
+    init = kmeans_plus_plus(x, 40, seed=0)
+    ours = lloyd(x, init, niter=20, backend="numpy")
+    for other in ("faiss", "torch"):
+        ref = lloyd(x, init, niter=20, backend=other).objective
+        assert abs(ours.objective - ref) <= 1e-4 * ref, (other, ours.objective, ref)
+    assert np.array_equal(ours.labels, lloyd(x, init, niter=20, backend="numpy").labels)  # deterministic
+
+
+def test_numpy_lloyd_refills_an_empty_cluster_with_the_farthest_point():
+    # two tight groups and a third centroid far from every point: it empties in the first assignment
+    x = np.array([[1, 0], [0.99, 0.141], [0.98, 0.199], [0, 1], [0.141, 0.99], [-0.6, -0.8]], dtype=np.float32)
+    init = np.array([[1, 0], [0, 1], [-5, 5]], dtype=np.float32)
+    r = numpy_lloyd(x, init, niter=1, threads=1)
+    # after the assignment, (-0.6, -0.8) is the farthest point from its centroid (group 0 or 1): it
+    # becomes centroid 2, and its old cluster's mean no longer counts it
+    np.testing.assert_allclose(r.centroids[2], x[5], atol=1e-6)
+    assert r.labels[5] == 2 and set(r.labels[:3]) == {0} and set(r.labels[3:5]) == {1}
+    with pytest.raises(ValueError, match="numpy backend runs on the CPU only"):
+        lloyd(x, init, niter=1, backend="numpy", device="cuda")
+
+
+def test_make_lab_exports_the_pipelines_coretype_to_the_kernels(monkeypatch, capsys):
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    monkeypatch.setattr(blas, "_applied", [])
+    monkeypatch.setattr(blas, "cpu_info", lambda: XEON)
+    monkeypatch.setattr(blas, "blas_cores", lambda: {"faiss": "Prescott"})
+    monkeypatch.setattr(blas, "coretype_runs", lambda value: (True, ""))
+    monkeypatch.setattr(blas.os, "environ", {"PATH": "/bin"})  # apply_openblas_coretype's default env
+    assert blas.main(["--coretype"]) == 0
+    out = capsys.readouterr()
+    assert out.out == "SkylakeX\n" and "OPENBLAS_CORETYPE=SkylakeX" in out.err
+    monkeypatch.setattr(blas, "_applied", [])
+    monkeypatch.setattr(blas, "blas_cores", lambda: {"faiss": "SkylakeX"})
+    monkeypatch.setattr(blas.os, "environ", {"PATH": "/bin"})
+    blas.main(["--coretype"])
+    assert capsys.readouterr().out == "\n"  # nothing to set
+    # the lab target exports what that prints before the server (and so its kernels) starts
+    recipe = (Path(__file__).resolve().parent.parent / "Makefile").read_text().split("\nlab: setup\n")[1]
+    recipe = recipe.split("\n\n")[0]
+    decide = recipe.index('coretype="$$($(PY) -m cometa.core.blas --coretype)"')
+    assert decide < recipe.index('export OPENBLAS_CORETYPE="$$coretype"') < recipe.index("exec $(PY) -m jupyter lab")

@@ -214,9 +214,9 @@ class ClusteringConfig:
     nredo: int = bounded(1, ge=1)  # k-means restarts (the run with the lowest objective is kept)
     # kmeans++ | random (faiss's default: k random points)
     init: str = bounded("kmeans++", choices=("kmeans++", "random"))
-    # Lloyd backend: auto (faiss, or torch where faiss's OpenBLAS is generic on this CPU; a GPU when
-    # visible) | faiss | sklearn | torch  (cometa.core.blas.choose_kmeans_backend)
-    backend: str = bounded("auto", choices=("auto", "faiss", "sklearn", "torch"))
+    # Lloyd backend: auto (faiss, or numpy's BLAS where faiss's OpenBLAS is generic on this CPU; a GPU
+    # when visible) | faiss | numpy | sklearn | torch  (cometa.core.blas.choose_kmeans_backend)
+    backend: str = bounded("auto", choices=("auto", "faiss", "numpy", "sklearn", "torch"))
     # reference | drop  (where audio, visual, joint all differ)
     vote_policy: str = bounded("reference", choices=("reference", "drop"))
     truth_noise: float = bounded(0.0, ge=0, lt=1)  # method truth: the fraction of utterances given a wrong label

@@ -8,14 +8,15 @@ before faiss loads brought it back to 80 %. Two answers, both decided here by pu
 (CPU flags, the BLAS core names that threadpoolctl reports, the environment):
 
 - :func:`choose_kmeans_backend`: which Lloyd backend :func:`cometa.core.pseudo_labels.kmeans` uses in
-  *this* process (faiss; when faiss's kernels are generic, torch on MKL on Intel CPUs, else
-  scikit-learn on scipy's OpenBLAS; faiss or torch on a GPU when one is visible);
+  *this* process (faiss; when faiss's kernels are generic, cometa's chunked Lloyd on numpy's OpenBLAS,
+  which recognises the CPU; faiss or torch on a GPU when one is visible);
 - :func:`openblas_coretype_for`: the ``OPENBLAS_CORETYPE`` the pipeline gives the processes it
   starts (kernels, torchrun workers), so that faiss is fast there too. A value the user set is
   never overridden.
 
 The probes (:func:`cpu_info`, :func:`blas_cores`) read /proc/cpuinfo and threadpoolctl; they are
-cached per process. ``python -m cometa.core.blas`` prints the whole report as JSON.
+cached per process. ``python -m cometa.core.blas`` prints the whole report as JSON; with ``--coretype``
+only the value for child processes (``make lab`` exports it for the notebook kernels).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ __all__ = ["CpuInfo", "BackendChoice", "CoretypeDecision", "cpu_info", "simd_lev
            "faiss_is_generic", "choose_kmeans_backend", "openblas_coretype_for", "kmeans_backend",
            "apply_openblas_coretype", "coretype_runs", "blas_report", "BACKENDS"]
 
-BACKENDS = ("auto", "faiss", "sklearn", "torch")
+BACKENDS = ("auto", "faiss", "sklearn", "torch", "numpy")
 SIMD = ("sse", "avx", "avx2", "avx512")  # simd_level's values, by index
 
 # OpenBLAS core names (openblas_get_corename, lower-cased) by the widest SIMD their kernels use;
@@ -99,19 +100,23 @@ def faiss_is_generic(*, flags: frozenset | set, faiss_core: str | None) -> bool:
 
 def choose_kmeans_backend(*, backend: str = "auto", gpu: str | bool = "auto", flags: frozenset | set,
                           faiss_core: str | None, vendor: str = "unknown", scipy_core: str | None = None,
-                          torch_blas: str | None = "MKL", faiss_gpus: int = 0, cuda: bool = False) -> BackendChoice:
+                          numpy_core: str | None = None, torch_blas: str | None = "MKL", faiss_gpus: int = 0,
+                          cuda: bool = False) -> BackendChoice:
     """Which Lloyd backend k-means uses, from what the process sees (a pure function).
 
     Parameters
     ----------
-    backend : "auto" | "faiss" | "sklearn" | "torch". "auto": on a GPU, faiss's GPU k-means when the
-        faiss build has GPUs (``faiss_gpus > 0``), else torch on CUDA. On the CPU, faiss unless its
-        OpenBLAS is generic on this CPU (:func:`faiss_is_generic`); then torch when its BLAS is MKL
-        on an Intel CPU (Intel's library at its best), else scikit-learn when scipy's OpenBLAS
-        recognises the CPU (on an AMD EPYC, MKL's sgemm ran at 0.6x of that OpenBLAS), else torch.
+    backend : "auto" | "faiss" | "sklearn" | "torch" | "numpy". "auto": on a GPU, faiss's GPU k-means
+        when the faiss build has GPUs (``faiss_gpus > 0``), else torch on CUDA. On the CPU, faiss
+        unless its OpenBLAS is generic on this CPU (:func:`faiss_is_generic`); then the chunked Lloyd
+        on numpy's OpenBLAS when that recognises the CPU (AVX2 kernels or better; on a 2-core AVX-512
+        Xeon, issue 36, it ran at 1.12x faiss's speed on its native kernels in one thread, torch's
+        loop at 0.77x), else torch when its BLAS is MKL on an Intel CPU, else scikit-learn when
+        scipy's OpenBLAS recognises the CPU, else torch.
     gpu : "auto" (a GPU when one is visible), True (a GPU or an error), False (the CPU).
     flags, vendor : the CPU's flags and vendor id (:func:`cpu_info`).
-    faiss_core, scipy_core : the OpenBLAS core names of faiss and scipy (:func:`blas_cores`).
+    faiss_core, scipy_core, numpy_core : the OpenBLAS core names of faiss, scipy and numpy
+        (:func:`blas_cores`).
     torch_blas : "MKL" when torch's CPU BLAS is MKL. faiss_gpus : ``faiss.get_num_gpus()``;
     cuda : ``torch.cuda.is_available()``.
     """
@@ -136,6 +141,9 @@ def choose_kmeans_backend(*, backend: str = "auto", gpu: str | bool = "auto", fl
     if not faiss_is_generic(flags=flags, faiss_core=faiss_core):
         return BackendChoice("faiss", "cpu", f"faiss's OpenBLAS runs {faiss_core!r} kernels on this {level} CPU")
     generic = f"faiss's OpenBLAS runs generic {faiss_core!r} kernels on this {level} CPU"
+    if (core_level(numpy_core) or 0) >= 2:
+        return BackendChoice("numpy", "cpu", f"{generic}: a chunked Lloyd on numpy's OpenBLAS ({numpy_core!r} "
+                                             "kernels) instead")
     if torch_blas == "MKL" and vendor == "GenuineIntel":
         return BackendChoice("torch", "cpu", f"{generic}: the assignment runs on torch's MKL instead")
     if (core_level(scipy_core) or 0) >= 2:
@@ -239,7 +247,8 @@ def kmeans_backend(*, backend: str = "auto", gpu: str | bool = "auto") -> Backen
     cpu = cpu_info()
     return choose_kmeans_backend(backend=backend, gpu=gpu, flags=cpu.flags, vendor=cpu.vendor,
                                  faiss_core=cores.get("faiss"), scipy_core=cores.get("scipy"),
-                                 torch_blas=cores.get("torch"), faiss_gpus=faiss_gpus, cuda=cuda)
+                                 numpy_core=cores.get("numpy"), torch_blas=cores.get("torch"),
+                                 faiss_gpus=faiss_gpus, cuda=cuda)
 
 
 _applied: list[CoretypeDecision] = []  # what apply_openblas_coretype set in os.environ, once
@@ -314,5 +323,24 @@ def blas_report(*, backend: str = "auto", gpu: str | bool = "auto") -> dict:
     }
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cometa.core.blas``: the report as JSON; ``--coretype``: only the ``OPENBLAS_CORETYPE``
+    the pipeline would hand its processes (:func:`apply_openblas_coretype`; an empty line for none),
+    its reason on stderr: what ``make lab`` gives the notebook kernels."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m cometa.core.blas",
+                                 description="which BLAS kernels cometa's k-means runs on, as JSON")
+    ap.add_argument("--coretype", action="store_true", help="print the OPENBLAS_CORETYPE for child processes")
+    args = ap.parse_args(argv)
+    if args.coretype:
+        decision = apply_openblas_coretype(announce=False)
+        print(f"cometa: {decision.reason}", file=sys.stderr)
+        print(decision.value or "")
+    else:
+        print(json.dumps(blas_report(), indent=2))
+    return 0
+
+
 if __name__ == "__main__":
-    print(json.dumps(blas_report(), indent=2))
+    sys.exit(main())

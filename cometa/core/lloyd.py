@@ -8,21 +8,30 @@ with the final centroids, so that labels and centroids match:
 - ``sklearn``: scikit-learn's Lloyd with ``tol=0`` on scipy's BLAS (it stops before ``niter`` only
   when the labels no longer change, where further iterations would change nothing);
 - ``torch``: a plain loop whose assignment step is a chunked matmul on torch's own BLAS (MKL on x86)
-  or on CUDA.
+  or on CUDA;
+- ``numpy``: the same loop on numpy's BLAS, written as scikit-learn's Lloyd is: the points in chunks of
+  a few hundred rows, each chunk's (rows, k) scores computed and reduced to the nearest centroid while
+  they are still in the core's cache, the chunks spread over a thread pool whose threads each run a
+  single-threaded matmul. This is the fallback when faiss's bundled OpenBLAS runs generic kernels
+  (:mod:`cometa.core.blas`): numpy's own OpenBLAS recognises the CPU.
 
-Empty clusters: faiss splits the largest cluster; scikit-learn and the torch loop move an empty
-centroid onto the point farthest from its centroid. Which backend runs is decided in
+Empty clusters: faiss splits the largest cluster; scikit-learn and the torch and numpy loops move an
+empty centroid onto the point farthest from its centroid. Which backend runs is decided in
 :mod:`cometa.core.blas`; this module only runs them. Unlike the rest of the pseudo-label code it holds
 device code (the torch loop on CUDA).
 """
 from __future__ import annotations
 
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LloydResult", "lloyd", "faiss_lloyd", "sklearn_lloyd", "torch_lloyd"]
+__all__ = ["LloydResult", "lloyd", "faiss_lloyd", "sklearn_lloyd", "torch_lloyd", "numpy_lloyd"]
+
+CHUNK_ROWS = 256  # points per assignment chunk: (256, k) float32 scores stay in L2 for k up to ~2000
 
 
 @dataclass
@@ -56,7 +65,11 @@ def lloyd(x: np.ndarray, init: np.ndarray, *, niter: int, backend: str, device: 
         return sklearn_lloyd(x, init, niter=niter)
     if backend == "torch":
         return torch_lloyd(x, init, niter=niter, device=device)
-    raise ValueError(f"k-means backend must be faiss|sklearn|torch, got {backend!r}")
+    if backend == "numpy":
+        if device != "cpu":
+            raise ValueError(f"the numpy backend runs on the CPU only, got device {device!r}")
+        return numpy_lloyd(x, init, niter=niter)
+    raise ValueError(f"k-means backend must be faiss|sklearn|torch|numpy, got {backend!r}")
 
 
 def faiss_lloyd(x: np.ndarray, init: np.ndarray, *, niter: int, seed: int = 0, gpu: bool = False) -> LloydResult:
@@ -130,4 +143,72 @@ def _assign(xt, c, *, chunk_elems: int = 1 << 24):
         dist = torch.addmm(csq, xb, c.T, beta=1, alpha=-2)  # (B, k): |c|² − 2 x·c
         mn, labels[s:s + rows] = dist.min(1)
         d2[s:s + rows] = (mn + (xb * xb).sum(1)).clamp_min_(0)
+    return labels, d2
+
+
+def numpy_lloyd(x: np.ndarray, init: np.ndarray, *, niter: int, threads: int | None = None,
+                chunk_rows: int = CHUNK_ROWS) -> LloydResult:
+    """Exactly ``niter`` Lloyd iterations on numpy's BLAS (see the module docstring).
+
+    ``threads``: the thread pool's size (default: the process's thread budget, ``torch.get_num_threads()``,
+    which ``cometa.pipeline.steps.set_threads`` gives torch and faiss); every BLAS call inside runs on
+    one thread, so that the pool's threads do not each start more.
+    """
+    import scipy.sparse
+    from threadpoolctl import threadpool_limits
+
+    if threads is None:
+        import torch  # only for the thread budget, as sklearn_lloyd
+
+        threads = torch.get_num_threads()
+    n, k = len(x), len(init)
+    xsq = np.einsum("ij,ij->i", x, x)  # (N,) |x|²
+    rows = np.arange(n)
+    c = init.copy()
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max(1, threads)) as pool:
+        for _ in range(niter):
+            labels, d2 = _assign_numpy(x, xsq, c, pool, chunk_rows)  # (N,), (N,)
+            # (k, N) one-hot as a sparse matrix: the sums of each cluster's points in one product
+            member = scipy.sparse.csr_matrix((np.ones(n, dtype=np.float32), (labels, rows)), shape=(k, n))
+            sums = np.asarray(member @ x, dtype=np.float32)  # (k, D)
+            counts = np.bincount(labels, minlength=k).astype(np.float32)  # (k,)
+            empty = np.flatnonzero(counts == 0)
+            if len(empty):  # as scikit-learn: the farthest points become the empty clusters' centroids
+                far = np.argsort(d2, kind="stable")[::-1][:len(empty)]
+                np.subtract.at(sums, labels[far], x[far])
+                np.subtract.at(counts, labels[far], 1.0)
+                sums[empty], counts[empty] = x[far], 1.0
+            c = sums / np.maximum(counts, 1.0)[:, None]
+        labels, d2 = _assign_numpy(x, xsq, c, pool, chunk_rows)
+    return LloydResult(labels, c.astype(np.float32), float(d2.sum(dtype=np.float64)), niter)
+
+
+def _assign_numpy(x: np.ndarray, xsq: np.ndarray, c: np.ndarray, pool: ThreadPoolExecutor,
+                  chunk_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) int64 nearest centroid and (N,) float32 squared distance, chunk by chunk on ``pool``.
+
+    The nearest centroid maximises x·c − |c|²/2 (|x − c|² = |x|² − 2 (x·c − |c|²/2)): one matmul
+    into a per-thread (rows, k) buffer, one subtraction, one argmax, all while the chunk is in cache.
+    """
+    n, k = len(x), len(c)
+    ct = np.ascontiguousarray(c.T, dtype=np.float32)  # (D, k)
+    half_csq = (0.5 * np.einsum("ij,ij->i", c, c)).astype(np.float32)  # (k,)
+    labels = np.empty(n, dtype=np.int64)
+    d2 = np.empty(n, dtype=np.float32)
+    local = threading.local()
+
+    def work(start: int) -> None:
+        xb = x[start:start + chunk_rows]  # (b, D)
+        b = len(xb)
+        buf = getattr(local, "buf", None)
+        if buf is None:
+            buf = local.buf = np.empty((chunk_rows, k), dtype=np.float32)
+        scores = np.matmul(xb, ct, out=buf[:b])  # (b, k) x·c
+        scores -= half_csq
+        best = scores.argmax(axis=1)  # (b,)
+        labels[start:start + b] = best
+        d2[start:start + b] = np.maximum(xsq[start:start + b] - 2.0 * scores[np.arange(b), best], 0.0)
+
+    for _ in pool.map(work, range(0, n, chunk_rows)):
+        pass  # (re-raises a worker's exception)
     return labels, d2

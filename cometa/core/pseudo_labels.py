@@ -104,9 +104,10 @@ def kmeans(embeddings: np.ndarray, k: int, *, seed: int, niter: int = 20, nredo:
         speaker-like data often leaves two centres in one speaker and none in another) or "random"
         (:func:`random_init`).
     gpu : "auto" (a GPU when one is visible), True, False.
-    backend : "auto" | "faiss" | "sklearn" | "torch". "auto" picks faiss unless its bundled
-        OpenBLAS runs generic kernels on this CPU (then torch on torch's own BLAS), and faiss's GPU
-        k-means or torch on CUDA on a GPU: :func:`cometa.core.blas.choose_kmeans_backend`.
+    backend : "auto" | "faiss" | "sklearn" | "torch" | "numpy". "auto" picks faiss unless its bundled
+        OpenBLAS runs generic kernels on this CPU (then a chunked Lloyd on numpy's BLAS,
+        :func:`cometa.core.lloyd.numpy_lloyd`), and faiss's GPU k-means or torch on CUDA on a GPU:
+        :func:`cometa.core.blas.choose_kmeans_backend`.
     """
     if init not in ("kmeans++", "random"):
         raise ValueError(f"init must be kmeans++|random, got {init!r}")
