@@ -33,7 +33,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"step_costs: {e}", file=sys.stderr)
             return 2
         preset = preset_of(run)
+        records = [json.loads(p.read_text()) for p in Path(run).glob("**/done.json")]
+        measured = [r for r in records if r.get("step") not in (None, "report") and not r.get("shared_from")]
+        with_cpu = sum("cpu_seconds" in r for r in measured)
         data[preset] = {"cpu_seconds": costs, "run": str(Path(run).resolve()),
+                        "measured_as": f"{with_cpu} of {len(measured)} steps by their kernels' CPU seconds, the "
+                                       "rest as wall seconds x threads (an overestimate on a loaded machine)",
                         "cpu": f"{machine['cpu']['model']} ({machine['cpu']['simd']}, {machine['cpu']['cores']} cores)",
                         "commit": machine["git"]["commit"]}
         print(f"{preset}: " + ", ".join(f"{k} {v:.0f} s" for k, v in costs.items()))
