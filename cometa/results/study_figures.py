@@ -179,12 +179,13 @@ def round_curves(rounds: pd.DataFrame, *, metric: str = "audio_eer_O", cells: Se
 def gain_figure(gain: pd.DataFrame, *, axis: str | None = None, metric: str = "audio_eer_O") -> go.Figure:
     """Each strategy's gain over the baseline (:func:`cometa.results.study_gain.baseline_gain`) against
     ``axis`` (one line per strategy, a dash per variant; a cell without the axis a dotted line at its
-    mean), or per cell as bars when ``axis`` is None; error bars are the 95 % t-interval over the seeds.
+    mean), or per cell as bars when ``axis`` is None or takes one value; error bars are the 95 %
+    t-interval over the seeds.
     Above zero the strategy beats the baseline. EERs in percentage points."""
     scale = _scale(metric)
     fig = go.Figure()
     d = gain.assign(err=(gain["gain_hi"] - gain["gain_mean"]).fillna(0.0) * scale, y=gain["gain_mean"] * scale)
-    if axis is None or axis not in d.columns or d[axis].isna().all():
+    if axis is None or axis not in d.columns or d[axis].dropna().nunique() < 2:  # no line to draw: bars per cell
         for strategy, g in d.groupby("strategy", sort=False):
             fig.add_trace(go.Bar(x=list(g["cell"]), y=list(g["y"]), name=F.STRATEGY_NAMES.get(strategy, strategy),
                                  marker_color=F.strategy_color(strategy),
