@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m cometa.core.blas``: the report as JSON; ``--coretype``: only the ``OPENBLAS_CORETYPE``
     the pipeline would hand its processes (:func:`apply_openblas_coretype`; an empty line for none),
     its reason on stderr: what ``make lab`` gives the notebook kernels."""
-    import argparse
+    import argparse  # the command line of this module only
 
     ap = argparse.ArgumentParser(prog="python -m cometa.core.blas",
                                  description="which BLAS kernels cometa's k-means runs on, as JSON")

@@ -154,6 +154,7 @@ def numpy_lloyd(x: np.ndarray, init: np.ndarray, *, niter: int, threads: int | N
     which ``cometa.pipeline.steps.set_threads`` gives torch and faiss); every BLAS call inside runs on
     one thread, so that the pool's threads do not each start more.
     """
+    # scipy.sparse and threadpoolctl: only this backend needs them (loaded when it runs)
     import scipy.sparse
     from threadpoolctl import threadpool_limits
 
