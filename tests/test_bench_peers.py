@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
 
 import pytest
 import torch
@@ -13,6 +14,15 @@ from bench import bench_peers
 from bench.bench_steps import build_variant, random_batch
 from cometa.config import load_config
 from cometa.models.encoders import EcapaTDNN, FaceResNet, count_parameters
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _forget_speechbrain():
+    """SpeechBrain registers lazy modules (k2, ...) in sys.modules that raise ImportError when touched;
+    hypothesis walks sys.modules in later test files: leave none of speechbrain's behind."""
+    yield
+    for name in [m for m in sys.modules if m == "speechbrain" or m.startswith("speechbrain.")]:
+        del sys.modules[name]
 
 TINY_ECAPA = {"tiny": {"channels": 16, "scale": 4, "se_bottleneck": 8, "attention_channels": 8}}
 

@@ -84,7 +84,7 @@ def test_run_config_roundtrip(tmp_path):
     ("stage2.rounds=0", "stage2.rounds", ">= 1"),
     ("stage2.batch_size=1", "stage2.batch_size", ">= 2"),
     ("clustering.k=1", "clustering.k", ">= 2"),
-    ("clustering.backend=mkl", "clustering.backend", "one of auto|faiss|sklearn|torch"),
+    ("clustering.backend=mkl", "clustering.backend", "one of auto|faiss|numpy|sklearn|torch"),
     ("stage1.epochs=0", "stage1.epochs", ">= 1"),
     ("stage1.lr=0", "stage1.lr", "> 0"),
     ("stage1.temperature=0", "stage1.temperature", "> 0"),

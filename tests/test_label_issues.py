@@ -91,7 +91,7 @@ def test_ranking_quality_matches_direct_auroc_and_ap():
 
 
 def test_table4_says_what_round_one_audio_scores_measure():
-    from cometa.results.comparison import table4_markdown
+    from cometa.results.strategy_tables import table4_markdown
 
     md = table4_markdown({"rows": [{"strategy": "cometa", "round": 1}], "n_seeds": 1}, {})
     assert "k-means cells of the very embeddings the regression is fitted on" in md

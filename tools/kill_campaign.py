@@ -52,9 +52,10 @@ from cometa.runs import LOCK_FILE, is_temporary  # noqa: E402  (after the checko
 TIMING_NAMES = ("epoch_seconds", "projection_seconds")  # wall-clock scalars: not compared
 # in JSON records: wall-clock times, the corpus cache's path and the run id (the directory's name)
 # (``step_seconds``: Table 6's wall-clock seconds per training step, in report/tables.json)
-# and where a step ran (``worker``, ``host``; a study's copy of a shared step: ``linked_at``)
+# and where and how a step ran (``worker``, ``host``, its kernel's ``cpu_seconds``; a study's copy of a
+# shared step: ``linked_at``)
 TIMING_KEYS = {"seconds", "started_at", "finished_at", "build_seconds", "time", "root", "run", "step_seconds",
-               "worker", "host", "linked_at"}
+               "worker", "host", "linked_at", "cpu_seconds"}
 KEY_COLUMNS = ["strategy", "stage", "round", "epoch", "step", "modality", "name"]
 # the writes a fault kill freezes (regex on fault_point's ``where``) and the largest n drawn for each
 FAULTS = {"checkpoint": (r"^write:.*\.pt$", 3), "npz": (r"^write:.*\.npz$", 3),

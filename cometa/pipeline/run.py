@@ -182,6 +182,10 @@ def execute_step(step: Step, *, progress: bool = True, log_output: bool = False,
                             # SIGINT, sent to every kernel before its shutdown request, finds it still
                             # finishing its last message
                             extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                            # nbclient waits 4 s for a finished cell's last output by default: on a loaded
+                            # machine (a study's steps side by side, a shared cluster node) a kernel can take
+                            # longer to flush it, and the step would fail although its cell succeeded
+                            iopub_timeout=120,
                             # once the last cell has returned, the kernel holds nothing the run needs (every
                             # output is written atomically and committed inside the cells, and the done marker
                             # is this process's to write), so it is killed rather than asked to exit: a graceful
