@@ -13,8 +13,10 @@ Synthetic 192-d embeddings and labels of VoxCeleb2 dev's size (1,092,009 utteran
                        and the per-video (session) measures, with the flip rate against a previous round
 ``label_issues``       one view, the method the paper preset uses (``centroid``:
                        :func:`~cometa.core.label_issues.centroid_probs` and the sparse scores and flags)
-``as_norm``            :func:`cometa.evaluation.metrics.as_norm_trials` on O, E and H (cohort 20,000, top 300)
-``eer``                :func:`~cometa.evaluation.metrics.score_trials`, EER and minDCF (0.01, 0.05) on O, E, H
+``as_norm``            :func:`cometa.evaluation.evaluate.evaluate_as_norm` as the analysis step calls it: audio and
+                       visual (and their fusion) on O, E and H, cohort 20,000, top 300, EER and minDCF
+``eer``                :func:`cometa.evaluation.evaluate.evaluate_embeddings`: cosine scores, EER and minDCF
+                       (0.01, 0.05) of audio, visual and fused on O, E, H
 ``store_write``        a round's writes through :class:`cometa.runs.RunStore`: embeddings.npz (audio, visual,
                        joint), labels.parquet, label_issues.parquet (3 views) and the round's scalars
 ``projections``        :func:`cometa.core.projections.project_round` of the three views (UMAP at the cap
@@ -25,8 +27,8 @@ Synthetic 192-d embeddings and labels of VoxCeleb2 dev's size (1,092,009 utteran
 ``--scale s`` (default 1) measures each step at ``0.4 s N`` and ``s N`` utterances (trials and
 evaluation utterances scaled alike; k stays 6,000), fits t = a nᵇ (b floored at 1) and RSS = c + d n
 through the two points and extrapolates to N (``"extrapolated": true`` in the JSON, with the n of the
-larger measurement). At scale 1 a step is measured at N itself, except ``kmeans`` (over an hour on 2
-cores): at N/10 and N/4.
+larger measurement). At scale 1 a step is measured at N itself; ``kmeans`` is first measured at N/10,
+and when ten times that is over an hour, at N/4 too and extrapolated instead of run at N.
 
 Writes ``bench/paper_scale.json``: ``{"n_utterances", "k", "steps": {NAME: {"seconds", "peak_rss_gb",
 "n", "extrapolated"}}, ...}`` and prints the same as a table, with the targets of issue 35 (no step
@@ -55,7 +57,8 @@ N_EVAL, N_EVAL_SPK = 153_516, 1_251
 TRIALS = {"O": 37_611, "E": 579_818, "H": 550_894}
 COHORT, TOP_N = 20_000, 300
 STEPS = ("kmeans", "ensemble", "label_metrics", "label_issues", "as_norm", "eer", "store_write", "projections")
-LONG = ("kmeans",)  # over an hour at N on 2 cores: measured at N/10 and N/4 even at scale 1
+LONG = ("kmeans",)  # may run over an hour at N on 2 cores: probed at N/10 first (see main)
+HOUR = 3600.0
 CAPPED, PROJECTION_CAP = ("projections",), 50_000  # ProjectionConfig.max_points
 TARGET_RSS_GB, TARGET_ISSUES_S, TARGET_ROUND_S = 16.0, 180.0, 1200.0
 
@@ -189,16 +192,17 @@ def _run_step(name: str, n: int) -> float:
         probs = centroid_probs(audio, labels, temperature=cfg.temperature, top_k=cfg.top_k)
         sparse_label_issue_scores(labels, probs), sparse_flag_label_issues(labels, probs)
     elif name in ("as_norm", "eer"):
-        from cometa.evaluation.metrics import as_norm_trials, eer, min_dcf, score_trials
+        from cometa.evaluation.evaluate import evaluate_as_norm, evaluate_embeddings
 
         emb, index, trials, cohort = _eval_set(n)
+        # the analysis step's two modalities (and their fusion); the visual ones: another draw of the same size
+        embs = {"audio": emb, "visual": np.roll(emb, 1, axis=1)}
+        keys = list(index)
         t0 = time.perf_counter()
-        for lst in trials.values():
-            if name == "as_norm":
-                as_norm_trials(emb, index, lst, cohort, top_n=TOP_N)
-            else:
-                s, y = score_trials(emb, index, lst), lst["label"].to_numpy()
-                eer(s, y), min_dcf(s, y, p_target=0.01), min_dcf(s, y, p_target=0.05)
+        if name == "as_norm":
+            evaluate_as_norm(keys, embs, trials, {"audio": cohort, "visual": np.roll(cohort, 1, axis=1)}, top_n=TOP_N)
+        else:
+            evaluate_embeddings(keys, embs, trials)
     elif name == "store_write":
         import pandas as pd
 
@@ -293,13 +297,21 @@ def main(*, scale: float = 1.0, steps: tuple[str, ...] = STEPS, out: Path | None
             result["measured"][name] = [m, {"assumed_exponent": 1.0}]
             entry = {"seconds": m["seconds"] * factor, "peak_rss_gb": m["peak_rss_gb"] + 4 * DIM * 4 * (N_UTT - n)
                      / 2 ** 30, "n": n, "extrapolated": n < N_UTT}
-        elif scale >= 1 and name not in LONG:
+        elif scale >= 1 and name in LONG and (probe := measure(name, N_UTT // 10))["seconds"] * 10 > HOUR:
+            # over an hour at N even at linear cost: N/10 and N/4, extrapolated (the issue's rule)
+            large = measure(name, N_UTT // 4)
+            fit = extrapolate(probe, large, N_UTT)
+            result["measured"][name] = [probe, large, {"fitted_exponent": round(fit["fitted_exponent"], 3),
+                                                       "used_exponent": round(fit["exponent"], 3)}]
+            entry = {"seconds": fit["seconds"], "peak_rss_gb": fit["peak_rss_gb"], "n": N_UTT // 4,
+                     "extrapolated": True}
+        elif scale >= 1:
             m = measure(name, N_UTT)
             result["measured"][name] = [m]
             entry = {"seconds": m["seconds"], "peak_rss_gb": m["peak_rss_gb"], "n": N_UTT, "extrapolated": False}
         else:
-            hi = N_UTT // 4 if scale >= 1 else int(N_UTT * scale)
-            lo = N_UTT // 10 if scale >= 1 else int(0.4 * hi)
+            hi = int(N_UTT * scale)
+            lo = int(0.4 * hi)
             small, large = measure(name, lo), measure(name, hi)
             fit = extrapolate(small, large, N_UTT)
             result["measured"][name] = [small, large, {"fitted_exponent": round(fit["fitted_exponent"], 3),

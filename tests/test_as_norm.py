@@ -80,3 +80,37 @@ def test_a_cohort_sharing_test_speakers_is_refused_naming_them():
     ctx = SimpleNamespace(corpus=corpus, cfg=None, store=None)  # nothing else may be reached
     with pytest.raises(CohortOverlapError, match=r"share 1 speaker\(s\): c;"):
         as_norm_round(ctx, "baseline", 1)
+
+
+def test_evaluation_computes_cohort_statistics_once_per_modality_for_all_lists(monkeypatch):
+    """O, E and H share their utterances: one cohort pass per modality over the rows some list names
+    (unnamed rows are not scored), and the scores still equal the pairwise as_norm of each list."""
+    import cometa.evaluation.metrics as M
+
+    rng = np.random.default_rng(3)
+    keys = [f"u{i}" for i in range(12)]  # u10, u11: in no list
+    emb, cohort = rng.normal(size=(12, 5)), rng.normal(size=(30, 5))
+    lists = {"O": pd.DataFrame({"label": [1, 0, 1, 0], "enroll": ["u0", "u1", "u2", "u0"],
+                                "test": ["u3", "u4", "u5", "u5"]}),
+             "E": pd.DataFrame({"label": [0, 1, 0, 1], "enroll": ["u6", "u7", "u0", "u8"],
+                                "test": ["u9", "u9", "u7", "u1"]})}
+    seen = []
+    real = M.cohort_stats
+
+    def counted(x, c, *, top_n, **kw):
+        seen.append(len(x))
+        return real(x, c, top_n=top_n, **kw)
+
+    monkeypatch.setattr(M, "cohort_stats", counted)
+    m = evaluate_as_norm(keys, {"audio": emb}, lists, {"audio": cohort}, top_n=6, p_targets=[0.01])
+    assert seen == [10]  # one pass, the 10 named utterances
+    index = {k: i for i, k in enumerate(keys)}
+    for name, tr in lists.items():
+        e, t = emb[[index[k] for k in tr["enroll"]]], emb[[index[k] for k in tr["test"]]]
+        expected = as_norm(e, t, cohort, top_n=6)
+        got = m.set_index(["list", "modality", "name"])["value"][(name, "audio", "eer_asnorm")]
+        assert got == pytest.approx(eer(expected, tr["label"].to_numpy())[0])
+        mu, sd = M.used_cohort_stats(emb, index, lists.values(), cohort, top_n=6)
+        assert np.isnan(mu[10:]).all() and np.isfinite(mu[:10]).all()
+        np.testing.assert_allclose(as_norm_trials(emb, index, tr, cohort, top_n=6, stats=(mu, sd)), expected,
+                                   rtol=1e-12)

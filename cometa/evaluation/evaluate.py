@@ -8,7 +8,7 @@ import pandas as pd
 
 from cometa.config import ConfigError
 from cometa.config.sections import EvalConfig  # noqa: F401 (re-exported)
-from cometa.evaluation.metrics import as_norm_trials, eer, fuse_scores, min_dcf, score_trials
+from cometa.evaluation.metrics import as_norm_trials, eer, fuse_scores, min_dcf, score_trials, used_cohort_stats
 
 MODALITIES = ("audio", "visual", "fused")
 
@@ -106,13 +106,16 @@ def evaluate_as_norm(
     a test utterance without a face (NaN embedding) leaves its visual trials unscored, as there.
     """
     index = {k: i for i, k in enumerate(keys)}
+    stats = {}  # modality -> (mu, sigma) of every utterance some list names: one cohort pass for all lists
+    for m, e in embeddings.items():
+        cohort = np.asarray(cohorts[m])
+        stats[m] = used_cohort_stats(e, index, trials.values(), cohort[np.isfinite(cohort).all(axis=1)], top_n=top_n)
     rows = []
     for name, tr in trials.items():
         labels = tr["label"].to_numpy()
         per_mod = {}
         for m, e in embeddings.items():
-            cohort = np.asarray(cohorts[m])
-            per_mod[m] = as_norm_trials(e, index, tr, cohort[np.isfinite(cohort).all(axis=1)], top_n=top_n)
+            per_mod[m] = as_norm_trials(e, index, tr, None, top_n=top_n, stats=stats[m])
         if "audio" in per_mod and "visual" in per_mod:
             per_mod["fused"] = fuse_scores(per_mod["audio"], per_mod["visual"])
         for mod, s in per_mod.items():
