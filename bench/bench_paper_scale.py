@@ -61,6 +61,8 @@ LONG = ("kmeans",)  # may run over an hour at N on 2 cores: probed at N/10 first
 HOUR = 3600.0
 CAPPED, PROJECTION_CAP = ("projections",), 50_000  # ProjectionConfig.max_points
 TARGET_RSS_GB, TARGET_ISSUES_S, TARGET_ROUND_S = 16.0, 180.0, 1200.0
+VIEWS_PER_ROUND = 3  # cometa.pipeline.analysis.VIEWS: label issues of audio, visual and joint each round
+NOT_PER_ROUND = ("dashboard_first_load", "dashboard_slider")  # a reader's waits, not the round's CPU work
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -188,6 +190,7 @@ def _run_step(name: str, n: int) -> float:
         speaker, _, _, audio, _ = _train_set(n)
         labels = _noisy_labels(np.random.default_rng(1), speaker, 0.2)
         labels = np.unique(labels, return_inverse=True)[1]  # factorized, as analysis.label_issues_round does
+        audio = audio.astype(np.float64)  # as analysis.label_issues_round hands each view over
         t0 = time.perf_counter()
         probs = centroid_probs(audio, labels, temperature=cfg.temperature, top_k=cfg.top_k)
         sparse_label_issue_scores(labels, probs), sparse_flag_label_issues(labels, probs)
@@ -322,7 +325,9 @@ def main(*, scale: float = 1.0, steps: tuple[str, ...] = STEPS, out: Path | None
               f"{'  (extrapolated from n = ' + format(entry['n'], ',') + ')' if entry['extrapolated'] else ''}"
               f"  [{time.perf_counter() - t0:.0f} s to measure]", flush=True)
     s = result["steps"]
-    round_s = sum(v["seconds"] for k, v in s.items() if k != "kmeans")
+    # label_issues is one view; the analysis step scores three (audio, visual, joint) per round
+    round_s = sum(v["seconds"] * (VIEWS_PER_ROUND if k == "label_issues" else 1) for k, v in s.items()
+                  if k not in ("kmeans", *NOT_PER_ROUND))
     result["checks"] = {
         "max_peak_rss_gb": max(v["peak_rss_gb"] for v in s.values()),
         "label_issues_s": s.get("label_issues", {}).get("seconds"),
@@ -330,7 +335,8 @@ def main(*, scale: float = 1.0, steps: tuple[str, ...] = STEPS, out: Path | None
     }
     print(f"\npeak RSS max {result['checks']['max_peak_rss_gb']:.2f} GB (target <= {TARGET_RSS_GB}); "
           f"label issues {result['checks']['label_issues_s']} s a view (target <= {TARGET_ISSUES_S}); "
-          f"a round's steps but k-means {round_s:.0f} s (target <= {TARGET_ROUND_S:.0f})")
+          f"a round's steps but k-means (label issues x {VIEWS_PER_ROUND} views) {round_s:.0f} s"
+          f" (target <= {TARGET_ROUND_S:.0f})")
     result["headline"] = ", ".join(f"{k} {v['seconds']:.0f} s/{v['peak_rss_gb']:.1f} GB"
                                    f"{'*' if v['extrapolated'] else ''}" for k, v in s.items())
     if out is not None:
