@@ -227,3 +227,19 @@ def test_tiny_run_end_to_end_on_the_prepared_tree(tree, prepared, tmp_path, caps
             np.testing.assert_allclose(visual_run[i], per_frame.mean(0), rtol=1e-4, atol=1e-5, err_msg=key)
             if len(per_frame) > 1:
                 assert not np.allclose(visual_run[i], per_frame[:-1].mean(0), rtol=1e-4, atol=1e-5)
+
+
+def test_prepare_takes_voxceleb1_dev_and_test_both(tmp_path):
+    # VoxCeleb1 ships as a dev and a test archive: the O list names test speakers, E and H dev ones too
+    src = tmp_path / "src"
+    files = ["vox2/dev/aac/id00012/abc/00001.m4a", "vox2/test/aac/id09999/xyz/00001.m4a",  # vox2 test: not trained on
+             "vox1/dev/wav/id10001/v1/00001.wav", "vox1/dev/mp4/id10001/v1/00001.mp4",
+             "vox1/test/wav/id10270/v2/00001.wav", "vox1/test/mp4/id10270/v2/00001.mp4", *TRIAL_NAMES]
+    for f in files:
+        (src / f).parent.mkdir(parents=True, exist_ok=True)
+        (src / f).write_bytes(b"x")
+    made = {(t.kind, str(t.target.relative_to(tmp_path / "dst"))) for t in voxceleb_tasks(src, tmp_path / "dst")}
+    assert made == {("audio", "train/wav/id00012/abc/00001.wav"),
+                    ("audio", "test/wav/id10001/v1/00001.wav"), ("faces", "test/faces/id10001/v1/00001"),
+                    ("audio", "test/wav/id10270/v2/00001.wav"), ("faces", "test/faces/id10270/v2/00001"),
+                    *(("trials", f"trials/{name}") for name in TRIAL_NAMES)}
