@@ -1,8 +1,9 @@
 """``cometa prepare voxceleb``: a VoxCeleb-shaped download tree made with Debian's ffmpeg from the
 embedded corpus (real m4a and mp4 files, one corrupt m4a), converted, resumed, and then checked by
-``run --preset paper --dry-run --data-root`` on the result."""
+``run --preset paper --dry-run --data-root`` on the result and run end to end at the ``tiny`` sizes."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -124,3 +125,121 @@ def test_prepare_names_a_missing_folder(tmp_path, capsys):
     (tmp_path / "src" / "vox2" / "aac").mkdir(parents=True)
     assert main(["prepare", "voxceleb", str(tmp_path / "src"), str(tmp_path / "dst"), "--quiet"]) == 2
     assert "vox1" in capsys.readouterr().err and not (tmp_path / "dst").exists()
+
+
+@pytest.fixture(scope="module")
+def prepared(tree, tmp_path_factory) -> Path:
+    """The download tree prepared once (the corrupt m4a fails, the rest is made)."""
+    dst = tmp_path_factory.mktemp("prepared") / "data"
+    assert main(["prepare", "voxceleb", str(tree[1]), str(dst), "--jobs", "2", "--quiet"]) == 1
+    return dst
+
+
+def _embed_from_files(audio_model, visual_model, wav: Path, faces: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(audio (D,), visual (D,)) of one utterance straight from its prepared files, as the run's embedding
+    step defines them: the audio encoder on the whole 16 kHz wav trimmed (centre) to a multiple of 0.5 s,
+    and the mean of the face encoder's embeddings of every jpg in the utterance's face folder."""
+    import torch
+
+    wave, sr = sf.read(wav, dtype="float32")
+    assert sr == 16000 and wave.ndim == 1, wav
+    n = max(8000, len(wave) // 8000 * 8000)
+    off = (len(wave) - n) // 2
+    images = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(faces.glob("*.jpg"))])  # (F, S, S, 3)
+    with torch.inference_mode():
+        audio = audio_model(torch.from_numpy(wave[off:off + n])[None])[0].numpy()
+        visual = visual_model(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255).numpy()  # (F, D)
+    return audio, visual
+
+
+def test_tiny_run_end_to_end_on_the_prepared_tree(tree, prepared, tmp_path, capsys):
+    from cometa.config import load_run_config
+    from cometa.models.build import build_audio_model, build_visual_model
+    from cometa.pipeline.plan import plan_steps
+    from cometa.runs import RunStore, done_hash
+    from cometa.train.checkpoint import load_checkpoint
+
+    _, _, frames = tree
+    run_dir = tmp_path / "run"
+    # the tiny preset's sizes on the prepared files, one strategy (Co-Meta: both encoders, round 2 clusters on
+    # the faces too); off what does not read the files (projections, the analyses, the report's static
+    # figures); k = the tree's 2 training speakers (tiny's 24 would need 24 training utterances)
+    settings = ["corpus.kind=voxceleb", "clustering.k=2", "projection.enabled=false",
+                "evaluation.as_norm.enabled=false", "evaluation.label_issues.enabled=false", "report.static=false"]
+    rc = main(["run", "--preset", "tiny", "--strategies", "cometa", "--data-root", str(prepared), "--run-dir",
+               str(run_dir), "--quiet", *[a for s in settings for a in ("--set", s)]])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+
+    # every step finished, with the inputs it was planned with
+    cfg = load_run_config(run_dir / "config.yaml")
+    assert cfg.corpus.kind == "voxceleb" and Path(cfg.corpus.root) == prepared and cfg.clustering.k == 2
+    steps = plan_steps(cfg, run_dir)
+    assert [s.name for s in steps] == ["corpus", "stage1", "cometa/round_1", "cometa/round_2", "report"]
+    assert all(done_hash(s.out_dir) == s.inputs_hash for s in steps)
+    assert main(["ls", str(run_dir)]) == 0
+    assert "steps 5/5  complete" in capsys.readouterr().out
+
+    # the run's manifests are the prepared utterances: each one, and the corrupt m4a's not
+    keys = {split: sorted(f"{k.split('/', 1)[1]}.wav" for k in frames if k.startswith(f"{split}/"))
+            for split in ("train", "test")}
+    store = RunStore(run_dir)
+    stage1, stage1_test = store.load_arrays("stage1/embeddings.npz"), store.load_arrays("stage1/test_embeddings.npz")
+    assert stage1["keys"].tolist() == keys["train"] and stage1_test["keys"].tolist() == keys["test"]
+    assert store.load_table("cometa/round_2/labels.parquet")["key"].tolist() == keys["train"]
+    assert not any("id99999" in k for k in keys["train"])
+    counts = json.loads((run_dir / "corpus" / "counts.json").read_text())
+    assert Path(counts["root"]) == prepared and counts["missing_faces"] == 0
+    for split in ("train", "test"):
+        jpgs = list((prepared / split / "faces").rglob("*.jpg"))
+        assert counts[split]["utterances"] == len(keys[split]) and counts[split]["frames"] == len(jpgs)
+
+    # EER of each trial list: Stage I's audio, and every round's audio, visual and fused
+    eer = store.scalars(name="eer")
+    expected = {(None, 0, "audio")} | {("cometa", r, m) for r in (1, 2) for m in ("audio", "visual", "fused")}
+    for name in ("O", "E", "H"):
+        rows = eer[eer["stage"] == f"eval/{name}"]
+        assert set(zip(rows["strategy"], rows["round"], rows["modality"])) == expected, name
+        assert rows["value"].between(0, 1).all(), rows
+
+    # what the run embedded is what the prepared files give: the 16 kHz wavs (44.1 kHz AAC before) and exactly
+    # the jpgs extracted for each utterance (the mean over one frame fewer is another embedding)
+    def encoder(build, path: str, part: str):
+        model = build(cfg).eval()
+        model.load_state_dict(load_checkpoint(run_dir / path)[part])
+        return model
+
+    audio1 = encoder(lambda c: build_audio_model(c, adapters=False), "stage1/model.pt", "audio")
+    audio2 = encoder(build_audio_model, "cometa/round_2/checkpoint.pt", "audio")
+    visual1 = encoder(build_visual_model, "cometa/round_1/checkpoint.pt", "visual")
+    visual2 = encoder(build_visual_model, "cometa/round_2/checkpoint.pt", "visual")
+    train2 = store.load_arrays("cometa/round_2/embeddings.npz")
+    test2 = store.load_arrays("cometa/round_2/test_embeddings.npz")
+    for split, audio_model, visual_model, audio_run, visual_run in (
+            ("train", audio1, visual1, stage1["audio"], train2["visual"]),  # round 2 clusters on round 1's encoders
+            ("test", audio2, visual2, test2["audio"], test2["visual"])):
+        for i, key in enumerate(keys[split]):
+            rel = key[:-len(".wav")]
+            audio, per_frame = _embed_from_files(audio_model, visual_model, prepared / split / "wav" / key,
+                                                 prepared / split / "faces" / rel)
+            assert abs(len(per_frame) - frames[f"{split}/{rel}"]) <= 1
+            np.testing.assert_allclose(audio_run[i], audio, rtol=1e-4, atol=1e-5, err_msg=key)
+            np.testing.assert_allclose(visual_run[i], per_frame.mean(0), rtol=1e-4, atol=1e-5, err_msg=key)
+            if len(per_frame) > 1:
+                assert not np.allclose(visual_run[i], per_frame[:-1].mean(0), rtol=1e-4, atol=1e-5)
+
+
+def test_prepare_takes_voxceleb1_dev_and_test_both(tmp_path):
+    # VoxCeleb1 ships as a dev and a test archive: the O list names test speakers, E and H dev ones too
+    src = tmp_path / "src"
+    files = ["vox2/dev/aac/id00012/abc/00001.m4a", "vox2/test/aac/id09999/xyz/00001.m4a",  # vox2 test: not trained on
+             "vox1/dev/wav/id10001/v1/00001.wav", "vox1/dev/mp4/id10001/v1/00001.mp4",
+             "vox1/test/wav/id10270/v2/00001.wav", "vox1/test/mp4/id10270/v2/00001.mp4", *TRIAL_NAMES]
+    for f in files:
+        (src / f).parent.mkdir(parents=True, exist_ok=True)
+        (src / f).write_bytes(b"x")
+    made = {(t.kind, str(t.target.relative_to(tmp_path / "dst"))) for t in voxceleb_tasks(src, tmp_path / "dst")}
+    assert made == {("audio", "train/wav/id00012/abc/00001.wav"),
+                    ("audio", "test/wav/id10001/v1/00001.wav"), ("faces", "test/faces/id10001/v1/00001"),
+                    ("audio", "test/wav/id10270/v2/00001.wav"), ("faces", "test/faces/id10270/v2/00001"),
+                    *(("trials", f"trials/{name}") for name in TRIAL_NAMES)}

@@ -8,6 +8,9 @@ Reads (as distributed; ``dev/`` levels optional)::
     SRC/vox1/[dev/|test/]mp4/<id>/<video>/<utt>.mp4  VoxCeleb1 video (optional) -> DST/test/faces/.../<utt>/*.jpg
     SRC/veri_test2.txt, list_test_all2.txt, list_test_hard2.txt (or under SRC/vox1/) -> DST/trials/
 
+VoxCeleb1's dev and test parts are both read (the E and H lists name dev speakers); of VoxCeleb2 only the
+first of ``aac/``, ``dev/aac/``, ``test/aac/`` (its dev set is the training set).
+
 Audio becomes 16 kHz mono 16-bit wav; a video gives one face frame per second (``ffmpeg -vf fps=1``,
 JPEG), the frames of the face tracks VoxCeleb's mp4 files already are. Each file is one task, run by
 ``jobs`` worker processes each driving one ffmpeg at a time.
@@ -58,13 +61,13 @@ class PrepareSummary:
     errors_path: Path | None = None
 
 
-def _media_root(base: Path, kind: str) -> Path | None:
-    """``base/<kind>``, ``base/dev/<kind>`` or ``base/test/<kind>``: the first that exists."""
-    for sub in ("", "dev", "test"):
-        p = base / sub / kind if sub else base / kind
-        if p.is_dir():
-            return p
-    return None
+def _media_roots(base: Path, kinds: tuple[str, ...], *, every: bool) -> list[Path]:
+    """The folders ``base/[dev/|test/]<kind>`` that exist, for each of ``kinds`` in turn: all of them when
+    ``every`` (VoxCeleb1 ships a dev and a test archive, and the E and H lists draw from both), else the
+    first (VoxCeleb2: dev, the training set; its test part is not trained on)."""
+    found = [base / sub / kind if sub else base / kind for kind in kinds for sub in ("", "dev", "test")]
+    found = [p for p in found if p.is_dir()]
+    return found if every else found[:1]
 
 
 def _walk(root: Path, suffixes: tuple[str, ...]) -> Iterator[tuple[str, str, str, Path]]:
@@ -87,17 +90,20 @@ def voxceleb_tasks(src: str | Path, dst: str | Path) -> list[Task]:
     src, dst = Path(src), Path(dst)
     tasks: list[Task] = []
     for corpus, split in (("vox2", "train"), ("vox1", "test")):
-        audio_kind = "aac" if corpus == "vox2" else "wav"
-        audio = _media_root(src / corpus, audio_kind) or _media_root(src / corpus, "wav" if corpus == "vox2" else "aac")
-        if audio is None:
-            raise FileNotFoundError(f"{src / corpus}: no {audio_kind}/ folder of <id>/<video>/<utt> audio "
+        audio_kinds = ("aac", "wav") if corpus == "vox2" else ("wav", "aac")
+        audio = _media_roots(src / corpus, audio_kinds, every=corpus == "vox1")
+        if not audio:
+            raise FileNotFoundError(f"{src / corpus}: no {audio_kinds[0]}/ folder of <id>/<video>/<utt> audio "
                                     f"(nor under dev/ or test/)")
-        for spk, video, utt, path in _walk(audio, AUDIO_IN):
-            tasks.append(Task("audio", path, dst / split / "wav" / spk / video / f"{utt}.wav"))
-        video_root = _media_root(src / corpus, "mp4")
-        if video_root is not None:
-            for spk, video, utt, path in _walk(video_root, (".mp4",)):
-                tasks.append(Task("faces", path, dst / split / "faces" / spk / video / utt))
+        video = _media_roots(src / corpus, ("mp4",), every=corpus == "vox1")
+        for kind, roots, suffixes, folder in (("audio", audio, AUDIO_IN, "wav"), ("faces", video, (".mp4",), "faces")):
+            made: set[Path] = set()  # an utterance in two of the roots: the first one's
+            for root in roots:
+                for spk, vid, utt, path in _walk(root, suffixes):
+                    target = dst / split / folder / spk / vid / (f"{utt}.wav" if kind == "audio" else utt)
+                    if target not in made:
+                        made.add(target)
+                        tasks.append(Task(kind, path, target))
     for name in TRIAL_NAMES:
         found = [p for p in (src / name, src / "vox1" / name) if p.is_file()]
         if not found:
