@@ -11,7 +11,9 @@ from cometa.evaluation.metrics import (
     fuse_scores,
     min_dcf,
     score_trials,
+    trial_rows,
+    used_cohort_stats,
 )
 
 __all__ = ["eer", "min_dcf", "det_curve", "error_rates", "cosine_scores", "score_trials", "fuse_scores", "as_norm",
-           "cohort_stats", "as_norm_trials"]
+           "cohort_stats", "used_cohort_stats", "trial_rows", "as_norm_trials"]

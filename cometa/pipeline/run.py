@@ -125,6 +125,45 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
+class _LocalNotebookFiles:
+    """papermill's local notebook I/O without its ``os.chdir``.
+
+    papermill reads and writes local notebooks through one process-wide handler that ``chdir``s into a
+    directory it records per ``execute_notebook`` call and restores afterwards. Two steps in threads
+    interleave those records: the last one to finish restores the other's directory, which then stays
+    recorded, and every later read or write of any step moves the whole process into it for a moment
+    (the working directory of every other thread with it). The pipeline hands papermill absolute paths
+    only, so this handler opens them as they are and records nothing.
+    """
+
+    def read(self, path: str) -> str:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+
+    def listdir(self, path: str) -> list[str]:
+        return [os.path.join(path, fn) for fn in os.listdir(path)]
+
+    def write(self, buf: str, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(buf)
+
+    def pretty_path(self, path: str) -> str:
+        return path
+
+    def cwd(self, new_path: str | None) -> None:  # papermill's local_file_io_cwd: nothing to record
+        return None
+
+
+def _papermill_files_without_chdir() -> None:
+    """Route papermill's local paths to :class:`_LocalNotebookFiles` (once per process)."""
+    from papermill.iorw import papermill_io  # papermill: imported when a step runs (a heavy import)
+
+    # replaced in place: papermill falls back to the LAST "local" entry of its (LIFO) list for a path of no
+    # scheme, so a newly registered one would be the first and never used (papermill 2.7, pinned)
+    papermill_io._handlers = [(scheme, _LocalNotebookFiles() if scheme == "local" else handler)
+                              for scheme, handler in papermill_io._handlers]
+
+
 def _kernel_manager(*, cwd: str, env: dict[str, str], usage: dict[str, float] | None = None) -> type:
     """A kernel manager class that starts its kernel in ``cwd`` with ``env`` and, when the step ends,
     records the kernel's CPU seconds in ``usage["cpu_seconds"]`` (what ``cometa study --dry-run``'s
@@ -159,6 +198,7 @@ def execute_step(step: Step, *, progress: bool = True, log_output: bool = False,
     # not reading this module (the run API's what_if and dry runs import it)
     import papermill as pm
 
+    _papermill_files_without_chdir()
     parameters = parameters if parameters is not None else notebook_parameters(step, 0)
     env = kernel_environment(int(parameters.get("threads", 0)))
     step.out_dir.mkdir(parents=True, exist_ok=True)
