@@ -54,10 +54,15 @@ N_UTT, N_SPK, N_VID, K, DIM = 1_092_009, 5_994, 145_569, 6_000, 192
 N_EVAL, N_EVAL_SPK = 153_516, 1_251
 TRIALS = {"O": 37_611, "E": 579_818, "H": 550_894}
 COHORT, TOP_N = 20_000, 300
-STEPS = ("kmeans", "ensemble", "label_metrics", "label_issues", "as_norm", "eer", "store_write", "projections")
+STEPS = ("kmeans", "ensemble", "label_metrics", "label_issues", "as_norm", "eer", "store_write", "projections",
+         "report", "dashboard_first_load", "dashboard_slider")
+STORE_STEPS, STORE_ROUNDS = ("report", "dashboard_first_load", "dashboard_slider"), 20  # on a 20-round x 3 store
+STORE_NOTES: list[str] = []  # what the dashboard's views read and send at this size (written into the JSON)
+STORE_ENV = "COMETA_BENCH_PAPER_STORE"  # where the children find (or build) that store: --store, or a temp dir
 LONG = ("kmeans",)  # over an hour at N on 2 cores: measured at N/10 and N/4 even at scale 1
 CAPPED, PROJECTION_CAP = ("projections",), 50_000  # ProjectionConfig.max_points
 TARGET_RSS_GB, TARGET_ISSUES_S, TARGET_ROUND_S = 16.0, 180.0, 1200.0
+TARGET_LOAD_S, TARGET_SLIDER_S = 3.0, 0.5  # the dashboard on the 20-round store
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -233,9 +238,110 @@ def _run_step(name: str, n: int) -> float:
         t0 = time.perf_counter()
         for x in (audio, visual, joint):
             project_round(None, x, keys, cfg=ProjectionConfig(), seed=0)
+    elif name in STORE_STEPS:
+        return _store_step(name, n)
     else:
         raise ValueError(f"unknown step {name!r}; choose from {', '.join(STEPS)}")
     return time.perf_counter() - t0
+
+
+_EXTRA: dict = {}  # a step's figures beyond its seconds, printed with them (the dashboard's server's peak RSS)
+
+
+def _paper_store(n: int) -> Path:
+    """The 20-round x 3-strategy run directory at n utterances (:mod:`bench.paper_store`) under ``$STORE_ENV``,
+    built once in a process of its own (so its memory is not the step's)."""
+    run = Path(os.environ[STORE_ENV]) / f"n{n}" / "run"
+    if not (run / "store.sqlite").exists():
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import sys; from bench.paper_store import build_paper_store; "
+                        f"build_paper_store(sys.argv[1], n={n}, rounds={STORE_ROUNDS})", str(run)], cwd=ROOT,
+                       check=True)
+        print(f"  (the 20-round store at n = {n:,} built in {time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    return run
+
+
+def _server_peak_gb(pid: int) -> float:
+    """A live process's peak resident memory (VmHWM of /proc/<pid>/status), GB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2 ** 20  # kB
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def _store_step(name: str, n: int) -> float:
+    """``report`` (``cometa report``, static figures included) or the dashboard served on the 20-round store
+    and driven in Chromium: ``dashboard_first_load`` (cold, in the server's first browser session) and
+    ``dashboard_slider`` (median Embeddings round-slider move, 1 -> 20 -> 1); their peak RSS is the
+    dashboard server's, the browser's and this process's are not counted."""
+    import shutil
+
+    run = _paper_store(n)
+    if name == "report":
+        from cometa.results.report import write_report
+
+        shutil.rmtree(run / "report", ignore_errors=True)
+        t0 = time.perf_counter()
+        write_report(run, static=True)
+        seconds = time.perf_counter() - t0
+        _EXTRA["report_mb"] = round(sum(p.stat().st_size for p in (run / "report").iterdir()) / 2 ** 20, 1)
+        return seconds
+    from playwright.sync_api import sync_playwright
+
+    from bench.bench_dashboard import CHROMIUM, CHROMIUM_ARGS, _first_load, _serve
+
+    proc, url = _serve(run)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                if name == "dashboard_first_load":
+                    seconds = _first_load(browser, url)
+                    _EXTRA["first_load_warm_s"] = round(_first_load(browser, url), 3)
+                else:
+                    seconds = _slider(browser, url)
+            finally:
+                browser.close()
+        _EXTRA.update(peak_rss_gb=_server_peak_gb(proc.pid), peak_rss_of="the dashboard server process",
+                      client_peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return seconds
+
+
+def _slider(browser, url: str) -> float:
+    """The Embeddings tab's round slider moved one step at a time, 1 -> 20 -> 1: the median move (seconds);
+    the tab's first draw, the slowest move and the Noise diagnosis tab's first draw go to ``_EXTRA``."""
+    from bench.bench_dashboard import _title
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    _title(page, "EER (%) per round")
+    t0 = time.perf_counter()
+    page.locator(".bk-tab", has_text="Embeddings").first.click()
+    _title(page, "round 1 ·")
+    page.locator(".js-plotly-plot canvas").first.wait_for()
+    tab = time.perf_counter() - t0
+    handle = page.locator(".noUi-handle").first
+    handle.focus()
+    moves = []
+    for r, key in [(r, "ArrowRight") for r in range(2, STORE_ROUNDS + 1)] + \
+                  [(r, "ArrowLeft") for r in range(STORE_ROUNDS - 1, 0, -1)]:
+        t0 = time.perf_counter()
+        handle.press(key)
+        _title(page, f"round {r} ·")
+        moves.append(time.perf_counter() - t0)
+    points = page.locator(".js-plotly-plot").first.evaluate(
+        "el => el.data.filter(t => t.type === 'scattergl').reduce((n, t) => n + t.x.length, 0)")
+    t0 = time.perf_counter()
+    page.locator(".bk-tab", has_text="Noise diagnosis").first.click()
+    page.locator(".js-plotly-plot .gtitle", has_text="label history").first.wait_for(timeout=900_000)
+    _EXTRA.update(embeddings_tab_s=round(tab, 3), slider_forward_s=round(float(np.median(moves[:STORE_ROUNDS - 1])), 3),
+                  slider_back_s=round(float(np.median(moves[STORE_ROUNDS - 1:])), 3), slider_max_s=round(max(moves), 3),
+                  slider_moves=len(moves), points_per_projection=int(points),
+                  noise_tab_s=round(time.perf_counter() - t0, 3))
+    return float(np.median(moves))
 
 
 def _child(name: str, n: int) -> None:
@@ -245,7 +351,8 @@ def _child(name: str, n: int) -> None:
     # CPU seconds of the whole process (inputs built included): on a shared machine the wall time of the
     # step is inflated by the others' load, its CPU time much less
     print(json.dumps({"step": name, "n": n, "seconds": seconds, "peak_rss_gb": peak_gb,
-                      "process_cpu_s": time.process_time() - cpu0, "load_avg_1m": os.getloadavg()[0]}), flush=True)
+                      "process_cpu_s": time.process_time() - cpu0, "load_avg_1m": os.getloadavg()[0],
+                      **_EXTRA}), flush=True)
 
 
 def measure(name: str, n: int) -> dict:
@@ -270,18 +377,48 @@ def extrapolate(small: dict, large: dict, n: int) -> dict:
     return {"seconds": seconds, "peak_rss_gb": rss, "exponent": b, "fitted_exponent": fitted}
 
 
+def _store_setup(steps: tuple[str, ...], store: str | Path | None) -> tuple[str, ...]:
+    """Point the children at the 20-round store (``store``, else a temp dir under bench/ removed at exit);
+    the report and dashboard steps are left out, with a line, where Chromium is missing."""
+    from bench.bench_dashboard import CHROMIUM
+
+    if not any(k in STORE_STEPS for k in steps):
+        return steps
+    if not Path(CHROMIUM).exists():
+        print(f"bench_paper_scale: report and dashboard steps skipped, no Chromium at {CHROMIUM}")
+        return tuple(k for k in steps if k not in STORE_STEPS)
+    if store is not None:
+        Path(store).mkdir(parents=True, exist_ok=True)
+        os.environ[STORE_ENV] = str(Path(store).resolve())
+    elif STORE_ENV not in os.environ:
+        import atexit
+        import shutil
+
+        tmp = tempfile.mkdtemp(prefix="paper-store-", dir=ROOT / "bench")
+        atexit.register(shutil.rmtree, tmp, True)
+        os.environ[STORE_ENV] = tmp
+    return steps
+
+
 def main(*, scale: float = 1.0, steps: tuple[str, ...] = STEPS, out: Path | None = OUT, keep: bool = False,
-         quick: bool = False) -> dict:
+         quick: bool = False, store: str | Path | None = None) -> dict:
     """Measure ``steps`` (see the module docstring), write ``out`` and return the results; ``keep``:
     keep the other steps' entries of an existing ``out`` (a step measured alone, at its own scale);
-    ``quick`` (``python -m bench --quick``): scale 0.02, written beside ``out`` as ``paper_scale_quick.json``."""
+    ``quick`` (``python -m bench --quick``): scale 0.02, written beside ``out`` as ``paper_scale_quick.json``;
+    ``store``: where the 20-round store of the report and dashboard steps is kept (built there if absent;
+    default: a temporary directory under bench/, removed at exit)."""
     if quick:
         scale, out = 0.02, None if out is None else Path(out).with_name("paper_scale_quick.json")
+    steps = _store_setup(steps, store)
     result: dict = {"n_utterances": N_UTT, "k": K, "steps": {}, "scale": {}, "measured": {}, "load_avg_1m": {}}
     if keep and out is not None and Path(out).exists():
         old = json.loads(Path(out).read_text())
         for key in ("steps", "scale", "measured", "load_avg_1m"):
             result[key] = {k: v for k, v in old.get(key, {}).items() if k not in steps}
+        result["not_measured"] = [k for k in old.get("not_measured", []) if k not in steps]
+        result["notes"] = [t for t in old.get("notes", []) if not any(t.startswith(k) for k in steps)]
+    if any(k in STORE_STEPS for k in steps):
+        result.setdefault("notes", []).extend(STORE_NOTES)
     for name in steps:
         t0 = time.perf_counter()
         result["scale"][name] = scale
@@ -293,6 +430,11 @@ def main(*, scale: float = 1.0, steps: tuple[str, ...] = STEPS, out: Path | None
             result["measured"][name] = [m, {"assumed_exponent": 1.0}]
             entry = {"seconds": m["seconds"] * factor, "peak_rss_gb": m["peak_rss_gb"] + 4 * DIM * 4 * (N_UTT - n)
                      / 2 ** 30, "n": n, "extrapolated": n < N_UTT}
+        elif name in STORE_STEPS:  # on the 20-round store at n (N at scale 1): not extrapolated
+            n = N_UTT if scale >= 1 else int(N_UTT * scale)
+            m = measure(name, n)
+            result["measured"][name] = [m]
+            entry = {"seconds": m["seconds"], "peak_rss_gb": m["peak_rss_gb"], "n": n, "extrapolated": False}
         elif scale >= 1 and name not in LONG:
             m = measure(name, N_UTT)
             result["measured"][name] = [m]
@@ -310,15 +452,19 @@ def main(*, scale: float = 1.0, steps: tuple[str, ...] = STEPS, out: Path | None
               f"{'  (extrapolated from n = ' + format(entry['n'], ',') + ')' if entry['extrapolated'] else ''}"
               f"  [{time.perf_counter() - t0:.0f} s to measure]", flush=True)
     s = result["steps"]
-    round_s = sum(v["seconds"] for k, v in s.items() if k != "kmeans")
+    round_s = sum(v["seconds"] for k, v in s.items() if k != "kmeans" and not k.startswith("dashboard"))
     result["checks"] = {
         "max_peak_rss_gb": max(v["peak_rss_gb"] for v in s.values()),
         "label_issues_s": s.get("label_issues", {}).get("seconds"),
         "round_without_kmeans_s": round_s,
+        "dashboard_first_load_s": s.get("dashboard_first_load", {}).get("seconds"),
+        "dashboard_slider_s": s.get("dashboard_slider", {}).get("seconds"),
     }
     print(f"\npeak RSS max {result['checks']['max_peak_rss_gb']:.2f} GB (target <= {TARGET_RSS_GB}); "
           f"label issues {result['checks']['label_issues_s']} s a view (target <= {TARGET_ISSUES_S}); "
-          f"a round's steps but k-means {round_s:.0f} s (target <= {TARGET_ROUND_S:.0f})")
+          f"a round's steps but k-means {round_s:.0f} s (target <= {TARGET_ROUND_S:.0f}); dashboard first load "
+          f"{result['checks']['dashboard_first_load_s']} s (target <= {TARGET_LOAD_S}), slider "
+          f"{result['checks']['dashboard_slider_s']} s (target <= {TARGET_SLIDER_S})")
     result["headline"] = ", ".join(f"{k} {v['seconds']:.0f} s/{v['peak_rss_gb']:.1f} GB"
                                    f"{'*' if v['extrapolated'] else ''}" for k, v in s.items())
     if out is not None:
@@ -332,6 +478,7 @@ if __name__ == "__main__":
     ap.add_argument("--only", nargs="+", choices=STEPS, default=list(STEPS))
     ap.add_argument("--json", default=str(OUT), help="where to write the results")
     ap.add_argument("--keep", action="store_true", help="keep the other steps of an existing --json file")
+    ap.add_argument("--store", help="keep the 20-round store of the report and dashboard steps here (reused)")
     ap.add_argument("--child", choices=STEPS, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -340,4 +487,4 @@ if __name__ == "__main__":
     else:
         if not 0 < args.scale <= 1:
             ap.error(f"--scale must be in (0, 1], got {args.scale}")
-        main(scale=args.scale, steps=tuple(args.only), out=Path(args.json), keep=args.keep)
+        main(scale=args.scale, steps=tuple(args.only), out=Path(args.json), keep=args.keep, store=args.store)

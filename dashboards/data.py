@@ -129,9 +129,18 @@ def _history(files: str) -> pd.DataFrame:
 @pn.cache(max_items=64)
 def _points(projection: str, projection_mtime: str, labels: str, labels_mtime: str, view: str,
             label_column: str) -> pd.DataFrame:
-    """:func:`cometa.results.figures.projection_frame` of one round and view (empty when a file is missing)."""
-    proj, lab = _load_parquet(projection, projection_mtime), _load_parquet(labels, labels_mtime)
-    if proj.empty or lab.empty:
+    """:func:`cometa.results.figures.projection_frame` of one round and view (empty when a file is missing).
+
+    A projection written with its points' labels (the pipeline's, :func:`cometa.core.projections.projection_labels`)
+    is read alone: a slider move reads its 50,000 points a view, not the round's N-row labels table. An
+    older run's projection is joined with ``labels.parquet`` as before."""
+    proj = _load_parquet(projection, projection_mtime)
+    if proj.empty:
+        return pd.DataFrame()
+    if {"speaker", label_column, f"correct_{label_column}"} <= set(proj.columns):
+        return F.projection_frame(proj, None, view=view, label_column=label_column)
+    lab = _load_parquet(labels, labels_mtime)
+    if lab.empty:
         return pd.DataFrame()
     return F.projection_frame(proj, lab, view=view, label_column=label_column)
 

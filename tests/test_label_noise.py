@@ -53,4 +53,8 @@ def test_label_issue_ranking_and_precision_recall_by_hand():
     assert pr["precision"].tolist() == pytest.approx([1, 1, 2 / 3, 0.5, 0.4])
     assert pr["recall"].tolist() == pytest.approx([0.5, 1, 1, 1, 1])
     assert label_noise.precision_recall(rank.assign(wrong=False)).empty
+    light = label_noise.precision_recall(rank, max_points=3)  # k = 1, 3, 5 of the full curve
+    assert light["k"].tolist() == [1, 3, 5] and light["precision"].tolist() == pytest.approx([1, 2 / 3, 0.4])
+    assert light["recall"].tolist() == pytest.approx([0.5, 1, 1])
+    assert label_noise.precision_recall(rank, max_points=10).equals(pr)
     assert label_noise.label_issue_ranking(issues, score="missing").empty

@@ -34,6 +34,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from scipy.stats import norm
 
+from cometa.core.label_quality import cluster_majority
 from cometa.evaluation.metrics import det_curve
 
 __all__ = ["STRATEGY_COLORS", "STRATEGY_NAMES", "MODALITY_DASH", "VIEW_COLORS", "COLOR_MODES", "n_seeds",
@@ -361,10 +362,7 @@ def majority_speaker(labels: pd.DataFrame, column: str = "consensus") -> pd.Seri
     Ties go to the speaker seen first in ``labels``, as ``value_counts`` orders them.
     """
     lab = labels[labels[column] >= 0]
-    counts = lab.groupby([column, "speaker"], sort=False).size()  # (cluster, speaker) -> n, first seen first
-    top = counts.sort_values(ascending=False, kind="stable").reset_index()
-    top = top.drop_duplicates(column, keep="first")
-    return pd.Series(top["speaker"].to_numpy(), index=top[column].to_numpy(), name="speaker")
+    return cluster_majority(lab["speaker"].to_numpy(), lab[column].to_numpy())
 
 
 def label_correct(labels: pd.DataFrame, column: str = "consensus") -> pd.Series:
@@ -418,12 +416,24 @@ def label_history(labels_by_round: Mapping[int, pd.DataFrame],
 
 
 # ------------------------------------------------------------------------------------------ projections
-def projection_frame(projection: pd.DataFrame, labels: pd.DataFrame, *, view: str = "joint",
+def projection_frame(projection: pd.DataFrame, labels: pd.DataFrame | None, *, view: str = "joint",
                      label_column: str = "consensus") -> pd.DataFrame:
-    """Join one view's projection (key, x, y) with the round's labels: adds speaker, label, correct."""
+    """Join one view's projection (key, x, y) with the round's labels: adds speaker, label, correct.
+
+    A projection that carries its points' labels (``speaker``, ``<label_column>``, ``correct_<label_column>``:
+    :func:`cometa.core.projections.projection_labels`, which the pipeline's projections step writes) is
+    read alone, and ``labels`` may be None: the round's N-row table is not needed for its 50,000 points.
+    """
     p = projection[projection["view"] == view] if "view" in projection else projection
-    lab = labels.set_index("key")
     out = p[["key", "x", "y"]].reset_index(drop=True)
+    carried = ["speaker", label_column, f"correct_{label_column}"]
+    if set(carried) <= set(p.columns):
+        out["speaker"], out["label"], out["correct"] = (p[c].to_numpy() for c in carried)
+        out.attrs["n_total"] = int(p["n_total"].iloc[0]) if "n_total" in p and len(p) else len(p)
+        return out
+    if labels is None:
+        raise ValueError(f"the projection carries no {', '.join(carried)} columns: pass the round's labels")
+    lab = labels.set_index("key")
     out["speaker"] = lab["speaker"].reindex(out["key"]).to_numpy()
     out["label"] = lab[label_column].reindex(out["key"]).to_numpy()
     out["correct"] = label_correct(lab, label_column).reindex(out["key"]).to_numpy()
