@@ -5,22 +5,32 @@ Synthetic 192-d embeddings and labels of VoxCeleb2 dev's size (1,092,009 utteran
 37,611 / 579,818 / 550,894 trials). Every step runs in its own process (``--child``), so its peak RSS
 (``ru_maxrss``: inputs held in memory included) is its own:
 
-=====================  ==========================================================================
-``kmeans``             :func:`cometa.core.pseudo_labels.kmeans` of one view, k = 6,000, 20 iterations
-``ensemble``           :func:`cometa.core.ensemble.consensus` (Hungarian alignment of audio and visual
-                       onto joint, vote) and the two :func:`~cometa.core.ensemble.align` of the table
-``label_metrics``      :func:`cometa.core.label_quality.label_metrics`: purity, NMI, ARI ... per view
-                       and the per-video (session) measures, with the flip rate against a previous round
-``label_issues``       one view, the method the paper preset uses (``centroid``:
-                       :func:`~cometa.core.label_issues.centroid_probs` and the sparse scores and flags)
-``as_norm``            :func:`cometa.evaluation.metrics.as_norm_trials` on O, E and H (cohort 20,000, top 300)
-``eer``                :func:`~cometa.evaluation.metrics.score_trials`, EER and minDCF (0.01, 0.05) on O, E, H
-``store_write``        a round's writes through :class:`cometa.runs.RunStore`: embeddings.npz (audio, visual,
-                       joint), labels.parquet, label_issues.parquet (3 views) and the round's scalars
-``projections``        :func:`cometa.core.projections.project_round` of the three views (UMAP at the cap
-                       of 50,000 points a view, whatever N is): measured once at min(s N, 50,000) points,
-                       scaled linearly to the cap (RSS: plus the three views' embeddings at N)
-=====================  ==========================================================================
+========================  ==========================================================================
+``kmeans``                :func:`cometa.core.pseudo_labels.kmeans` of one view, k = 6,000, 20 iterations
+``ensemble``              :func:`cometa.core.ensemble.consensus` (Hungarian alignment of audio and visual
+                          onto joint, vote) and the two :func:`~cometa.core.ensemble.align` of the table
+``label_metrics``         :func:`cometa.core.label_quality.label_metrics`: purity, NMI, ARI ... per view
+                          and the per-video (session) measures, with the flip rate against a previous round
+``label_issues``          one view, the method the paper preset uses (``centroid``:
+                          :func:`~cometa.core.label_issues.centroid_probs` and the sparse scores and flags)
+``as_norm``               :func:`cometa.evaluation.metrics.as_norm_trials` on O, E and H (cohort 20,000, top 300)
+``eer``                   :func:`~cometa.evaluation.metrics.score_trials`, EER and minDCF (0.01, 0.05) on O, E, H
+``store_write``           a round's writes through :class:`cometa.runs.RunStore`: embeddings.npz (audio, visual,
+                          joint), labels.parquet, label_issues.parquet (3 views) and the round's scalars
+``projections``           :func:`cometa.core.projections.project_round` of the three views (UMAP at the cap
+                          of 50,000 points a view, whatever N is): measured once at min(s N, 50,000) points,
+                          scaled linearly to the cap (RSS: plus the three views' embeddings at N)
+``report``                :func:`cometa.results.report.write_report` (static SVG/PDF/PNG included) of a run of
+                          20 rounds x 3 strategies at N (:mod:`bench.paper_store`: scalars, labels and
+                          label issues per round, projections at the cap; no embeddings)
+``dashboard_first_load``  the dashboard served on that run, Chromium until the overview's figure is drawn
+                          (the server's first browser session; peak RSS: the server process's VmHWM)
+``dashboard_slider``      the Embeddings round slider moved 1 -> 20 -> 1 on that run: the median move (the
+                          slowest, the tab's first draw and the Noise diagnosis tab's first draw beside it)
+========================  ==========================================================================
+
+The 20-round store is built once (about 5 min at N) into ``--store DIR`` (kept, reused) or a temporary
+directory under bench/ (removed at exit); these three steps are measured at one size, never extrapolated.
 
 ``--scale s`` (default 1) measures each step at ``0.4 s N`` and ``s N`` utterances (trials and
 evaluation utterances scaled alike; k stays 6,000), fits t = a nᵇ (b floored at 1) and RSS = c + d n
@@ -30,7 +40,8 @@ cores): at N/10 and N/4.
 
 Writes ``bench/paper_scale.json``: ``{"n_utterances", "k", "steps": {NAME: {"seconds", "peak_rss_gb",
 "n", "extrapolated"}}, ...}`` and prints the same as a table, with the targets of issue 35 (no step
-above 16 GB; label issues <= 3 min per view; every step of a round but k-means <= 20 min together).
+above 16 GB; label issues <= 3 min per view; every step of a round but k-means and the dashboard <= 20 min
+together; the dashboard's first load <= 3 s and slider move <= 0.5 s).
 Run: ``nice -n 15 python -m bench.bench_paper_scale --scale 0.1``.
 """
 from __future__ import annotations
