@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
+import pyarrow.parquet as pq
 import yaml
 
 from cometa.results import figures as F
@@ -128,17 +129,31 @@ def _history(files: str) -> pd.DataFrame:
 
 @pn.cache(max_items=64)
 def _points(projection: str, projection_mtime: str, labels: str, labels_mtime: str, view: str,
-            label_column: str) -> pd.DataFrame:
+            label_column: str, max_points: int | None = None) -> pd.DataFrame:
+    """:func:`_view_points` thinned to ``max_points`` (:func:`cometa.results.figures.thin_points`), cached."""
+    return F.thin_points(_view_points(projection, projection_mtime, labels, labels_mtime, view, label_column),
+                         max_points)
+
+
+def _view_points(projection: str, projection_mtime: str, labels: str, labels_mtime: str, view: str,
+                 label_column: str) -> pd.DataFrame:
     """:func:`cometa.results.figures.projection_frame` of one round and view (empty when a file is missing).
 
     A projection written with its points' labels (the pipeline's, :func:`cometa.core.projections.projection_labels`)
     is read alone: a slider move reads its 50,000 points a view, not the round's N-row labels table. An
     older run's projection is joined with ``labels.parquet`` as before."""
+    if not projection_mtime:
+        return pd.DataFrame()
+    carried = ["speaker", label_column, f"correct_{label_column}"]
+    names = pq.read_schema(projection).names
+    if set(carried) <= set(names):  # the view's rows and the columns shown, nothing else
+        proj = pq.read_table(projection, columns=[c for c in ("key", "x", "y", "n_total", "view", *carried)
+                                                  if c in names],
+                             filters=[("view", "=", view)] if "view" in names else None).to_pandas()
+        return F.projection_frame(proj, None, view=view, label_column=label_column)
     proj = _load_parquet(projection, projection_mtime)
     if proj.empty:
         return pd.DataFrame()
-    if {"speaker", label_column, f"correct_{label_column}"} <= set(proj.columns):
-        return F.projection_frame(proj, None, view=view, label_column=label_column)
     lab = _load_parquet(labels, labels_mtime)
     if lab.empty:
         return pd.DataFrame()
@@ -308,10 +323,11 @@ class RunData(param.Parameterized):
         return _load_npz(*self._file(run_id, strategy, round_, "scores.npz"))
 
     def points(self, run_id: str, strategy: str, round_: int, *, view: str = "joint",
-               label_column: str = "consensus") -> pd.DataFrame:
-        """One view of a round's projection joined with its labels (key, x, y, speaker, label, correct)."""
+               label_column: str = "consensus", max_points: int | None = None) -> pd.DataFrame:
+        """One view of a round's projection joined with its labels (key, x, y, speaker, label, correct);
+        ``max_points``: at most that many, every step-th in key order (the same utterances every round)."""
         return _points(*self._file(run_id, strategy, round_, "projection.parquet"),
-                       *self._file(run_id, strategy, round_, "labels.parquet"), view, label_column)
+                       *self._file(run_id, strategy, round_, "labels.parquet"), view, label_column, max_points)
 
     def labels_by_round(self, run_id: str, strategy: str) -> dict[int, pd.DataFrame]:
         return {r: self.labels(run_id, strategy, r) for r in self.rounds(run_id, strategy)}

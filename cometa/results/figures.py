@@ -40,9 +40,9 @@ from cometa.evaluation.metrics import det_curve
 __all__ = ["STRATEGY_COLORS", "STRATEGY_NAMES", "MODALITY_DASH", "VIEW_COLORS", "COLOR_MODES", "n_seeds",
            "strategy_order", "seed_mean_std", "eer_per_round",
            "purity_per_round", "training_dynamics", "training_steps", "det_curves", "projection_frame",
-           "projection_scatter", "umap_grid", "majority_speaker", "label_correct", "label_history", "noise_breakdown",
-           "label_transitions", "sample_history", "stage1_loss", "corpus_sample", "show", "counts_table",
-           "metrics_table", "label_table", "label_issue_pr"]
+           "projection_scatter", "thin_points", "umap_grid", "majority_speaker", "label_correct", "label_history",
+           "noise_breakdown", "label_transitions", "sample_history", "stage1_loss", "corpus_sample", "show",
+           "counts_table", "metrics_table", "label_table", "label_issue_pr"]
 
 STRATEGY_COLORS = {"baseline": "#4C78A8", "coteaching_plus": "#F58518", "cometa": "#54A24B", "lgl": "#B279A2",
                    "dlg_lc": "#9D755D"}
@@ -438,6 +438,17 @@ def projection_frame(projection: pd.DataFrame, labels: pd.DataFrame | None, *, v
     out["label"] = lab[label_column].reindex(out["key"]).to_numpy()
     out["correct"] = label_correct(lab, label_column).reindex(out["key"]).to_numpy()
     out.attrs["n_total"] = int(p["n_total"].iloc[0]) if "n_total" in p and len(p) else len(labels)
+    return out
+
+
+def thin_points(points: pd.DataFrame, max_points: int | None) -> pd.DataFrame:
+    """At most ``max_points`` rows of a :func:`projection_frame`: every step-th point in key order, so
+    that the same utterances are kept in every round (and ``attrs``, ``n_total`` included, kept)."""
+    if max_points is None or len(points) <= max_points:
+        return points
+    step = -(-len(points) // int(max_points))
+    out = points.sort_values("key", kind="stable").iloc[::step].reset_index(drop=True)
+    out.attrs = dict(points.attrs)
     return out
 
 

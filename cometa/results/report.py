@@ -349,8 +349,7 @@ def report_figures(run_dir: str | Path, scalars: pd.DataFrame | None = None) -> 
                 proj = store.load_table(rel / "projection.parquet")
                 carried = {"speaker", "consensus", "correct_consensus"} <= set(proj.columns)  # N rows not read
                 pts = F.projection_frame(proj, None if carried else store.load_table(rel / "labels.parquet"))
-                step = -(-len(pts) // GRID_POINTS)  # every step-th key: the same utterances in every panel
-                panels[(s, r)] = pts.sort_values("key", kind="stable").iloc[::step].reset_index(drop=True)
+                panels[(s, r)] = F.thin_points(pts, GRID_POINTS)  # the same utterances in every panel
         done = [r for r in rounds if (run_dir / s / f"round_{r}" / "scores.npz").exists()]
         if done:
             z = store.load_arrays(Path(s) / f"round_{done[-1]}" / "scores.npz")
