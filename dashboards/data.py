@@ -116,15 +116,38 @@ def _load_npz(path: str, mtime: str) -> dict:
         return {k: z[k] for k in z.files}
 
 
-@pn.cache(max_items=32)
-def _history(files: str) -> pd.DataFrame:
-    """``files``: JSON list of (labels.parquet path, mtime), one per round, in round order."""
+_HISTORY_COLUMNS = ["key", "speaker", "audio", "visual", "consensus"]  # what label_history and the Sankey read
+
+
+def _read_columns(path: str, mtime: str, columns: list[str]) -> pd.DataFrame:
+    """Those columns of a Parquet file that it has, uncached (an N-row round read once for an aggregate)."""
+    if not mtime:
+        return pd.DataFrame()
+    names = pq.read_schema(path).names
+    return pd.read_parquet(path, columns=[c for c in columns if c in names])
+
+
+def _by_round(files: str, columns: list[str]) -> dict[int, pd.DataFrame]:
+    """``files``: JSON list of (labels.parquet path, mtime); ``{round: those columns}``."""
     by_round = {}
     for path, mtime in json.loads(files):
         found = _ROUND.search(str(Path(path).parent))
         assert found is not None  # (the paths are <strategy>/round_<r>/labels.parquet)
-        by_round[int(found.group(1))] = _load_parquet(path, mtime)
-    return F.label_history(by_round)
+        by_round[int(found.group(1))] = _read_columns(path, mtime, columns)
+    return by_round
+
+
+@pn.cache(max_items=8)
+def _history(files: str) -> pd.DataFrame:
+    """``files``: JSON list of (labels.parquet path, mtime), one per round, in round order. The rounds are
+    read (their five columns) one history at a time and not kept: the history is what is cached."""
+    return F.label_history(_by_round(files, _HISTORY_COLUMNS))
+
+
+@pn.cache(max_items=32)
+def _transitions(files: str, mode: str, title: str):
+    """:func:`cometa.results.figures.label_transitions` of a strategy's rounds (the figure is what is cached)."""
+    return F.label_transitions(_by_round(files, _HISTORY_COLUMNS), mode=mode, title=title)
 
 
 @pn.cache(max_items=64)
@@ -336,6 +359,11 @@ class RunData(param.Parameterized):
         """:func:`cometa.results.figures.label_history` of every round of one strategy (cached)."""
         files = [self._file(run_id, strategy, r, "labels.parquet") for r in self.rounds(run_id, strategy)]
         return _history(json.dumps(files))
+
+    def transitions(self, run_id: str, strategy: str, *, mode: str = "purity", title: str | None = None):
+        """:func:`cometa.results.figures.label_transitions` of every round of one strategy (the figure, cached)."""
+        files = [self._file(run_id, strategy, r, "labels.parquet") for r in self.rounds(run_id, strategy)]
+        return F.go.Figure(_transitions(json.dumps(files), mode, title or ""))  # a copy: a pane may change it
 
     # ----------------------------------------------------------------------------- the steps
     def steps(self, run_id: str) -> pd.DataFrame:

@@ -97,9 +97,9 @@ class NoiseDiagnosis(RunView):
                                  title=f"{F.STRATEGY_NAMES.get(strategy, strategy)}: wrong pseudo labels by modality")
 
     def _sankey(self, run, strategy, mode):
-        return F.label_transitions(self.data.labels_by_round(run, strategy), mode=mode,
-                                   title=f"{F.STRATEGY_NAMES.get(strategy, strategy)}: consensus labels from round "
-                                         f"to round ({mode})")
+        return self.data.transitions(run, strategy, mode=mode,
+                                     title=f"{F.STRATEGY_NAMES.get(strategy, strategy)}: consensus labels from "
+                                           f"round to round ({mode})")
 
     def _history(self, run, strategy):
         return F.sample_history(self._hist(run, strategy),
