@@ -68,7 +68,23 @@ COHORT, TOP_N = 20_000, 300
 STEPS = ("kmeans", "ensemble", "label_metrics", "label_issues", "as_norm", "eer", "store_write", "projections",
          "report", "dashboard_first_load", "dashboard_slider")
 STORE_STEPS, STORE_ROUNDS = ("report", "dashboard_first_load", "dashboard_slider"), 20  # on a 20-round x 3 store
-STORE_NOTES: list[str] = []  # what the dashboard's views read and send at this size (written into the JSON)
+STORE_NOTES = [  # what the report and dashboard steps ran on, and what the dashboard's views read and send
+    "report, dashboard_first_load, dashboard_slider: on a run of 20 rounds x 3 strategies at N written by "
+    "bench/paper_store.py, without embeddings (neither the report nor the dashboard reads them): per round "
+    "labels.parquet (N rows), label_issues.parquet (3 N rows), projection.parquet (50,000 points a view, with their "
+    "labels, as the projections step writes them) and scores.npz; store.sqlite with about 8,100 scalars.",
+    "What the dashboard sends the browser (no table of N rows): Overview, Label quality, Training dynamics and "
+    "Verification: figures and tables of the scalars, DET curves from scores.npz. Embeddings: one round and view of "
+    "the projection, 10,000 of its 50,000 points by default (every step-th in key order, the same utterances in "
+    "every round; 20,000 or 50,000 to choose), their labels read from projection.parquet and not from the N-row "
+    "labels table, the rounds before and after read in the background. Noise diagnosis: per-round counts (bars), "
+    "a Sankey of per-round states (flows between at most a dozen nodes a round), the 150 worst utterances' history "
+    "heatmap, the per-utterance and label-issue tables paged by the server (12 rows a page), precision/recall "
+    "curves at 2,000 points each, merge/split tables (a row per merged cluster or split speaker).",
+    "Server side the Noise diagnosis tab reads the strategy's 20 labels tables (5 columns each, not kept) into a "
+    "per-utterance history (N rows, cached) and the Sankey's per-round states: its first draw is noise_tab_s "
+    "beside the slider step, and the slider step's peak RSS (the server's) includes it.",
+]
 STORE_ENV = "COMETA_BENCH_PAPER_STORE"  # where the children find (or build) that store: --store, or a temp dir
 LONG = ("kmeans",)  # over an hour at N on 2 cores: measured at N/10 and N/4 even at scale 1
 CAPPED, PROJECTION_CAP = ("projections",), 50_000  # ProjectionConfig.max_points

@@ -613,9 +613,9 @@ def _states(labels: pd.DataFrame, mode: str, top: int) -> pd.Series:
         spk = pd.factorize(lab["speaker"].to_numpy()[valid])[0]
         n_spk = int(spk.max()) + 1 if spk.size else 1
         pairs, counts = np.unique(c_idx.astype(np.int64) * n_spk + spk, return_counts=True)  # (cells,)
-        top = np.zeros(clusters.size, dtype=np.int64)
-        np.maximum.at(top, pairs // n_spk, counts)
-        share = top / np.bincount(c_idx, minlength=clusters.size)  # (clusters,) the cluster's purity
+        most = np.zeros(clusters.size, dtype=np.int64)  # (clusters,) its majority speaker's utterances
+        np.maximum.at(most, pairs // n_spk, counts)
+        share = most / np.bincount(c_idx, minlength=clusters.size)  # (clusters,) the cluster's purity
         names = [f"purity {a:.2f}–{b:.2f}" for a, b in zip(_BINS[:-1], _BINS[1:])] + ["dropped"]
         # pd.cut's bins: (0.5, 0.8] ..., the first closed on the left too
         which = np.full(ids.shape, len(_BINS) - 1)

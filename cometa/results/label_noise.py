@@ -158,7 +158,7 @@ def precision_recall(ranking: pd.DataFrame, *, max_points: int | None = None) ->
         return pd.DataFrame(columns=["k", "score", "precision", "recall"])
     hits = np.cumsum(wrong)
     k = np.arange(1, wrong.size + 1)
-    rows = slice(None)
+    rows: slice | np.ndarray = slice(None)
     if max_points is not None and wrong.size > max_points:
         rows = np.unique(np.linspace(0, wrong.size - 1, max(int(max_points), 2)).round().astype(np.int64))
     return pd.DataFrame({"k": k[rows], "score": ranking["score"].to_numpy()[rows], "precision": (hits / k)[rows],
