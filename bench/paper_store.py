@@ -12,7 +12,8 @@ nothing the dashboard or the report shows reads it. Keys are VoxCeleb-shaped
 
 Pseudo labels get purer round by round (cometa best, as in ``bench.sample_run``); the label scalars
 (purity, inverse purity, NMI, ARI, cluster count, kept fraction, votes) are computed from the
-labels written, and the label-issue scores are lower on the wrong labels than on the right ones.
+labels written; the label-issue scores are lower on the wrong labels than on the right ones, and their
+AUROC and AP are computed from the scores written.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from bench.sample_run import (
     _write_config,
     _write_store,
 )
+from cometa.core.label_issues import ranking_quality
 from cometa.core.projections import projection_labels
 
 N_UTT, N_SPK, N_VID, K = 1_092_009, 5_994, 145_569, 6_000
@@ -177,11 +179,10 @@ def build_paper_store(run_dir: str | Path, *, n: int = N_UTT, rounds: int = 20,
                 issues.append(pa.table({"key": keys.take(pa.array(kept)), "view": pa.array([view] * kept.size),
                                         "label": np.unique(cons, return_inverse=True)[1], "wrong": wrong,
                                         "flagged": sc < 0.3, "self_confidence": sc, "normalized_margin": nm}))
-                for method in ("self_confidence", "normalized_margin"):
-                    rows += [_row(strategy, f"label_issues/{method}", r, None, None, view, "label_issue_auroc",
-                                  0.8 + 0.01 * r / rounds),
-                             _row(strategy, f"label_issues/{method}", r, None, None, view, "label_issue_ap",
-                                  0.5 + 0.01 * r / rounds)]
+                for method, scores in (("self_confidence", sc), ("normalized_margin", nm)):
+                    auroc, ap = ranking_quality(scores, wrong)  # of the scores written, as the analysis step logs
+                    rows += [_row(strategy, f"label_issues/{method}", r, None, None, view, "label_issue_auroc", auroc),
+                             _row(strategy, f"label_issues/{method}", r, None, None, view, "label_issue_ap", ap)]
             pq.write_table(pa.concat_tables(issues), out / "label_issues.parquet")
             proj = _projection(rng, keys, spk, proj_rows, n, 1 + 2 * noise).to_pandas()
             projection_labels(proj, table.to_pandas()).to_parquet(out / "projection.parquet", index=False)
