@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
+import pyarrow.parquet as pq
 import yaml
 
 from cometa.results import figures as F
@@ -115,23 +116,69 @@ def _load_npz(path: str, mtime: str) -> dict:
         return {k: z[k] for k in z.files}
 
 
-@pn.cache(max_items=32)
-def _history(files: str) -> pd.DataFrame:
-    """``files``: JSON list of (labels.parquet path, mtime), one per round, in round order."""
+_HISTORY_COLUMNS = ["key", "speaker", "audio", "visual", "consensus"]  # what label_history and the Sankey read
+
+
+def _read_columns(path: str, mtime: str, columns: list[str]) -> pd.DataFrame:
+    """Those columns of a Parquet file that it has, uncached (an N-row round read once for an aggregate)."""
+    if not mtime:
+        return pd.DataFrame()
+    names = pq.read_schema(path).names
+    return pd.read_parquet(path, columns=[c for c in columns if c in names])
+
+
+def _by_round(files: str, columns: list[str]) -> dict[int, pd.DataFrame]:
+    """``files``: JSON list of (labels.parquet path, mtime); ``{round: those columns}``."""
     by_round = {}
     for path, mtime in json.loads(files):
         found = _ROUND.search(str(Path(path).parent))
         assert found is not None  # (the paths are <strategy>/round_<r>/labels.parquet)
-        by_round[int(found.group(1))] = _load_parquet(path, mtime)
-    return F.label_history(by_round)
+        by_round[int(found.group(1))] = _read_columns(path, mtime, columns)
+    return by_round
+
+
+@pn.cache(max_items=8)
+def _history(files: str) -> pd.DataFrame:
+    """``files``: JSON list of (labels.parquet path, mtime), one per round, in round order. The rounds are
+    read (their five columns) one history at a time and not kept: the history is what is cached."""
+    return F.label_history(_by_round(files, _HISTORY_COLUMNS))
+
+
+@pn.cache(max_items=32)
+def _transitions(files: str, mode: str, title: str):
+    """:func:`cometa.results.figures.label_transitions` of a strategy's rounds (the figure is what is cached)."""
+    return F.label_transitions(_by_round(files, _HISTORY_COLUMNS), mode=mode, title=title)
 
 
 @pn.cache(max_items=64)
 def _points(projection: str, projection_mtime: str, labels: str, labels_mtime: str, view: str,
-            label_column: str) -> pd.DataFrame:
-    """:func:`cometa.results.figures.projection_frame` of one round and view (empty when a file is missing)."""
-    proj, lab = _load_parquet(projection, projection_mtime), _load_parquet(labels, labels_mtime)
-    if proj.empty or lab.empty:
+            label_column: str, max_points: int | None = None) -> pd.DataFrame:
+    """:func:`_view_points` thinned to ``max_points`` (:func:`cometa.results.figures.thin_points`), cached."""
+    return F.thin_points(_view_points(projection, projection_mtime, labels, labels_mtime, view, label_column),
+                         max_points)
+
+
+def _view_points(projection: str, projection_mtime: str, labels: str, labels_mtime: str, view: str,
+                 label_column: str) -> pd.DataFrame:
+    """:func:`cometa.results.figures.projection_frame` of one round and view (empty when a file is missing).
+
+    A projection written with its points' labels (the pipeline's, :func:`cometa.core.projections.projection_labels`)
+    is read alone: a slider move reads its 50,000 points a view, not the round's N-row labels table. An
+    older run's projection is joined with ``labels.parquet`` as before."""
+    if not projection_mtime:
+        return pd.DataFrame()
+    carried = ["speaker", label_column, f"correct_{label_column}"]
+    names = pq.read_schema(projection).names
+    if set(carried) <= set(names):  # the view's rows and the columns shown, nothing else
+        proj = pq.read_table(projection, columns=[c for c in ("key", "x", "y", "n_total", "view", *carried)
+                                                  if c in names],
+                             filters=[("view", "=", view)] if "view" in names else None).to_pandas()
+        return F.projection_frame(proj, None, view=view, label_column=label_column)
+    proj = _load_parquet(projection, projection_mtime)
+    if proj.empty:
+        return pd.DataFrame()
+    lab = _load_parquet(labels, labels_mtime)
+    if lab.empty:
         return pd.DataFrame()
     return F.projection_frame(proj, lab, view=view, label_column=label_column)
 
@@ -299,10 +346,11 @@ class RunData(param.Parameterized):
         return _load_npz(*self._file(run_id, strategy, round_, "scores.npz"))
 
     def points(self, run_id: str, strategy: str, round_: int, *, view: str = "joint",
-               label_column: str = "consensus") -> pd.DataFrame:
-        """One view of a round's projection joined with its labels (key, x, y, speaker, label, correct)."""
+               label_column: str = "consensus", max_points: int | None = None) -> pd.DataFrame:
+        """One view of a round's projection joined with its labels (key, x, y, speaker, label, correct);
+        ``max_points``: at most that many, every step-th in key order (the same utterances every round)."""
         return _points(*self._file(run_id, strategy, round_, "projection.parquet"),
-                       *self._file(run_id, strategy, round_, "labels.parquet"), view, label_column)
+                       *self._file(run_id, strategy, round_, "labels.parquet"), view, label_column, max_points)
 
     def labels_by_round(self, run_id: str, strategy: str) -> dict[int, pd.DataFrame]:
         return {r: self.labels(run_id, strategy, r) for r in self.rounds(run_id, strategy)}
@@ -311,6 +359,11 @@ class RunData(param.Parameterized):
         """:func:`cometa.results.figures.label_history` of every round of one strategy (cached)."""
         files = [self._file(run_id, strategy, r, "labels.parquet") for r in self.rounds(run_id, strategy)]
         return _history(json.dumps(files))
+
+    def transitions(self, run_id: str, strategy: str, *, mode: str = "purity", title: str | None = None):
+        """:func:`cometa.results.figures.label_transitions` of every round of one strategy (the figure, cached)."""
+        files = [self._file(run_id, strategy, r, "labels.parquet") for r in self.rounds(run_id, strategy)]
+        return F.go.Figure(_transitions(json.dumps(files), mode, title or ""))  # a copy: a pane may change it
 
     # ----------------------------------------------------------------------------- the steps
     def steps(self, run_id: str) -> pd.DataFrame:

@@ -24,6 +24,8 @@ __all__ = ["NoiseDiagnosis"]
 _SAMPLE_COLUMNS = {"rounds_wrong": "rounds wrong", "flips": "flips",
                    "wrong_both": "both wrong", "wrong_audio_only": "audio only", "wrong_visual_only": "visual only"}
 
+_PR_POINTS = 2_000  # a precision/recall curve sent to the browser: this many points, whatever N
+
 _COMPACT = (":host .tabulator, :host .tabulator-row, :host .tabulator-header {font-size: 13px !important} "
             ":host .tabulator-cell {padding: 4px 6px !important}")
 
@@ -95,9 +97,9 @@ class NoiseDiagnosis(RunView):
                                  title=f"{F.STRATEGY_NAMES.get(strategy, strategy)}: wrong pseudo labels by modality")
 
     def _sankey(self, run, strategy, mode):
-        return F.label_transitions(self.data.labels_by_round(run, strategy), mode=mode,
-                                   title=f"{F.STRATEGY_NAMES.get(strategy, strategy)}: consensus labels from round "
-                                         f"to round ({mode})")
+        return self.data.transitions(run, strategy, mode=mode,
+                                     title=f"{F.STRATEGY_NAMES.get(strategy, strategy)}: consensus labels from "
+                                           f"round to round ({mode})")
 
     def _history(self, run, strategy):
         return F.sample_history(self._hist(run, strategy),
@@ -117,7 +119,7 @@ class NoiseDiagnosis(RunView):
 
     def _issue_pr(self, run, strategy, round_, score):
         issues = self.data.label_issues(run, strategy, round_) if strategy else pd.DataFrame()
-        curves = {v: precision_recall(label_issue_ranking(issues, view=v, score=score))
+        curves = {v: precision_recall(label_issue_ranking(issues, view=v, score=score), max_points=_PR_POINTS)
                   for v in ("audio", "visual", "joint")} if not issues.empty else {}
         base = float(issues.loc[issues["view"] == "joint", "wrong"].mean()) if not issues.empty else None
         return F.label_issue_pr(curves, base_rate=base,

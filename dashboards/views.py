@@ -7,6 +7,7 @@ figures from :mod:`cometa.results.figures` (the report's own functions), redrawn
 from __future__ import annotations
 
 import html
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import panel as pn
@@ -18,6 +19,9 @@ from dashboards.components import LABEL_METRICS, TABLE_CSS, VIEWS, FigureCard, R
 from dashboards.notebooks import notebook_url
 
 __all__ = ["Overview", "LabelQuality", "TrainingDynamics", "Verification", "Embeddings"]
+
+POINTS_SHOWN = (10_000, 20_000, 50_000)  # the Embeddings view's choices, its default first
+_PREFETCH = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cometa-prefetch")  # a slider's neighbours
 
 _STATUS_COLOUR = {"done": "#2e7d32", "completed": "#2e7d32", "running": "#1565c0", "failed": "#c62828",
                   "interrupted": "#e65100"}
@@ -207,6 +211,10 @@ class Embeddings(RunView):
 
     The projection is the pipeline's (``projection.parquet``): nothing is projected here. The round
     slider and its player scrub across rounds; rounds are aligned, so the same utterances stay put.
+    ``max_points`` (default 10,000) draws every step-th of the projection's points in key order (the
+    same utterances in every round; 50,000 draws the pipeline's cap of them all), and the rounds
+    before and after the one shown are read in a background thread, so that a slider step finds its
+    points read (``bench/bench_paper_scale.py`` measures the move on a 20-round run at VoxCeleb2 size).
     """
 
     strategy = param.Selector(default=None, objects=[])
@@ -214,6 +222,8 @@ class Embeddings(RunView):
     color_by = param.Selector(default="pseudo label", objects=list(F.COLOR_MODES))
     label_column = param.Selector(default="consensus", objects=VIEWS, doc="which pseudo label colours the points")
     round = param.Integer(default=1, bounds=(1, 2))
+    max_points = param.Selector(default=POINTS_SHOWN[0], objects=list(POINTS_SHOWN),
+                                doc="points drawn, of the projection's (every step-th in key order)")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -228,9 +238,10 @@ class Embeddings(RunView):
         controls = pn.Row(pn.widgets.Select.from_param(p.strategy, width=170),
                           pn.widgets.RadioButtonGroup.from_param(p.view, width=260),
                           pn.widgets.Select.from_param(p.color_by, width=150),
-                          pn.widgets.Select.from_param(p.label_column, name="pseudo label of", width=130))
+                          pn.widgets.Select.from_param(p.label_column, name="pseudo label of", width=130),
+                          pn.widgets.Select.from_param(p.max_points, name="points drawn", width=120))
         self.card = FigureCard(pn.bind(self._figure, self.state.param.run, p.strategy, p.view, p.color_by,
-                                       p.label_column, p.round), "projection")
+                                       p.label_column, p.round, p.max_points), "projection")
         self._layout = pn.Column(controls, pn.Row(pn.widgets.IntSlider.from_param(p.round, width=320), player),
                                  self.card, sizing_mode="stretch_width")
 
@@ -238,9 +249,15 @@ class Embeddings(RunView):
         self._strategy_choices()
         self._round_bounds(self.strategy)
 
-    def _figure(self, run, strategy, view, color_by, label_column, round_):
+    def _figure(self, run, strategy, view, color_by, label_column, round_, max_points=None):
         title = f"{F.STRATEGY_NAMES.get(strategy, strategy)} · round {round_} · {view} embeddings"
-        pts = self.data.points(run, strategy, round_, view=view, label_column=label_column) if strategy else None
+        pts = self.data.points(run, strategy, round_, view=view, label_column=label_column,
+                               max_points=max_points) if strategy else None
+        if strategy:  # the next and the previous round read in the background, while the browser draws this one
+            for r in (round_ + 1, round_ - 1):
+                if self.param.round.bounds[0] <= r <= self.param.round.bounds[1]:
+                    _PREFETCH.submit(self.data.points, run, strategy, r, view=view, label_column=label_column,
+                                     max_points=max_points)
         return F.projection_scatter(pd.DataFrame() if pts is None else pts, color_by=color_by, title=title,
                                     width=960, height=640)
 

@@ -90,6 +90,56 @@ def test_media_come_from_the_corpus_the_run_recorded(run_dir):
     assert frames and all(f.parent == root / "train" / "faces" / key[:-4] and f.suffix == ".jpg" for f in frames)
 
 
+def _minimal_run(src: Path, dst: Path, projection: pd.DataFrame, *, labels: bool) -> str:
+    """store.sqlite and config.yaml of ``src`` and one round (cometa, 2): the given projection, its labels or not."""
+    (dst / "cometa" / "round_2").mkdir(parents=True)
+    for name in ("store.sqlite", "config.yaml"):
+        shutil.copy(src / name, dst / name)
+    projection.to_parquet(dst / "cometa" / "round_2" / "projection.parquet", index=False)
+    if labels:
+        shutil.copy(src / "cometa" / "round_2" / "labels.parquet", dst / "cometa" / "round_2" / "labels.parquet")
+    return str(dst)
+
+
+def test_points_come_from_the_projection_alone_and_an_older_projection_is_joined(run_dir, tmp_path):
+    from cometa.results.figures import projection_frame
+    from dashboards.data import RunData
+
+    proj = pd.read_parquet(run_dir / "cometa" / "round_2" / "projection.parquet")
+    labels = pd.read_parquet(run_dir / "cometa" / "round_2" / "labels.parquet")
+    assert {"speaker", "audio", "correct_audio", "consensus", "correct_consensus"} <= set(proj.columns)  # written
+    bare = proj[["key", "x", "y", "n_total", "view"]]  # an older run's projection
+    # the projection carries its points' labels: read alone (the round's labels.parquet is not even there)
+    alone = RunData([_minimal_run(run_dir, tmp_path / "alone", proj, labels=False)])
+    older = RunData([_minimal_run(run_dir, tmp_path / "older", bare, labels=True)])
+    for view, column in (("audio", "audio"), ("joint", "consensus")):
+        want = projection_frame(bare, labels, view=view, label_column=column)  # the join with all N rows
+        assert len(want) and want["correct"].notna().any()
+        for data in (alone, older):
+            got = data.points(data.run_ids[0], "cometa", 2, view=view, label_column=column)
+            pd.testing.assert_frame_equal(got, want, check_dtype=False)
+            assert got.attrs["n_total"] == want.attrs["n_total"]
+
+
+def test_label_issue_curves_are_sent_at_most_pr_points_each(run_dir, monkeypatch):
+    import dashboards.noise as noise
+    from cometa.results.label_noise import label_issue_ranking, precision_recall
+    from dashboards.components import AppState
+    from dashboards.data import RunData
+
+    data = RunData([str(run_dir)])
+    rid = data.run_ids[0]
+    full = precision_recall(label_issue_ranking(data.label_issues(rid, "cometa", 1), view="audio"))
+    assert len(full) > 5  # (the tiny run: one point per utterance)
+    monkeypatch.setattr(noise, "_PR_POINTS", 5)
+    fig = noise.NoiseDiagnosis(state=AppState(data))._issue_pr(rid, "cometa", 1, "self_confidence")
+    curve = next(t for t in fig.data if t.name == "audio")
+    k = [int(v) for v in curve.customdata]
+    assert len(k) == 5 and k[0] == 1 and k[-1] == len(full)  # both ends kept
+    assert list(curve.x) == full.set_index("k").loc[k, "recall"].tolist()  # points of the full curve
+    assert list(curve.y) == full.set_index("k").loc[k, "precision"].tolist()
+
+
 def test_corpus_root_before_the_corpus_step_and_a_broken_record(run_copy):
     from dashboards.data import RunData
 

@@ -6,7 +6,9 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
 from cometa.core.label_quality import (
+    _cluster_majority,
     ari,
+    cluster_majority,
     cluster_sizes,
     confused_pairs,
     contingency,
@@ -139,6 +141,23 @@ def _round_table(**views):
     n = len(views["consensus"])
     base = {"key": [f"u{i}" for i in range(n)], "speaker": ["a", "a", "b", "b"][:n]}
     return pd.DataFrame({**base, **{v: np.asarray(x) for v, x in views.items()}})
+
+
+def test_cluster_majority_by_hand_with_ties_to_the_speaker_seen_first():
+    speakers = ["a", "b", "b", "y", "x", "x", "y", "c"]
+    labels = [5, 5, 5, 2, 2, 2, 2, 9]  # 5: b twice; 2: y and x twice each, y seen first; 9: c
+    got = cluster_majority(speakers, labels)
+    assert got.index.tolist() == [2, 5, 9] and got.tolist() == ["y", "b", "c"]
+    assert cluster_majority([], []).empty
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cluster_majority_equals_the_per_cluster_value_counts(seed):
+    rng = np.random.default_rng(seed)  # few speakers and small clusters: many ties
+    speakers = rng.choice(["s0", "s1", "s2", "s3"], 3000)
+    labels = rng.integers(0, 400, 3000)
+    pd.testing.assert_series_equal(cluster_majority(speakers, labels), _cluster_majority(speakers, labels),
+                                   check_names=False, check_index_type=False)
 
 
 def test_label_metrics_per_view_and_a_view_without_labels_is_left_out():

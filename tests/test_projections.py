@@ -2,9 +2,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from cometa.core.projections import ProjectionConfig, procrustes_fit, project_round, project_rounds, subsample_keys
+from cometa.core.projections import (
+    ProjectionConfig,
+    procrustes_fit,
+    project_round,
+    project_rounds,
+    projection_labels,
+    subsample_keys,
+)
+from cometa.results.figures import label_correct, projection_frame
 
 
 def _rotation(theta: float) -> np.ndarray:
@@ -82,3 +91,27 @@ def test_project_round_tiny_input_falls_back_to_pca():
     cfg = ProjectionConfig(max_points=10, n_neighbors=15)
     out = project_round(None, _clusters(8, 0), [f"k{i}" for i in range(8)], cfg=cfg, seed=0)
     assert out.shape == (8, 4) and np.isfinite(out[["x", "y"]].to_numpy()).all()
+
+
+def test_projection_labels_by_hand_and_as_the_join_with_the_whole_round():
+    # consensus: cluster 0 = a a b (majority a), cluster 1 = b c (tie: b seen first); u5 dropped
+    labels = pd.DataFrame({"key": [f"u{i}" for i in range(6)], "speaker": ["a", "a", "b", "b", "c", "c"],
+                           "audio": [0, 0, 0, 1, 1, 1], "visual": [0, 1, 0, 1, 1, -1], "joint": [0, 0, 0, 1, 1, 1],
+                           "consensus": [0, 0, 0, 1, 1, -1]})
+    proj = pd.DataFrame({"key": ["u5", "u2", "u3", "u4", "zz"], "x": [0.0, 1, 2, 3, 4], "y": [4.0, 3, 2, 1, 0],
+                         "n_total": 6, "view": "joint"})  # zz: a key the labels lack
+    out = projection_labels(proj, labels)
+    assert out["speaker"].tolist()[:4] == ["c", "b", "b", "c"] and pd.isna(out["speaker"].iloc[4])
+    assert out["consensus"].tolist()[:4] == [-1, 0, 1, 1]
+    assert out["correct_consensus"].tolist()[1:4] == [0.0, 1.0, 0.0]  # u2 b in a's cluster; u4 c in b's
+    assert out["correct_consensus"].isna().tolist() == [True, False, False, False, True]
+    # visual: cluster 0 = a b, cluster 1 = a b c: ties, a seen first in both, so u2, u3, u4 are wrong
+    assert out["correct_visual"].tolist()[1:4] == [0.0, 0.0, 0.0] and pd.isna(out["correct_visual"].iloc[0])
+    for column in ("audio", "visual", "joint", "consensus"):  # the same as the whole table's label_correct
+        want = label_correct(labels.set_index("key"), column).reindex(proj["key"])
+        np.testing.assert_array_equal(out[f"correct_{column}"].to_numpy()[:4], want.to_numpy()[:4])  # NaN too
+        carried = projection_frame(out.iloc[:4], None, label_column=column)
+        joined = projection_frame(proj.iloc[:4], labels, label_column=column)
+        pd.testing.assert_frame_equal(carried, joined, check_dtype=False)
+    with pytest.raises(ValueError, match="pass the round's labels"):
+        projection_frame(proj, None)

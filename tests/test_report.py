@@ -137,3 +137,25 @@ def test_missing_browser_names_the_fix(run_dir, monkeypatch):
 def test_no_static_skips_browser_and_main_reports_errors(tmp_path, capsys):
     assert report.main([str(tmp_path)]) == 1
     assert "no store.sqlite" in capsys.readouterr().err
+
+
+def test_grid_rounds_are_evenly_spaced_with_the_first_and_the_last():
+    assert report.grid_rounds(range(1, 21)) == [1, 5, 9, 12, 16, 20]  # j * 19 / 5 rounded, j = 0..5
+    assert report.grid_rounds([3, 1, 2]) == [1, 2, 3]
+    assert report.grid_rounds(range(1, 11), at_most=3) == [1, 5, 10]  # indices 0, 4.5 -> 4 (half to even), 9
+
+
+def test_umap_grid_shows_every_step_th_key_the_same_utterances_in_every_panel(run_dir, monkeypatch):
+    from cometa.results import figures as F
+
+    monkeypatch.setattr(report, "GRID_POINTS", 7)
+    fig = report.report_figures(run_dir)["umap_grid"]
+    proj = pd.read_parquet(run_dir / "cometa" / "round_2" / "projection.parquet")
+    joint = F.projection_frame(proj, None)  # the grid's panel before the cap
+    want = sorted(joint["key"])[::-(-len(joint) // 7)]  # every step-th key in key order
+    assert 0 < len(want) <= 7
+    panels: dict[str, list[str]] = {}
+    for trace in fig.data:  # one panel per (x axis) subplot, its points over the right/wrong/dropped traces
+        panels.setdefault(trace.xaxis, []).extend(str(t).split("<br>")[0] for t in trace.text)
+    assert len(panels) == 6  # 3 strategies x 2 rounds
+    assert all(sorted(keys) == sorted(want) for keys in panels.values())

@@ -37,7 +37,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix, csr_matrix
 
 __all__ = ["contingency", "purity", "inverse_purity", "nmi", "ari", "n_clusters", "cluster_sizes", "flip_rate",
-           "label_quality", "label_metrics", "wrong_label_mask", "majority_identity", "session_of",
+           "label_quality", "label_metrics", "wrong_label_mask", "majority_identity", "cluster_majority", "session_of",
            "session_coherence", "wrong_whole_session_frac", "confused_pairs"]
 
 
@@ -266,6 +266,42 @@ def _cluster_majority(speakers, labels) -> pd.Series:
     first in the cluster."""
     df = pd.DataFrame({"s": np.asarray(speakers), "c": np.asarray(labels)})
     return df.groupby("c")["s"].agg(lambda s: s.value_counts().index[0])
+
+
+def cluster_majority(speakers, labels) -> pd.Series:
+    """Each cluster's majority true identity, from the (cluster, speaker) counts, in O(N log N).
+
+    Parameters
+    ----------
+    speakers : (N,) true identities (any hashable values).
+    labels : (N,) integer cluster ids; the caller leaves out the negative (dropped) ones if it wants.
+
+    Returns
+    -------
+    Series indexed by cluster id (sorted), values the majority speaker; a tie goes to the speaker seen
+    first in the cluster (as :func:`wrong_label_mask`). Speakers are factorised once and the pairs
+    counted with ``np.unique``, so a million rows take a fraction of a second (a per-cluster
+    ``value_counts`` takes seconds at k = 6,000).
+    """
+    labels, speakers = np.asarray(labels), np.asarray(speakers)
+    # (N,) speaker codes, first seen first; integer codes (a caller's own coding) are hashed as integers
+    codes, names = pd.factorize(speakers if speakers.dtype.kind in "iu" else speakers.astype(object))
+    if labels.size == 0:
+        return pd.Series([], index=pd.Index([], dtype=np.int64), dtype=object, name="speaker")
+    if labels.dtype.kind in "iu" and labels.min() >= 0 and labels.max() < 4 * labels.size:  # k-means ids: no sort
+        clusters = np.flatnonzero(np.bincount(labels))
+        c_idx = np.zeros(int(labels.max()) + 1, dtype=np.int64)
+        c_idx[clusters] = np.arange(clusters.size)
+        c_idx = c_idx[labels]
+    else:
+        clusters, c_idx = np.unique(labels, return_inverse=True)
+    n_spk = max(len(names), 1)
+    pairs, first, count = np.unique(c_idx.astype(np.int64) * n_spk + codes, return_index=True, return_counts=True)
+    cluster = pairs // n_spk
+    order = np.lexsort((first, -count, cluster))  # per cluster: most members, then seen first
+    top = order[np.r_[True, np.diff(cluster[order]) != 0]]
+    return pd.Series(np.asarray(names, dtype=object)[pairs[top] % n_spk], index=clusters[cluster[top]],
+                     name="speaker")
 
 
 def wrong_label_mask(speakers: np.ndarray, labels: np.ndarray) -> np.ndarray:

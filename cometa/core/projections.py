@@ -29,9 +29,12 @@ import numpy as np
 import pandas as pd
 
 from cometa.config.sections import ProjectionConfig
+from cometa.core.label_quality import cluster_majority
 
 __all__ = ["ProjectionConfig", "subsample_keys", "procrustes_fit", "project_embeddings", "project_round",
-           "project_rounds"]
+           "project_rounds", "projection_labels", "LABEL_COLUMNS"]
+
+LABEL_COLUMNS = ("audio", "visual", "joint", "consensus")  # the pseudo labels a projection carries
 
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(os.environ.get("COMETA_CACHE") or Path.home() / ".cache" / "cometa")
@@ -196,4 +199,37 @@ def project_rounds(embeddings_by_round: list[np.ndarray], *, cfg: ProjectionConf
     out: list[pd.DataFrame] = []
     for emb, keys in zip(embeddings_by_round, keys_by_round):
         out.append(project_round(out[-1] if out else None, emb, keys, cfg=cfg, seed=seed))
+    return out
+
+
+def projection_labels(projection: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """The projection with its points' labels: what the dashboard and the report show of them.
+
+    Parameters
+    ----------
+    projection : a round's projection (``key, x, y, ...``; the pipeline's 50,000 points a view at most).
+    labels : the round's ``labels.parquet`` (``key, speaker`` and the cluster ids of :data:`LABEL_COLUMNS`;
+        -1 = dropped), N rows.
+
+    Returns
+    -------
+    A copy with ``speaker`` and, per label column present, ``<column>`` (the point's cluster id) and
+    ``correct_<column>`` (1.0 when its cluster's majority speaker, over all N rows, is its own speaker,
+    0.0 when not, NaN where dropped), so that a view of the round reads the projection alone and
+    never the N-row table. A key missing from ``labels`` gets NaN.
+    """
+    lab = labels.set_index("key")
+    speaker = lab["speaker"].to_numpy(dtype=object)
+    out = projection.copy()
+    out["speaker"] = lab["speaker"].reindex(out["key"]).to_numpy()
+    for column in LABEL_COLUMNS:
+        if column not in lab:
+            continue
+        ids = lab[column].to_numpy()
+        valid = ids >= 0
+        major = cluster_majority(speaker[valid], ids[valid])  # cluster id -> majority speaker
+        correct = (pd.Series(ids).map(major).to_numpy(dtype=object) == speaker).astype(float)  # (N,)
+        correct[~valid] = np.nan
+        out[column] = lab[column].reindex(out["key"]).to_numpy()
+        out[f"correct_{column}"] = pd.Series(correct, index=lab.index).reindex(out["key"]).to_numpy()
     return out

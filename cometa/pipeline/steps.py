@@ -26,7 +26,7 @@ from tqdm import tqdm
 from cometa.config import Config, load_run_config
 from cometa.core.ensemble import joint_embeddings, make_round_labels
 from cometa.core.label_quality import label_metrics
-from cometa.core.projections import project_round
+from cometa.core.projections import project_round, projection_labels
 from cometa.core.pseudo_labels import clustering_backend
 from cometa.data.corpus import Corpus, describe_corpus, open_corpus
 from cometa.data.datasets import AudioBank, FrameBank
@@ -343,6 +343,8 @@ def projections_step(run_dir: str | Path, strategies: str | list[str], rounds: i
                     p["view"] = view
                     frames.append(p)
                 proj = pd.concat(frames, ignore_index=True)
+                # the points' labels travel with them: the dashboard's slider reads 50k rows, not N
+                proj = projection_labels(proj, store.load_table(rel / "labels.parquet"))
                 store.save_table(rel / "projection.parquet", proj)
                 store.delete_scalars(strategy=strategy, stage="projection", round=r)
                 store.log("projection_seconds", time.time() - t0, strategy=strategy, stage="projection", round=r)

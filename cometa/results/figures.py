@@ -34,14 +34,15 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from scipy.stats import norm
 
+from cometa.core.label_quality import cluster_majority
 from cometa.evaluation.metrics import det_curve
 
 __all__ = ["STRATEGY_COLORS", "STRATEGY_NAMES", "MODALITY_DASH", "VIEW_COLORS", "COLOR_MODES", "n_seeds",
            "strategy_order", "seed_mean_std", "eer_per_round",
            "purity_per_round", "training_dynamics", "training_steps", "det_curves", "projection_frame",
-           "projection_scatter", "umap_grid", "majority_speaker", "label_correct", "label_history", "noise_breakdown",
-           "label_transitions", "sample_history", "stage1_loss", "corpus_sample", "show", "counts_table",
-           "metrics_table", "label_table", "label_issue_pr"]
+           "projection_scatter", "thin_points", "umap_grid", "majority_speaker", "label_correct", "label_history",
+           "noise_breakdown", "label_transitions", "sample_history", "stage1_loss", "corpus_sample", "show",
+           "counts_table", "metrics_table", "label_table", "label_issue_pr"]
 
 STRATEGY_COLORS = {"baseline": "#4C78A8", "coteaching_plus": "#F58518", "cometa": "#54A24B", "lgl": "#B279A2",
                    "dlg_lc": "#9D755D"}
@@ -361,10 +362,7 @@ def majority_speaker(labels: pd.DataFrame, column: str = "consensus") -> pd.Seri
     Ties go to the speaker seen first in ``labels``, as ``value_counts`` orders them.
     """
     lab = labels[labels[column] >= 0]
-    counts = lab.groupby([column, "speaker"], sort=False).size()  # (cluster, speaker) -> n, first seen first
-    top = counts.sort_values(ascending=False, kind="stable").reset_index()
-    top = top.drop_duplicates(column, keep="first")
-    return pd.Series(top["speaker"].to_numpy(), index=top[column].to_numpy(), name="speaker")
+    return cluster_majority(lab["speaker"].to_numpy(), lab[column].to_numpy())
 
 
 def label_correct(labels: pd.DataFrame, column: str = "consensus") -> pd.Series:
@@ -388,24 +386,57 @@ def label_history(labels_by_round: Mapping[int, pd.DataFrame],
     Columns ``r{round}_{view}`` (1 right, 0 wrong, NaN dropped), ``speaker``, ``rounds_wrong``
     (consensus), ``flips`` (rounds whose consensus majority speaker differs from the round before),
     ``wrong_both`` / ``wrong_audio_only`` / ``wrong_visual_only`` (rounds).
+
+    Rounds that list the same utterances in the same order with the same speakers (the pipeline's) are
+    read as arrays over one speaker coding (a second over 20 rounds of a million utterances); others
+    are aligned on their keys.
     """
-    cols, majors = {}, []
-    speaker = None
-    for r in sorted(labels_by_round):
-        lab = labels_by_round[r].set_index("key", drop=False)
-        speaker = lab["speaker"] if speaker is None else speaker
-        for v in views:
-            cols[f"r{r}_{v}"] = label_correct(lab, v)
-        majors.append(lab["consensus"].map(majority_speaker(lab, "consensus")))
-    out = pd.DataFrame(cols)
-    out.insert(0, "speaker", speaker)
     rounds = sorted(labels_by_round)
+    tables = [labels_by_round[r] for r in rounds]
+    if tables and all(len(t) == len(tables[0]) and t["key"].equals(tables[0]["key"])
+                      and t["speaker"].equals(tables[0]["speaker"]) for t in tables[1:]):
+        return _label_history_coded(rounds, tables, views)
+    return _label_history_aligned(labels_by_round, views)
+
+
+def _majority_of_rows(speaker_codes: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """(N,) int64: the majority speaker code of each row's cluster (:func:`cluster_majority`), -1 where dropped."""
+    valid = ids >= 0
+    major = cluster_majority(speaker_codes[valid], ids[valid])  # sorted cluster ids -> speaker code
+    out = np.full(ids.shape, -1, dtype=np.int64)
+    out[valid] = major.to_numpy(dtype=np.int64)[np.searchsorted(major.index.to_numpy(), ids[valid])]
+    return out
+
+
+def _label_history_coded(rounds: list[int], tables: list[pd.DataFrame], views: Sequence[str]) -> pd.DataFrame:
+    """:func:`label_history` of rounds with the same rows: numpy over speaker codes, no key alignment."""
+    first = tables[0]
+    codes = pd.factorize(first["speaker"])[0]  # (N,) one coding for every round
+    cols, majors = {}, []
+    for r, lab in zip(rounds, tables):
+        major = {}
+        for v in {*views, "consensus"}:
+            major[v] = _majority_of_rows(codes, lab[v].to_numpy())  # (N,) the row's cluster's majority speaker
+        for v in views:
+            correct = (major[v] == codes).astype(float)
+            correct[major[v] < 0] = np.nan  # dropped
+            cols[f"r{r}_{v}"] = correct
+        majors.append(major["consensus"])
+    out = pd.DataFrame(cols, index=pd.Index(first["key"], name="key"))
+    out.insert(0, "speaker", first["speaker"].array)
+    return _history_summaries(out, rounds, views, np.stack(majors, axis=1), dropped=-1)
+
+
+def _history_summaries(out: pd.DataFrame, rounds: list[int], views: Sequence[str], majors: np.ndarray,
+                       dropped) -> pd.DataFrame:
+    """Adds ``rounds_wrong``, ``flips`` (``majors``: (N, rounds), ``dropped`` where not labelled) and the
+    wrong-by-modality counts to a history's per-round columns."""
     cons = out[[f"r{r}_consensus" for r in rounds]] if "consensus" in views else out.iloc[:, :0]
     out["rounds_wrong"] = (cons == 0).sum(axis=1)
-    m = pd.concat(majors, axis=1) if majors else pd.DataFrame(index=out.index)
-    if m.shape[1] > 1:  # a flip: labelled in both rounds, by clusters of different majority speakers
-        now, before = m.iloc[:, 1:].to_numpy(), m.iloc[:, :-1].to_numpy()
-        out["flips"] = ((now != before) & pd.notna(now) & pd.notna(before)).sum(axis=1)
+    if majors.shape[1] > 1:  # a flip: labelled in both rounds, by clusters of different majority speakers
+        now, before = majors[:, 1:], majors[:, :-1]
+        labelled = (now != dropped) & (before != dropped) if dropped == -1 else pd.notna(now) & pd.notna(before)
+        out["flips"] = ((now != before) & labelled).sum(axis=1)
     else:
         out["flips"] = 0
     if {"audio", "visual"} <= set(views):
@@ -417,17 +448,56 @@ def label_history(labels_by_round: Mapping[int, pd.DataFrame],
     return out
 
 
+def _label_history_aligned(labels_by_round: Mapping[int, pd.DataFrame], views: Sequence[str]) -> pd.DataFrame:
+    """:func:`label_history` of rounds whose rows differ: each round's columns aligned on ``key``."""
+    cols, majors = {}, []
+    speaker = None
+    for r in sorted(labels_by_round):
+        lab = labels_by_round[r].set_index("key", drop=False)
+        speaker = lab["speaker"] if speaker is None else speaker
+        for v in views:
+            cols[f"r{r}_{v}"] = label_correct(lab, v)
+        majors.append(lab["consensus"].map(majority_speaker(lab, "consensus")))
+    out = pd.DataFrame(cols)
+    out.insert(0, "speaker", speaker)
+    m = pd.concat(majors, axis=1).reindex(out.index) if majors else pd.DataFrame(index=out.index)  # out's row order
+    return _history_summaries(out, sorted(labels_by_round), views, m.to_numpy(), dropped=None)
+
+
 # ------------------------------------------------------------------------------------------ projections
-def projection_frame(projection: pd.DataFrame, labels: pd.DataFrame, *, view: str = "joint",
+def projection_frame(projection: pd.DataFrame, labels: pd.DataFrame | None, *, view: str = "joint",
                      label_column: str = "consensus") -> pd.DataFrame:
-    """Join one view's projection (key, x, y) with the round's labels: adds speaker, label, correct."""
+    """Join one view's projection (key, x, y) with the round's labels: adds speaker, label, correct.
+
+    A projection that carries its points' labels (``speaker``, ``<label_column>``, ``correct_<label_column>``:
+    :func:`cometa.core.projections.projection_labels`, which the pipeline's projections step writes) is
+    read alone, and ``labels`` may be None: the round's N-row table is not needed for its 50,000 points.
+    """
     p = projection[projection["view"] == view] if "view" in projection else projection
-    lab = labels.set_index("key")
     out = p[["key", "x", "y"]].reset_index(drop=True)
+    carried = ["speaker", label_column, f"correct_{label_column}"]
+    if set(carried) <= set(p.columns):
+        out["speaker"], out["label"], out["correct"] = (p[c].to_numpy() for c in carried)
+        out.attrs["n_total"] = int(p["n_total"].iloc[0]) if "n_total" in p and len(p) else len(p)
+        return out
+    if labels is None:
+        raise ValueError(f"the projection carries no {', '.join(carried)} columns: pass the round's labels")
+    lab = labels.set_index("key")
     out["speaker"] = lab["speaker"].reindex(out["key"]).to_numpy()
     out["label"] = lab[label_column].reindex(out["key"]).to_numpy()
     out["correct"] = label_correct(lab, label_column).reindex(out["key"]).to_numpy()
     out.attrs["n_total"] = int(p["n_total"].iloc[0]) if "n_total" in p and len(p) else len(labels)
+    return out
+
+
+def thin_points(points: pd.DataFrame, max_points: int | None) -> pd.DataFrame:
+    """At most ``max_points`` rows of a :func:`projection_frame`: every step-th point in key order, so
+    that the same utterances are kept in every round (and ``attrs``, ``n_total`` included, kept)."""
+    if max_points is None or len(points) <= max_points:
+        return points
+    step = -(-len(points) // int(max_points))
+    out = points.sort_values("key", kind="stable").iloc[::step].reset_index(drop=True)
+    out.attrs = dict(points.attrs)
     return out
 
 
@@ -536,14 +606,24 @@ def _states(labels: pd.DataFrame, mode: str, top: int) -> pd.Series:
     if mode == "correct":
         c = label_correct(lab, "consensus")
         return c.map({1.0: "right", 0.0: "wrong"}).fillna("dropped")
-    if mode == "purity":
-        valid = cons >= 0
-        n = lab[valid].groupby(["consensus", "speaker"]).size()  # (cluster, speaker) -> utterances
-        share = n.groupby(level=0).max() / n.groupby(level=0).sum()  # the cluster's purity
-        p = cons.map(share)
-        names = [f"purity {a:.2f}–{b:.2f}" for a, b in zip(_BINS[:-1], _BINS[1:])]
-        binned = pd.cut(p, bins=list(_BINS), labels=names, include_lowest=True).astype(object)
-        return binned.where(valid, "dropped")
+    if mode == "purity":  # numpy over (cluster, speaker) codes: no per-key alignment at a million rows
+        ids = cons.to_numpy()
+        valid = ids >= 0
+        clusters, c_idx = np.unique(ids[valid], return_inverse=True)
+        spk = pd.factorize(lab["speaker"].to_numpy()[valid])[0]
+        n_spk = int(spk.max()) + 1 if spk.size else 1
+        pairs, counts = np.unique(c_idx.astype(np.int64) * n_spk + spk, return_counts=True)  # (cells,)
+        most = np.zeros(clusters.size, dtype=np.int64)  # (clusters,) its majority speaker's utterances
+        np.maximum.at(most, pairs // n_spk, counts)
+        share = most / np.bincount(c_idx, minlength=clusters.size)  # (clusters,) the cluster's purity
+        names = [f"purity {a:.2f}–{b:.2f}" for a, b in zip(_BINS[:-1], _BINS[1:])] + ["dropped"]
+        # pd.cut's bins: (0.5, 0.8] ..., the first closed on the left too
+        which = np.full(ids.shape, len(_BINS) - 1)
+        which[valid] = np.clip(np.searchsorted(np.asarray(_BINS), share[c_idx], side="left") - 1, 0, len(_BINS) - 2)
+        order = np.argsort(names)  # categories in the order of the strings: groupby sorts them as it sorts strings
+        codes = np.argsort(order)[which]
+        return pd.Series(pd.Categorical.from_codes(codes, [names[i] for i in order]), index=cons.index,
+                         name="consensus")
     if mode == "clusters":
         valid = cons >= 0
         majority = majority_speaker(lab, "consensus")
@@ -564,11 +644,16 @@ def label_transitions(labels_by_round: Mapping[int, pd.DataFrame], *, mode: str 
     title = title or f"Consensus labels from round to round ({mode})"
     if len(rounds) < 2:
         return _empty(title, "needs two rounds or more")
-    states = pd.DataFrame({r: _states(labels_by_round[r], mode, top) for r in rounds})
+    per_round = {r: _states(labels_by_round[r], mode, top) for r in rounds}
+    first = per_round[rounds[0]]
+    if all(s.index.equals(first.index) for s in per_round.values()):  # the same utterances in the same order
+        states = pd.DataFrame({r: s.array for r, s in per_round.items()}, index=first.index)
+    else:
+        states = pd.DataFrame(per_round)
     nodes: dict[tuple[int, str], int] = {}
     src, dst, val = [], [], []
     for a, b in zip(rounds[:-1], rounds[1:]):
-        flow = states.groupby([a, b]).size()
+        flow = states.groupby([a, b], observed=True).size()
         for (sa, sb), n in flow.items():
             for key in ((a, sa), (b, sb)):
                 nodes.setdefault(key, len(nodes))

@@ -147,15 +147,19 @@ def label_issue_ranking(issues: pd.DataFrame, *, view: str = "joint", score: str
     return out.sort_values(["score", "key"], kind="stable").reset_index(drop=True)
 
 
-def precision_recall(ranking: pd.DataFrame) -> pd.DataFrame:
+def precision_recall(ranking: pd.DataFrame, *, max_points: int | None = None) -> pd.DataFrame:
     """Precision and recall of the wrong labels among the first k of a :func:`label_issue_ranking`,
     for k = 1..N (``precision = wrong in the first k / k``, ``recall = wrong in the first k / all
     wrong``; the scores tied at a cut are counted as they are ordered). Columns ``k, score,
-    precision, recall``; empty when no label is wrong."""
+    precision, recall``; empty when no label is wrong. ``max_points``: at most that many rows, at k
+    evenly spaced from 1 to N (both kept), so that a curve over a million utterances draws light."""
     wrong = ranking["wrong"].to_numpy(dtype=bool)
     if not wrong.any():
         return pd.DataFrame(columns=["k", "score", "precision", "recall"])
     hits = np.cumsum(wrong)
     k = np.arange(1, wrong.size + 1)
-    return pd.DataFrame({"k": k, "score": ranking["score"].to_numpy(), "precision": hits / k,
-                         "recall": hits / wrong.sum()})
+    rows: slice | np.ndarray = slice(None)
+    if max_points is not None and wrong.size > max_points:
+        rows = np.unique(np.linspace(0, wrong.size - 1, max(int(max_points), 2)).round().astype(np.int64))
+    return pd.DataFrame({"k": k[rows], "score": ranking["score"].to_numpy()[rows], "precision": (hits / k)[rows],
+                         "recall": (hits / wrong.sum())[rows]})

@@ -11,7 +11,8 @@
 * ``tables.json``: the exact (unrounded) numbers the tables were printed from.
 * Figures from :mod:`cometa.results.figures` (the dashboard's own), as SVG, PDF (vector, fonts embedded by
   Chromium's PDF printer) and PNG via kaleido: ``eer_per_round``, ``purity_per_round``,
-  ``disagreement_lambda``, ``umap_grid`` (when projections exist), ``det_curves``.
+  ``disagreement_lambda``, ``umap_grid`` (when projections exist: at most 6 rounds, evenly spaced, and
+  5,000 of each projection's points, the same utterances in every panel), ``det_curves``.
 * ``report.html``: one self-contained page, the run's record (:mod:`cometa.results.run_record`: command,
   commit, versions, CPU/GPU, host, when), the tables and interactive figures, plotly.js inlined once.
 * Tables are numbered in the order the report shows them (Table 4 only when label-issue scores exist).
@@ -45,6 +46,7 @@ MODALITY_NAMES = {"audio": "Audio", "visual": "Visual", "fused": "Fused"}
 LISTS = ("O", "E", "H")
 DCF_NAMES = ("min_dcf_0.01", "min_dcf_0.05")
 ASNORM = "_asnorm"  # suffix of the AS-norm metrics (cometa.pipeline.analysis)
+GRID_ROUNDS, GRID_POINTS = 6, 5_000  # the UMAP grid: at most 6 round columns, 5,000 points a panel (of 50,000)
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -319,6 +321,15 @@ def table2_latex(t2: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------ figures
+def grid_rounds(rounds: Sequence[int], at_most: int = GRID_ROUNDS) -> list[int]:
+    """The rounds the UMAP grid shows: all of them up to ``at_most``, else ``at_most`` evenly spaced,
+    the first and the last included (20 rounds: 1, 5, 9, 12, 16, 20)."""
+    rounds = sorted(rounds)
+    if len(rounds) <= at_most:
+        return rounds
+    return [rounds[i] for i in sorted({round(j * (len(rounds) - 1) / (at_most - 1)) for j in range(at_most)})]
+
+
 def report_figures(run_dir: str | Path, scalars: pd.DataFrame | None = None) -> dict[str, F.go.Figure]:
     """The report's figures by file stem, built with :mod:`cometa.results.figures` from the run's files."""
     scalars = read_scalars(run_dir) if scalars is None else scalars
@@ -332,11 +343,13 @@ def report_figures(run_dir: str | Path, scalars: pd.DataFrame | None = None) -> 
     for s in strategies_of(scalars):
         rounds = sorted(int(p.name.split("_")[1]) for p in (run_dir / s).glob("round_*")
                         if p.name.split("_")[1].isdigit())
-        for r in rounds:
+        for r in grid_rounds(rounds):
             rel = Path(s) / f"round_{r}"
             if (run_dir / rel / "projection.parquet").exists() and (run_dir / rel / "labels.parquet").exists():
-                panels[(s, r)] = F.projection_frame(store.load_table(rel / "projection.parquet"),
-                                                    store.load_table(rel / "labels.parquet"))
+                proj = store.load_table(rel / "projection.parquet")
+                carried = {"speaker", "consensus", "correct_consensus"} <= set(proj.columns)  # N rows not read
+                pts = F.projection_frame(proj, None if carried else store.load_table(rel / "labels.parquet"))
+                panels[(s, r)] = F.thin_points(pts, GRID_POINTS)  # the same utterances in every panel
         done = [r for r in rounds if (run_dir / s / f"round_{r}" / "scores.npz").exists()]
         if done:
             z = store.load_arrays(Path(s) / f"round_{done[-1]}" / "scores.npz")
@@ -344,8 +357,10 @@ def report_figures(run_dir: str | Path, scalars: pd.DataFrame | None = None) -> 
                 if f"O_{m}" in z and "O_labels" in z:
                     curves[(s, m)] = (z[f"O_{m}"], z["O_labels"])
     if panels:
+        shown = max(len(p) for p in panels.values())
         figs["umap_grid"] = F.umap_grid(panels, color_by="label correct",
-                                        title="Joint embeddings clustered at the start of each round")
+                                        title=f"Joint embeddings clustered at the start of each round (up to "
+                                              f"{shown:,} points a panel)")
     figs["det_curves"] = F.det_curves(curves, title="DET curves, last round, Vox1-O trials")
     return figs
 
