@@ -569,6 +569,21 @@ def main(*, scale: float = 1.0, steps: tuple[str, ...] = STEPS, out: Path | None
     return result
 
 
+def markdown_table(result: dict) -> str:
+    """The steps of a ``paper_scale.json`` as a Markdown table, with the issue's targets (``--table``)."""
+    target = {"label_issues": f"<= {TARGET_ISSUES_S:.0f} s a view", "dashboard_first_load": f"<= {TARGET_LOAD_S} s",
+              "dashboard_slider": f"<= {TARGET_SLIDER_S} s"}
+    rows = ["| step | seconds | peak RSS GB | n | extrapolated | target |", "|---|---:|---:|---:|---|---|"]
+    for name, v in result["steps"].items():
+        rows.append(f"| {name} | {v['seconds']:,.1f} | {v['peak_rss_gb']:.2f} | {v['n']:,} | "
+                    f"{'yes' if v['extrapolated'] else 'no'} | {target.get(name, '')} |")
+    c = result["checks"]
+    rows.append(f"\nEvery step at most {c['max_peak_rss_gb']:.2f} GB (target <= {TARGET_RSS_GB:.0f} GB); one round's "
+                f"CPU work but k-means (label issues x {VIEWS_PER_ROUND} views, the report once) "
+                f"{c['round_without_kmeans_s']:,.0f} s (target <= {TARGET_ROUND_S:.0f} s).")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(prog="python -m bench.bench_paper_scale", description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0, help="measure at 0.4·s·N and s·N, extrapolate to N")
@@ -578,8 +593,11 @@ if __name__ == "__main__":
     ap.add_argument("--store", help="keep the 20-round store of the report and dashboard steps here (reused)")
     ap.add_argument("--child", choices=STEPS, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--table", action="store_true", help="print the --json file's steps as a Markdown table and exit")
     args = ap.parse_args()
-    if args.child:
+    if args.table:
+        print(markdown_table(json.loads(Path(args.json).read_text())))
+    elif args.child:
         _child(args.child, args.n)
     else:
         if not 0 < args.scale <= 1:
