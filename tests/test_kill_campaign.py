@@ -2,9 +2,10 @@
 store while a run writes it.
 
 A copy of the session's tiny run has its last baseline round and its projections undone (their
-folders and rows removed; the report is left out); rerunning them is killed three times, the whole
-process tree with SIGKILL: with SQLite rows inserted but not committed, with a checkpoint written but
-not renamed, and with the projections half written. The run then ends, and must equal the
+folders and rows removed; the report is left out); rerunning them is killed twice, the whole
+process tree with SIGKILL: with SQLite rows inserted but not committed, and with the projections half
+written (a checkpoint written but not renamed is killed in tests/test_study_run.py, a round SIGKILLed
+mid-epoch in tests/test_pipeline.py, all kinds in ``tools/kill_campaign.py``). The run then ends, and must equal the
 uninterrupted tiny run: every scalar but wall-clock timings to 1e-9, no duplicate rows, label tables
 exactly, every array, checkpoint and record to 1e-9, no temporary file left.
 
@@ -75,7 +76,7 @@ class Reader(threading.Thread):
             self.stop.wait(0.05)
 
 
-def test_killed_three_times_the_run_ends_equal_to_the_uninterrupted_one(tiny_run, tmp_path):
+def test_killed_twice_the_run_ends_equal_to_the_uninterrupted_one(tiny_run, tmp_path):
     run = tmp_path / "killed"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("report"))
     strategy, last = _last_round(run)
@@ -101,7 +102,6 @@ def test_killed_three_times_the_run_ends_equal_to_the_uninterrupted_one(tiny_run
     try:
         kills = [
             fault_kill(cmd, run, cache=cache, log=log, steps=steps, kind="sqlite", n=2, timeout=1200),
-            fault_kill(cmd, run, cache=cache, log=log, steps=steps, kind="checkpoint", n=1, timeout=1200),
             # a projection written, not renamed, half of them done (tiny: the 3rd of 6)
             fault_kill(cmd, run, cache=cache, log=log, steps=steps, kind="projection", timeout=1200,
                        n=(len(list(tiny_run.glob("*/round_*/projection.parquet"))) + 1) // 2),
@@ -111,9 +111,9 @@ def test_killed_three_times_the_run_ends_equal_to_the_uninterrupted_one(tiny_run
     finally:
         reader.stop.set()
         reader.join()
-    assert [bool(k.get("killed")) for k in kills] == [True] * 3, kills
-    assert kills[0]["fault"].startswith("sqlite:") and kills[1]["fault"].endswith(".pt")
+    assert [bool(k.get("killed")) for k in kills] == [True] * 2, kills
+    assert kills[0]["fault"].startswith("sqlite:")
     # the analysis may run beside the projections (tiny: jobs 2)
-    assert kills[0]["where"] == kills[1]["where"] == [redo[0]] and "projections" in kills[2]["where"]
+    assert kills[0]["where"] == [redo[0]] and "projections" in kills[1]["where"]
     assert compare_runs(tiny_run, run, ignore=("report/",)) == []
     assert reader.reads > 10 and reader.problems == [], reader.problems[:10]
