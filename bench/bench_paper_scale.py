@@ -5,24 +5,6 @@ Synthetic 192-d embeddings and labels of VoxCeleb2 dev's size (1,092,009 utteran
 37,611 / 579,818 / 550,894 trials). Every step runs in its own process (``--child``), so its peak RSS
 (``ru_maxrss``: inputs held in memory included) is its own:
 
-``kmeans``             :func:`cometa.core.pseudo_labels.kmeans` of one view, k = 6,000, 20 iterations
-``ensemble``           :func:`cometa.core.ensemble.consensus` (Hungarian alignment of audio and visual
-                       onto joint, vote) and the two :func:`~cometa.core.ensemble.align` of the table
-``label_metrics``      :func:`cometa.core.label_quality.label_metrics`: purity, NMI, ARI ... per view
-                       and the per-video (session) measures, with the flip rate against a previous round
-``label_issues``       one view, the method the paper preset uses (``centroid``:
-                       :func:`~cometa.core.label_issues.centroid_probs` and the sparse scores and flags)
-``as_norm``            :func:`cometa.evaluation.evaluate.evaluate_as_norm` as the analysis step calls it: audio and
-                       visual (and their fusion) on O, E and H, cohort 20,000, top 300, EER and minDCF
-``eer``                :func:`cometa.evaluation.evaluate.evaluate_embeddings`: cosine scores, EER and minDCF
-                       (0.01, 0.05) of audio, visual and fused on O, E, H
-``store_write``        a round's writes through :class:`cometa.runs.RunStore`: embeddings.npz (audio, visual,
-                       joint), labels.parquet, label_issues.parquet (3 views) and the round's scalars
-``projections``        :func:`cometa.core.projections.project_round` of the three views (UMAP at the cap
-                       of 50,000 points a view, whatever N is): measured once at min(s N, 50,000) points,
-                       scaled linearly to the cap (RSS: plus the three views' embeddings at N)
-=====================  ==========================================================================
-=======
 ========================  ==========================================================================
 ``kmeans``                :func:`cometa.core.pseudo_labels.kmeans` of one view, k = 6,000, 20 iterations
 ``ensemble``              :func:`cometa.core.ensemble.consensus` (Hungarian alignment of audio and visual
@@ -398,27 +380,9 @@ def _store_step(name: str, n: int) -> float:
 def _slider(browser, url: str) -> float:
     """The Embeddings tab's round slider moved one step at a time, 1 -> 20 -> 1: the median move (seconds);
     the tab's first draw, the slowest move and the Noise diagnosis tab's first draw go to ``_EXTRA``."""
-    from bench.bench_dashboard import _title
+    from bench.bench_dashboard import slider_walk
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(url)
-    _title(page, "EER (%) per round")
-    t0 = time.perf_counter()
-    page.locator(".bk-tab", has_text="Embeddings").first.click()
-    _title(page, "round 1 ·")
-    page.locator(".js-plotly-plot canvas").first.wait_for()
-    tab = time.perf_counter() - t0
-    handle = page.locator(".noUi-handle").first
-    handle.focus()
-    moves = []
-    for r, key in [(r, "ArrowRight") for r in range(2, STORE_ROUNDS + 1)] + \
-                  [(r, "ArrowLeft") for r in range(STORE_ROUNDS - 1, 0, -1)]:
-        t0 = time.perf_counter()
-        handle.press(key)
-        _title(page, f"round {r} ·")
-        moves.append(time.perf_counter() - t0)
-    points = page.locator(".js-plotly-plot").first.evaluate(
-        "el => el.data.filter(t => t.type === 'scattergl').reduce((n, t) => n + t.x.length, 0)")
+    page, tab, points, moves = slider_walk(browser, url, STORE_ROUNDS)
     t0 = time.perf_counter()
     page.locator(".bk-tab", has_text="Noise diagnosis").first.click()
     page.locator(".js-plotly-plot .gtitle", has_text="label history").first.wait_for(timeout=900_000)
