@@ -71,6 +71,34 @@ def _first_load(browser, url: str) -> float:
     return seconds
 
 
+def slider_walk(browser, url: str, rounds: int):
+    """Open the Embeddings tab and move its round slider one step at a time, 1 -> ``rounds`` -> 1.
+
+    Returns ``(page, tab_s, points, moves)``: the page (left open, on round 1), the tab's first draw in
+    seconds, the points drawn per projection, and each move's seconds (forward moves first).
+    """
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    _title(page, "EER (%) per round")
+    t0 = time.perf_counter()
+    page.locator(".bk-tab", has_text="Embeddings").first.click()
+    _title(page, "round 1 ·")
+    page.locator(".js-plotly-plot canvas").first.wait_for()
+    tab = time.perf_counter() - t0
+    points = page.locator(".js-plotly-plot").first.evaluate(
+        "el => el.data.filter(t => t.type === 'scattergl').reduce((n, t) => n + t.x.length, 0)")
+    handle = page.locator(".noUi-handle").first
+    handle.focus()
+    moves = []
+    path = list(range(2, rounds + 1)) + list(range(rounds - 1, 0, -1))  # 1 -> N -> 1
+    for r, key in zip(path, ["ArrowRight"] * (rounds - 1) + ["ArrowLeft"] * (rounds - 1)):
+        t0 = time.perf_counter()
+        handle.press(key)
+        _title(page, f"round {r} ·")
+        moves.append(time.perf_counter() - t0)
+    return page, tab, int(points), moves
+
+
 def _measure(url: str, rounds: int) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -79,25 +107,7 @@ def _measure(url: str, rounds: int) -> dict:
         try:
             cold = _first_load(browser, url)
             warm = _first_load(browser, url)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url)
-            _title(page, "EER (%) per round")
-            t0 = time.perf_counter()
-            page.locator(".bk-tab", has_text="Embeddings").first.click()
-            _title(page, "round 1 ·")
-            page.locator(".js-plotly-plot canvas").first.wait_for()
-            tab = time.perf_counter() - t0
-            points = page.locator(".js-plotly-plot").first.evaluate(
-                "el => el.data.filter(t => t.type === 'scattergl').reduce((n, t) => n + t.x.length, 0)")
-            handle = page.locator(".noUi-handle").first
-            handle.focus()
-            moves = []
-            path = list(range(2, rounds + 1)) + list(range(rounds - 1, 0, -1))  # 1 -> N -> 1
-            for r, key in zip(path, ["ArrowRight"] * (rounds - 1) + ["ArrowLeft"] * (rounds - 1)):
-                t0 = time.perf_counter()
-                handle.press(key)
-                _title(page, f"round {r} ·")
-                moves.append(time.perf_counter() - t0)
+            _, tab, points, moves = slider_walk(browser, url, rounds)
         finally:
             browser.close()
     return {"first_load_s": round(cold, 3), "first_load_warm_s": round(warm, 3), "embeddings_tab_s": round(tab, 3),
