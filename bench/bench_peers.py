@@ -12,7 +12,11 @@ would use instead, as ratios cometa / peer measured in one process.
   at the paper's image size (224 px: cometa's network *is* torchvision's, plus the ImageNet input
   normalisation) and the demo's (32 px: cometa's small-image stem, a 3x3 stride-1 convolution without
   max-pool, keeps 16x the spatial positions of torchvision's 7x7/2 stem + max-pool, which is the
-  architectural difference the ratio measures there).
+  architectural difference the ratio measures there). Each ResNet case also times a third network,
+  interleaved with the two: torchvision's resnet34 given cometa's architecture at that size
+  (:func:`torchvision_as_cometa`: the same input normalisation, and at small sizes the same stem).
+  ``x same-arch`` (cometa / that network) is then the implementation's share of the ratio, and
+  ``arch cost`` (that network / torchvision's) the architecture's.
 - A training step is forward, AAM-softmax (:class:`cometa.models.losses.AAMSoftmax`, K classes, the
   same head for both) and backward; an inference pass is the embeddings of the batch in eval mode
   under ``torch.inference_mode`` (reported as embeddings per second).
@@ -46,6 +50,7 @@ from bench.common import text_table
 from cometa.config import load_config
 from cometa.core.strategies.base import Batch, select_by_disagreement
 from cometa.models.encoders import EcapaTDNN, FaceResNet, count_parameters
+from cometa.models.encoders.resnet import IMAGENET_MEAN, IMAGENET_STD, SMALL_IMAGE
 from cometa.models.losses import AAMSoftmax
 
 N_MELS = 80
@@ -88,8 +93,35 @@ def torchvision_resnet34() -> nn.Module:
     return net
 
 
+class Normalised(nn.Module):
+    """``net((x - mean) / std)`` with cometa's ImageNet constants, as :class:`FaceResNet` normalises its input."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def torchvision_as_cometa(image_size: int) -> nn.Module:
+    """torchvision's resnet34 (:func:`torchvision_resnet34`) changed into cometa's architecture at
+    ``image_size``: the ImageNet input normalisation, and below :data:`SMALL_IMAGE` px the 3x3
+    stride-1 stem without max-pool. Timed beside both, it splits cometa's ratio into implementation
+    and architecture."""
+    net = torchvision_resnet34()
+    if image_size < SMALL_IMAGE:
+        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        net.maxpool = nn.Identity()
+    return Normalised(net)
+
+
 def _median_pair(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
-    """Seconds of each of two callables over ``repeats`` alternating runs, after one warm-up each."""
+    """Seconds of each callable (two or three) over ``repeats`` alternating runs (order reversed on every
+    other repeat), after one warm-up each."""
     for fn in fns.values():
         fn()
     names = list(fns)
@@ -120,23 +152,37 @@ def _infer(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
 
 
 def compare_encoders(cometa_net: nn.Module, peer_net: nn.Module, x: torch.Tensor, x_peer: torch.Tensor, *,
-                     repeats: int, seed: int = 0) -> dict:
-    """Training step and inference of two embedders on the same batch: medians and ratios cometa / peer."""
+                     repeats: int, seed: int = 0, control_net: nn.Module | None = None) -> dict:
+    """Training step and inference of two embedders on the same batch: medians and ratios cometa / peer.
+
+    ``control_net`` (the peer changed into cometa's architecture, on ``x_peer``) is timed interleaved with
+    the two; each kind then also gets ``ratio_same_arch`` (cometa / control) and ``arch_cost``
+    (control / peer).
+    """
     b = x.shape[0]
     labels = torch.randint(0, N_CLASSES, (b,), generator=torch.Generator().manual_seed(seed))
     torch.manual_seed(seed)
     head = AAMSoftmax(EMBED_DIM, N_CLASSES)
-    peer_head = copy.deepcopy(head)
+    nets = {"cometa": (cometa_net, x), "peer": (peer_net, x_peer)}
+    if control_net is not None:
+        nets["control"] = (control_net, x_peer)
+    heads = {name: head if name == "cometa" else copy.deepcopy(head) for name in nets}
     out: dict = {"params_cometa": count_parameters(cometa_net), "params_peer": count_parameters(peer_net)}
-    cometa_net.train(), peer_net.train()
-    train = _median_pair({"cometa": _train_step(cometa_net, head, x, labels),
-                          "peer": _train_step(peer_net, peer_head, x_peer, labels)}, repeats)
-    cometa_net.eval(), peer_net.eval()
-    infer = _median_pair({"cometa": _infer(cometa_net, x), "peer": _infer(peer_net, x_peer)}, repeats)
+    for net, _ in nets.values():
+        net.train()
+    train = _median_pair({name: _train_step(net, heads[name], inp, labels) for name, (net, inp) in nets.items()},
+                         repeats)
+    for net, _ in nets.values():
+        net.eval()
+    infer = _median_pair({name: _infer(net, inp) for name, (net, inp) in nets.items()}, repeats)
     for kind, times in (("train", train), ("infer", infer)):
-        c, p = statistics.median(times["cometa"]), statistics.median(times["peer"])
+        med = {name: statistics.median(t) for name, t in times.items()}
+        c, p = med["cometa"], med["peer"]
         out[kind] = {"cometa_s": round(c, 5), "peer_s": round(p, 5), "ratio": round(c / p, 3),
                      "cometa_min_s": round(min(times["cometa"]), 5), "peer_min_s": round(min(times["peer"]), 5)}
+        if control_net is not None:
+            out[kind].update(control_s=round(med["control"], 5), ratio_same_arch=round(c / med["control"], 3),
+                             arch_cost=round(med["control"] / p, 3))
     out["infer"]["cometa_emb_per_s"] = round(b / out["infer"]["cometa_s"], 1)
     out["infer"]["peer_emb_per_s"] = round(b / out["infer"]["peer_s"], 1)
     return out
@@ -274,7 +320,7 @@ def main(*, quick: bool = False, repeats: int | None = None, batch: int | None =
             ours = FaceResNet(34, image_size=size, embed_dim=EMBED_DIM)
             result["resnet34"][name] = {"image_size": size,
                                         **compare_encoders(ours, torchvision_resnet34(), img, img, repeats=repeats,
-                                                           seed=seed)}
+                                                           seed=seed, control_net=torchvision_as_cometa(size))}
             _progress(f"resnet34 {name}", result["resnet34"][name])
         result["meta"] = compare_meta(meta_preset or ("tiny" if quick else "demo"), repeats=repeats, seed=seed)
     finally:
@@ -285,8 +331,13 @@ def main(*, quick: bool = False, repeats: int | None = None, batch: int | None =
 
 def _progress(case: str, v: dict) -> None:
     """One line as each encoder case finishes (a long run on a busy machine shows where it is)."""
-    print(f"  {case}: train x{v['train']['ratio']:.2f} (peer {v['train']['peer_s']:.3g} s), "
-          f"infer x{v['infer']['ratio']:.2f} (peer {v['infer']['peer_s']:.3g} s)", flush=True)
+    parts = []
+    for kind in ("train", "infer"):
+        k = v[kind]
+        split = (f", x{k['ratio_same_arch']:.2f} same-arch, arch cost x{k['arch_cost']:.2f}"
+                 if "ratio_same_arch" in k else "")
+        parts.append(f"{kind} x{k['ratio']:.2f} (peer {k['peer_s']:.3g} s{split})")
+    print(f"  {case}: " + ", ".join(parts), flush=True)
 
 
 def _report(result: dict) -> None:
@@ -296,14 +347,17 @@ def _report(result: dict) -> None:
         for case, v in result[fam].items():
             size = f"C={v['channels']}, T={v['frames']}" if fam == "ecapa" else f"{v['image_size']} px"
             for kind in ("train", "infer"):
+                k = v[kind]
                 rows.append([f"{fam} {kind} ({case}: {size})", f"{v['params_cometa']:,}", f"{v['params_peer']:,}",
-                             v[kind]["ratio"], v[kind]["peer_s"], v[kind]["cometa_s"]])
+                             k["ratio"], k["peer_s"], k["cometa_s"], k.get("ratio_same_arch", "-"),
+                             k.get("arch_cost", "-")])
     m = result["meta"]
     rows.append([f"co-meta 2nd-order step ({m['preset']}, B={m['batch_size']})", "-", "-", m["ratio"], m["peer_s"],
-                 m["cometa_s"]])
+                 m["cometa_s"], "-", "-"])
     print(f"cometa against its peers: B={result['batch_size']}, medians of {result['repeats']} interleaved "
           f"repeats, {result['torch_threads']} torch threads")
-    print(text_table(rows, ["case", "params cometa", "params peer", "x peer", "peer s", "cometa s"]))
+    print(text_table(rows, ["case", "params cometa", "params peer", "x peer", "peer s", "cometa s", "x same-arch",
+                            "arch cost"]))
     ecapa, res = result["ecapa"], result["resnet34"]
     first_e, first_r = next(iter(ecapa)), next(iter(res))
     named = {
@@ -322,9 +376,11 @@ def _report(result: dict) -> None:
         extra = ""
         if fam in others:
             table, first = others[fam]
-            extra = "".join(f"; {c} x{v[kind]['ratio']:.2f}" for c, v in table.items() if c != first)
+            split = {c: (f" (same arch x{v[kind]['ratio_same_arch']:.2f})" if "ratio_same_arch" in v[kind] else "")
+                     for c, v in table.items()}
+            extra = "".join(f"; {c} x{v[kind]['ratio']:.2f}{split[c]}" for c, v in table.items() if c != first)
             peer_s = table[first][kind]["peer_s"]
-            extra = f" ({first}, peer {peer_s:.3g} s{extra})"
+            extra = f" ({first}, peer {peer_s:.3g} s{split[first]}{extra})"
         else:
             extra = f" (peer {m['peer_s']:.3g} s)"
         parts.append(f"{key} x{ratio:.2f}{extra}")

@@ -91,6 +91,23 @@ def test_torchvision_peer_is_cometas_resnet34_at_224px():
     assert [(n, p.shape) for n, p in ours.net.named_parameters()] == [(n, p.shape) for n, p in peer.named_parameters()]
 
 
+@pytest.mark.parametrize("size", [224, 32])
+def test_the_same_architecture_control_computes_cometas_function(size):
+    """torchvision_as_cometa(size) is cometa's FaceResNet as a function: with FaceResNet's weights loaded it
+    gives the same embeddings (the same normalisation, and at 32 px the same stem), so that timing it
+    beside both networks splits the ratio into implementation and architecture."""
+    torch.manual_seed(0)
+    ours = FaceResNet(34, image_size=size, embed_dim=bench_peers.EMBED_DIM).eval()
+    control = bench_peers.torchvision_as_cometa(size).eval()
+    control.net.load_state_dict(ours.net.state_dict())  # strict: the same modules and shapes
+    x = torch.rand(2, 3, size, size)
+    with torch.no_grad():
+        assert torch.allclose(control(x), ours(x), atol=1e-5)
+        # and the control is not torchvision's own network at small sizes: its stem keeps every position
+        stem = control.net.conv1(x)
+    assert stem.shape[-1] == (size if size < 112 else size // 2)
+
+
 def test_bench_runs_end_to_end_at_tiny_size(capsys):
     res = bench_peers.main(quick=True, repeats=1, batch=2, ecapa_widths=TINY_ECAPA, image_sizes={"tiny": 32},
                            frames=20, meta_preset="tiny")
@@ -104,3 +121,5 @@ def test_bench_runs_end_to_end_at_tiny_size(capsys):
     assert res["ratios"]["ecapa_vs_speechbrain_train"] == pytest.approx(v["cometa_s"] / v["peer_s"], rel=0.01)
     assert res["meta"]["n_disagree"]["ours"] == res["meta"]["n_disagree"]["peer"] > 0
     assert "meta_vs_torch_func x" in capsys.readouterr().out
+    r = res["resnet34"]["tiny"]["infer"]  # the control was timed with the two: the split multiplies back
+    assert r["ratio_same_arch"] * r["arch_cost"] == pytest.approx(r["ratio"], rel=0.01)
