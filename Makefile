@@ -44,9 +44,16 @@ study: setup
 corpus: setup
 	$(PY) -m cometa corpus --preset demo
 
-# the linters first: a lint or type error fails `make test` before the (minutes-long) suite starts
+# the linters first: a lint or type error fails `make test` before the (minutes-long) suite starts.
+# The suite runs in TEST_WORKERS pytest-xdist processes (default: the cores, at most 4) of one thread each:
+# on 2 cores that takes ~0.75x the time of one process with 2 threads, whose tests wait on one another's
+# threads as much as they compute (bench/TIMINGS.md). `worksteal` keeps both busy to the end; the shared
+# tiny run is made once, by the first worker that needs it (tests/conftest.py). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 test: lint
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(if $(filter 0,$(TEST_WORKERS)),$(PY) -m pytest -q $(PYTEST_ARGS),\
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+	  $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS))
 
 # mypy's incremental cache lives beside the venv (keyed by the pins, kept by CI's venv cache): a fresh clone
 # re-checks only what changed (0.6 s warm against ~20 s cold); mypy validates every cached file itself

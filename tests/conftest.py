@@ -5,7 +5,9 @@ rounds, projections; the report's tables without its static figures), made once 
 through the real pipeline (papermill notebooks and all), for the tests that explore a finished run,
 the dashboard's and the report's. Tests must not change it: ``run_copy`` gives a copy to change.
 While developing, ``COMETA_TEST_TINY_RUN=/path/to/a/finished/tiny/run`` reuses one instead of making
-it (about 1.5-3 min on 2 cores).
+it (about 1.5-3 min on 2 cores). Under pytest-xdist (``make test`` runs ``-n 2``) the workers share one:
+the first to need it makes it under a file lock in the session's common temporary directory, the others
+wait for it there.
 
 ``tiny_study``: a two-seed study directory built from ``tiny_run`` without training: ``seed_0`` is a
 copy of it, ``seed_1`` a copy whose config says seed 1 and whose EERs (``eer``, ``eer_untrained``) are
@@ -18,6 +20,7 @@ of the run store's own reader, to check what the readers show against.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -39,11 +42,25 @@ def tiny_run(tmp_path_factory) -> Path:
         run_dir = Path(reuse).resolve()
         assert (run_dir / "report" / "table1.md").exists(), f"COMETA_TEST_TINY_RUN={reuse} is not a finished run"
         return run_dir
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _make_tiny_run(tmp_path_factory.mktemp("tiny_run") / "tiny")
+    # xdist: every worker's basetemp (…/pytest-N/popen-gwK) shares the parent …/pytest-N of this session only
+    shared = tmp_path_factory.getbasetemp().parent / "tiny_run"
+    shared.mkdir(exist_ok=True)
+    with open(shared / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the worker dies)
+        if not (shared / "complete").exists():
+            shutil.rmtree(shared / "tiny", ignore_errors=True)  # a worker that failed midway
+            _make_tiny_run(shared / "tiny")
+            (shared / "complete").touch()
+    return shared / "tiny"
+
+
+def _make_tiny_run(run_dir: Path) -> Path:
     from cometa.config import load_config
     from cometa.pipeline.run import plan_steps, run_pipeline
     from cometa.results.report import write_report
 
-    run_dir = tmp_path_factory.mktemp("tiny_run") / "tiny"
     steps = [s.name for s in plan_steps(load_config("tiny"), run_dir) if s.name != "report"]
     outcome = run_pipeline("tiny", run_dir=run_dir, progress=False, only=steps)
     assert set(outcome.values()) == {"ran"} and len(outcome) == len(steps), outcome
