@@ -5,7 +5,7 @@ rounds, projections; the report's tables without its static figures), made once 
 through the real pipeline (papermill notebooks and all), for the tests that explore a finished run,
 the dashboard's and the report's. Tests must not change it: ``run_copy`` gives a copy to change.
 While developing, ``COMETA_TEST_TINY_RUN=/path/to/a/finished/tiny/run`` reuses one instead of making
-it (about 1.5-3 min on 2 cores). Under pytest-xdist (``make test`` runs ``-n 2``) the workers share one:
+it (about 1.5-3 min on 2 cores). Under pytest-xdist (``make test`` runs a worker per core) the workers share one:
 the first to need it makes it under a file lock in the session's common temporary directory, the others
 wait for it there.
 
