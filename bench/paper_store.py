@@ -37,6 +37,7 @@ from bench.sample_run import (
     _train_rows,
     _write_config,
     _write_store,
+    corpus_and_stage1,
 )
 from cometa.core.label_issues import ranking_quality
 from cometa.core.projections import projection_labels
@@ -137,14 +138,8 @@ def build_paper_store(run_dir: str | Path, *, n: int = N_UTT, rounds: int = 20,
     _write_config(run, strategies, rounds, k, seed, run / "corpus" / "data")
     hard = rng.random(n) < 0.15
     proj_rows = np.sort(rng.choice(n, min(n, PROJECTION_CAP), replace=False))
-    rows: list[tuple] = []
     clock = [_T0]
-    _step(run, "corpus", "corpus.ipynb", clock, 3600.0, {"preset": "paper"}, f"corpus: {n} utterances")
-    for e in range(1, 6):
-        rows.append(_row(None, "stage1", 0, e, None, None, "loss_csl", 5.0 * 0.8 ** e))
-    for lst, f in _LISTS.items():
-        rows += _eval_rows(None, 0, {"audio": STAGE1_EER * f}, lst=lst)
-    _step(run, "stage1", "stage1.ipynb", clock, 36000.0, {"epochs": 5}, "Stage I")
+    rows = corpus_and_stage1(run, clock, n=n, preset="paper", seconds=(3600.0, 36000.0), stage1_text="Stage I")
     for strategy in strategies:
         strength = _STRENGTH[strategy]
         for r in range(1, rounds + 1):

@@ -54,15 +54,8 @@ def build_sample_run(run_dir: str | Path, *, strategies: tuple[str, ...] = STRAT
     if media:
         _write_media(media_root, keys, spk)
     _write_config(run, strategies, rounds, n_spk, seed, media_root)
-    rows: list[tuple] = []
     clock = [_T0]
-
-    _step(run, "corpus", "corpus.ipynb", clock, 12.0, {"preset": "tiny"}, f"corpus: {n} utterances")
-    for e in range(1, 6):
-        rows.append(_row(None, "stage1", 0, e, None, None, "loss_csl", 5.0 * 0.8 ** e))
-    for lst, f in _LISTS.items():
-        rows += _eval_rows(None, 0, {"audio": STAGE1_EER * f}, lst=lst)
-    _step(run, "stage1", "stage1.ipynb", clock, 40.0, {"epochs": 5}, "Stage I EER 7.16 %")
+    rows = corpus_and_stage1(run, clock, n=n, preset="tiny", seconds=(12.0, 40.0), stage1_text="Stage I EER 7.16 %")
 
     d = 16
     centres = rng.normal(size=(n_spk, d)) * 3
@@ -214,6 +207,18 @@ def eer_min_dcf(scores: np.ndarray, labels: np.ndarray, p_target: float) -> tupl
     eer = float((p_miss[i] + p_fa[i]) / 2)
     dcf = p_target * p_miss + (1 - p_target) * p_fa
     return eer, float(dcf.min() / min(p_target, 1 - p_target))
+
+
+def corpus_and_stage1(run: Path, clock: list, *, n: int, preset: str, seconds: tuple[float, float],
+                      stage1_text: str) -> list[tuple]:
+    """The corpus and Stage I steps' done markers (``seconds``: their durations) and Stage I's scalars rows:
+    5 epochs of contrastive loss and the audio EER / minDCF on each trial list."""
+    _step(run, "corpus", "corpus.ipynb", clock, seconds[0], {"preset": preset}, f"corpus: {n} utterances")
+    rows = [_row(None, "stage1", 0, e, None, None, "loss_csl", 5.0 * 0.8 ** e) for e in range(1, 6)]
+    for lst, f in _LISTS.items():
+        rows += _eval_rows(None, 0, {"audio": STAGE1_EER * f}, lst=lst)
+    _step(run, "stage1", "stage1.ipynb", clock, seconds[1], {"epochs": 5}, stage1_text)
+    return rows
 
 
 def _eval_rows(strategy, r, per_mod, *, lst: str) -> list[tuple]:
