@@ -14,7 +14,7 @@ would use instead, as ratios cometa / peer measured in one process.
   max-pool, keeps 16x the spatial positions of torchvision's 7x7/2 stem + max-pool, which is the
   architectural difference the ratio measures there). Each ResNet case also times a third network,
   interleaved with the two: torchvision's resnet34 given cometa's architecture at that size
-  (:func:`torchvision_as_cometa`: the same input normalisation, and at small sizes the same stem).
+  (:func:`torchvision_as_cometa`: cometa's input normalisation, and at small sizes its stem).
   ``x same-arch`` (cometa / that network) is then the implementation's share of the ratio, and
   ``arch cost`` (that network / torchvision's) the architecture's.
 - A training step is forward, AAM-softmax (:class:`cometa.models.losses.AAMSoftmax`, K classes, the
@@ -50,7 +50,7 @@ from bench.common import text_table
 from cometa.config import load_config
 from cometa.core.strategies.base import Batch, select_by_disagreement
 from cometa.models.encoders import EcapaTDNN, FaceResNet, count_parameters
-from cometa.models.encoders.resnet import IMAGENET_MEAN, IMAGENET_STD, SMALL_IMAGE
+from cometa.models.encoders.resnet import SMALL_IMAGE
 from cometa.models.losses import AAMSoftmax
 
 N_MELS = 80
@@ -93,30 +93,17 @@ def torchvision_resnet34() -> nn.Module:
     return net
 
 
-class Normalised(nn.Module):
-    """``net((x - mean) / std)`` with cometa's ImageNet constants, as :class:`FaceResNet` normalises its input."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) / self.std)
-
-
 def torchvision_as_cometa(image_size: int) -> nn.Module:
-    """torchvision's resnet34 (:func:`torchvision_resnet34`) changed into cometa's architecture at
-    ``image_size``: the ImageNet input normalisation, and below :data:`SMALL_IMAGE` px the 3x3
-    stride-1 stem without max-pool. Timed beside both, it splits cometa's ratio into implementation
-    and architecture."""
+    """cometa's :class:`FaceResNet` at ``image_size`` (its own input normalisation) around torchvision's
+    resnet34 (:func:`torchvision_resnet34`), whose stem below :data:`SMALL_IMAGE` px is cometa's 3x3
+    stride-1 convolution without max-pool: torchvision's implementation in cometa's architecture. Timed
+    beside both, it splits cometa's ratio into implementation and architecture."""
+    model = FaceResNet(34, image_size=image_size, embed_dim=EMBED_DIM)
     net = torchvision_resnet34()
     if image_size < SMALL_IMAGE:
-        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
-        net.maxpool = nn.Identity()
-    return Normalised(net)
+        net.conv1, net.maxpool = model.net.conv1, model.net.maxpool  # the small-image stem, as cometa builds it
+    model.net = net
+    return model
 
 
 def _median_pair(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
