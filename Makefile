@@ -46,7 +46,7 @@ corpus: setup
 
 # the linters first: a lint or type error fails `make test` before the (minutes-long) suite starts.
 # The suite runs in TEST_WORKERS pytest-xdist processes (default: the cores, at most 4) of one thread each:
-# on 2 cores that takes ~0.75x the time of one process with 2 threads, whose tests wait on one another's
+# on 2 cores that takes ~0.8x the time of one process with 2 threads, whose tests wait on one another's
 # threads as much as they compute (bench/TIMINGS.md). `worksteal` keeps both busy to the end; the shared
 # tiny run is made once, by the first worker that needs it (tests/conftest.py). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
