@@ -261,13 +261,6 @@ def label_metrics(table: pd.DataFrame, previous: pd.DataFrame | None) -> list[di
     return rows
 
 
-def _cluster_majority(speakers, labels) -> pd.Series:
-    """Each cluster's majority true identity, indexed by cluster id; a tie goes to the speaker seen
-    first in the cluster."""
-    df = pd.DataFrame({"s": np.asarray(speakers), "c": np.asarray(labels)})
-    return df.groupby("c")["s"].agg(lambda s: s.value_counts().index[0])
-
-
 def cluster_majority(speakers, labels) -> pd.Series:
     """Each cluster's majority true identity, from the (cluster, speaker) counts, in O(N log N).
 
@@ -309,13 +302,13 @@ def wrong_label_mask(speakers: np.ndarray, labels: np.ndarray) -> np.ndarray:
     differs from its own (the ground truth the embedded corpus knows). A tie for the majority goes
     to the speaker seen first in the cluster."""
     df = pd.DataFrame({"s": speakers, "c": labels})
-    return (df["c"].map(_cluster_majority(df["s"], df["c"])) != df["s"]).to_numpy()
+    return (df["c"].map(cluster_majority(df["s"].to_numpy(), df["c"].to_numpy())) != df["s"]).to_numpy()
 
 
 def majority_identity(speakers: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     """(k,) the majority identity of each cluster 0..k-1 (ties as :func:`wrong_label_mask`), -1 for
     an empty cluster; ``speakers`` are non-negative integer codes (N,), ``labels`` in 0..k-1 (N,)."""
-    majority = _cluster_majority(speakers, labels)
+    majority = cluster_majority(speakers, labels)
     out = np.full(int(k), -1, dtype=np.int64)
     out[majority.index.to_numpy(dtype=np.int64)] = majority.to_numpy(dtype=np.int64)
     return out
@@ -328,5 +321,6 @@ def confused_pairs(speakers, labels) -> pd.DataFrame:
     speakers, labels = np.asarray(speakers), np.asarray(labels)
     keep = labels >= 0
     df = pd.DataFrame({"speaker": speakers[keep], "c": labels[keep]})
-    df["majority"] = df["c"].map(_cluster_majority(df["speaker"], df["c"]))
+    majority = cluster_majority(df["speaker"].to_numpy(), df["c"].to_numpy())  # values: object for int codes
+    df["majority"] = df["c"].map(majority).astype(df["speaker"].dtype)
     return df.loc[df["speaker"] != df["majority"], ["speaker", "majority"]].reset_index(drop=True)
