@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from cometa.core.batchnorm import hand_double_backward_batchnorm
 from cometa.core.meta import call_with, meta_gradients
 from cometa.core.strategies.base import Batch, StepStats, Strategy, trainable
 
@@ -30,8 +31,11 @@ class CoMeta(Strategy):
 
     def step(self, batch: Batch, *, keep_ratio: float) -> StepStats:
         batch = self.prepare(batch)  # the audio's log-mel once, for the forwards under θ and θ'
-        # one forward under θ per model: support loss (lines 5-6), predictions (line 7), ranking (8-9)
-        stats, sel, loss_a, loss_v, _ = self.forward_and_select(batch, keep_ratio)
+        # one forward under θ per model: support loss (lines 5-6), predictions (line 7), ranking (8-9).
+        # Second order differentiates this forward's BatchNorm backward: the closed-form double
+        # backward of core/batchnorm.py (its forward and first backward are PyTorch's own kernels).
+        with hand_double_backward_batchnorm(self.second_order):
+            stats, sel, loss_a, loss_v, _ = self.forward_and_select(batch, keep_ratio)
         if sel is None:
             return stats
         for model, opt, x, support, peer_sel, key in (
