@@ -128,7 +128,10 @@ class BatchNormTrain(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gy, _g_mean, _g_invstd):
         x, weight, mean, invstd = ctx.saved_tensors
-        gx, gw, gb = _BatchNormBackward.apply(gy, x, weight, mean, invstd, ctx.eps)
+        if torch.is_grad_enabled():  # create_graph: this backward will itself be differentiated
+            gx, gw, gb = _BatchNormBackward.apply(gy, x, weight, mean, invstd, ctx.eps)
+        else:  # the same kernel without a node of its own
+            gx, gw, gb = _BatchNormBackward.forward(gy, x, weight, mean, invstd, ctx.eps)
         return (gx, gw if weight is not None else None, gb if ctx.has_bias else None,
                 None, None, None, None)
 
