@@ -44,18 +44,31 @@ def test_torch_func_step_has_cometas_gradients():
     ours._apply = record
     stats = ours.step(batch, keep_ratio=keep)
     assert not stats.empty and len(recorded) == 2  # the meta step ran for both models
+    first_order = build_variant(cfg, "cometa", False, seed=3)  # the same θ: what dropping d θ'/dθ gives
+    recorded_first = []
+    apply_first = first_order._apply
+    first_order._apply = lambda opt, params, grads: (recorded_first.append([g.detach().clone() for g in grads]),
+                                                      apply_first(opt, params, grads))
+    first_order.step(batch, keep_ratio=keep)
 
     peer = bench_peers.TorchFuncCoMeta(audio, visual, lr=cfg.stage2.beta, alpha=cfg.stage2.alpha)
     prepared = ours.prepare(batch)
     ga, gv, n_disagree = bench_peers.torch_func_meta_gradients(peer.audio, peer.visual, prepared, keep_ratio=keep,
                                                                alpha=cfg.stage2.alpha)
     assert n_disagree == stats.n_disagree
-    for model, grads, (_, theirs) in ((peer.audio, ga, recorded[0]), (peer.visual, gv, recorded[1])):
+    for model, grads, (_, theirs), first in ((peer.audio, ga, recorded[0], recorded_first[0]),
+                                            (peer.visual, gv, recorded[1], recorded_first[1])):
         names = [n for n, _ in model.named_parameters()]
         assert len(names) == len(theirs)
         assert sum(float(g.abs().sum()) for g in theirs) > 0
+        # float32 rounding of a second-order gradient scales with the model's largest gradient (cometa's
+        # BatchNorm double backward is its own, torch.func's is PyTorch's); parameters whose gradient
+        # is zero in exact arithmetic (a bias before BatchNorm) then agree to that scale, not to 1e-6
+        atol = 1e-5 * max(float(g.abs().max()) for g in theirs)
         for name, g in zip(names, theirs):
-            torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
+            torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=atol, msg=name)
+        # ... and that tolerance still tells second order from first order
+        assert any(not torch.allclose(grads[name], g, rtol=1e-4, atol=atol) for name, g in zip(names, first))
 
 
 def test_torch_func_step_is_second_order():
