@@ -72,7 +72,7 @@ def test_forward_running_statistics_and_first_backward_are_pytorchs_bit_for_bit(
         for m in (ours, theirs):
             m.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(1))
     before = batchnorm._HandDoubleBackward.calls
-    for step in range(2):  # twice: the cumulative average (momentum None) reads num_batches_tracked
+    for _ in range(2):  # twice: the cumulative average (momentum None) reads num_batches_tracked
         with hand_double_backward_batchnorm():
             y_ours = ours(x)
         y_theirs = theirs(x)
