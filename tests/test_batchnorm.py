@@ -1,17 +1,15 @@
-"""core/batchnorm.py: BatchNorm's closed-form double backward equals PyTorch's, its forward and first
-backward are PyTorch's bit for bit, and the second-order Co-Meta step takes it."""
+"""core/batchnorm.py: BatchNorm's closed-form double backward equals PyTorch's, and its forward and first
+backward are PyTorch's bit for bit. (That the second-order Co-Meta step takes it, and gets PyTorch's
+gradient: tests/test_strategies.py, test_cometa_outer_step_goes_through_inner_step_on_peer_selection.)"""
 import copy
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from cometa.core import batchnorm
 from cometa.core.batchnorm import batch_norm_train, hand_double_backward_batchnorm
-from cometa.core.selection import disagreement, small_loss
-from cometa.core.strategies import Batch, SpeakerClassifier, build_strategy
 
 SHAPES = [(6, 4), (5, 3, 7), (3, 2, 4, 5)]  # BatchNorm1d on (N, C) and (N, C, L); BatchNorm2d
 
@@ -97,48 +95,3 @@ def test_eval_mode_no_grad_and_disabled_take_pytorchs_path():
     with hand_double_backward_batchnorm(enabled=False):
         bn.train()(x)
     assert batchnorm._HandDoubleBackward.calls == before
-
-
-B, D_IN, D, K = 12, 5, 4, 3
-
-
-def test_the_second_order_cometa_step_takes_the_hand_path_and_matches_pytorchs_gradient():
-    """A Co-Meta step on encoders with BatchNorm: the update equals an independent MAML gradient through
-    PyTorch's own BatchNorm (float64), and the hand-written double backward is what computed it."""
-    torch.manual_seed(0)
-
-    def encoder(d_in):
-        return nn.Sequential(nn.Flatten(), nn.Linear(d_in, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, D))
-
-    audio = SpeakerClassifier(encoder(D_IN), D, K, margin=0.2, scale=8.0).double().train()
-    visual = SpeakerClassifier(encoder(12), D, K, margin=0.2, scale=8.0).double().train()
-    g = torch.Generator().manual_seed(1)
-    batch = Batch(audio=torch.randn(B, D_IN, generator=g, dtype=torch.float64),
-                  frames=torch.rand(B, 3, 2, 2, generator=g, dtype=torch.float64),
-                  labels=torch.randint(0, K, (B,), generator=g),
-                  noisy=torch.zeros(B, dtype=torch.bool), index=torch.arange(B))
-    lam, alpha = 0.5, 0.3
-    a0, v0 = copy.deepcopy(audio), copy.deepcopy(visual)
-    with torch.no_grad():  # the selections under θ (batch statistics, as the step's forward has)
-        la, loss_a = copy.deepcopy(a0)(batch.audio, batch.labels)
-        lv, loss_v = copy.deepcopy(v0)(batch.frames, batch.labels)
-    d = disagreement(la.argmax(1), lv.argmax(1))
-    assert len(d) > 0
-    sel_v = d[small_loss(loss_v[d], lam)]
-
-    strat = build_strategy("cometa", audio, visual, lr=1.0, alpha=alpha, second_order=True)
-    strat.opt_audio = torch.optim.SGD(audio.parameters(), lr=1.0)
-    strat.opt_visual = torch.optim.SGD(visual.parameters(), lr=1.0)
-    before = batchnorm._HandDoubleBackward.calls
-    strat.step(batch, keep_ratio=lam)
-    assert batchnorm._HandDoubleBackward.calls == before + 2  # one BatchNorm per model, support forward
-
-    names = [n for n, _ in a0.named_parameters()]
-    theta = [p.detach().clone().requires_grad_(True) for p in a0.parameters()]
-    _, sup = functional_call(a0, dict(zip(names, theta)), (batch.audio, batch.labels))
-    g_s = torch.autograd.grad(sup.mean(), theta, create_graph=True)
-    _, q = functional_call(a0, {n: t - alpha * gs for n, t, gs in zip(names, theta, g_s)}, (batch.audio, batch.labels))
-    expected = torch.autograd.grad(q[sel_v].mean(), theta)
-    got = [p0.detach() - p1.detach() for p0, p1 in zip(a0.parameters(), audio.parameters())]
-    for x, e in zip(got, expected):
-        torch.testing.assert_close(x, e, rtol=1e-10, atol=1e-12)
