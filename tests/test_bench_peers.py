@@ -27,6 +27,19 @@ def _forget_speechbrain():
 TINY_ECAPA = {"tiny": {"channels": 16, "scale": 4, "se_bottleneck": 8, "attention_channels": 8}}
 
 
+def _record_gradients(strategy) -> list[list[torch.Tensor]]:
+    """The gradients ``strategy`` hands its optimisers from now on, one list per model (audio, then visual)."""
+    recorded: list[list[torch.Tensor]] = []
+    apply = strategy._apply
+
+    def record(opt, params, grads):
+        recorded.append([g.detach().clone() for g in grads])
+        apply(opt, params, grads)
+
+    strategy._apply = record
+    return recorded
+
+
 def test_torch_func_step_has_cometas_gradients():
     cfg = load_config("tiny")
     keep = 1.0 - cfg.stage2.tau
@@ -34,41 +47,29 @@ def test_torch_func_step_has_cometas_gradients():
     ours = build_variant(cfg, "cometa", True, seed=3)
     audio, visual = copy.deepcopy(ours.audio), copy.deepcopy(ours.visual)  # θ before cometa's step moves it
 
-    recorded = []  # (params, grads) handed to the optimiser, audio then visual
-    apply = ours._apply
-
-    def record(opt, params, grads):
-        recorded.append((list(params), [g.detach().clone() for g in grads]))
-        apply(opt, params, grads)
-
-    ours._apply = record
+    recorded = _record_gradients(ours)
     stats = ours.step(batch, keep_ratio=keep)
     assert not stats.empty and len(recorded) == 2  # the meta step ran for both models
-    first_order = build_variant(cfg, "cometa", False, seed=3)  # the same θ: what dropping d θ'/dθ gives
-    recorded_first = []
-    apply_first = first_order._apply
-    first_order._apply = lambda opt, params, grads: (recorded_first.append([g.detach().clone() for g in grads]),
-                                                      apply_first(opt, params, grads))
-    first_order.step(batch, keep_ratio=keep)
 
     peer = bench_peers.TorchFuncCoMeta(audio, visual, lr=cfg.stage2.beta, alpha=cfg.stage2.alpha)
     prepared = ours.prepare(batch)
     ga, gv, n_disagree = bench_peers.torch_func_meta_gradients(peer.audio, peer.visual, prepared, keep_ratio=keep,
                                                                alpha=cfg.stage2.alpha)
     assert n_disagree == stats.n_disagree
-    for model, grads, (_, theirs), first in ((peer.audio, ga, recorded[0], recorded_first[0]),
-                                            (peer.visual, gv, recorded[1], recorded_first[1])):
+    for model, grads, theirs in ((peer.audio, ga, recorded[0]), (peer.visual, gv, recorded[1])):
         names = [n for n, _ in model.named_parameters()]
         assert len(names) == len(theirs)
         assert sum(float(g.abs().sum()) for g in theirs) > 0
-        # float32 rounding of a second-order gradient scales with the model's largest gradient (cometa's
-        # BatchNorm double backward is its own, torch.func's is PyTorch's); parameters whose gradient
-        # is zero in exact arithmetic (a bias before BatchNorm) then agree to that scale, not to 1e-6
-        atol = 1e-5 * max(float(g.abs().max()) for g in theirs)
+        atol = _second_order_atol(theirs)
         for name, g in zip(names, theirs):
             torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=atol, msg=name)
-        # ... and that tolerance still tells second order from first order
-        assert any(not torch.allclose(grads[name], g, rtol=1e-4, atol=atol) for name, g in zip(names, first))
+
+
+def _second_order_atol(grads) -> float:
+    """Float32 rounding of a second-order gradient scales with the model's largest gradient (cometa's
+    BatchNorm double backward is its own, torch.func's is PyTorch's): parameters whose gradient is zero
+    in exact arithmetic (a bias before BatchNorm) agree to that scale, not to 1e-6."""
+    return 1e-5 * max(float(g.abs().max()) for g in grads)
 
 
 def test_torch_func_step_is_second_order():
@@ -77,15 +78,19 @@ def test_torch_func_step_is_second_order():
     keep = 1.0 - cfg.stage2.tau
     batch = random_batch(cfg, seed=3)
     first = build_variant(cfg, "cometa", False, seed=3)
-    recorded = []
-    first._apply = lambda opt, params, grads: recorded.append([g.detach().clone() for g in grads])
-    first.step(batch, keep_ratio=keep)
     peer = bench_peers.TorchFuncCoMeta(copy.deepcopy(first.audio), copy.deepcopy(first.visual), lr=1e-3,
-                                       alpha=cfg.stage2.alpha)
-    ga, _, _ = bench_peers.torch_func_meta_gradients(peer.audio, peer.visual, first.prepare(batch), keep_ratio=keep,
-                                                     alpha=cfg.stage2.alpha)
+                                       alpha=cfg.stage2.alpha)  # θ before the step moves it
+    recorded = _record_gradients(first)
+    first.step(batch, keep_ratio=keep)
+    ga, gv, _ = bench_peers.torch_func_meta_gradients(peer.audio, peer.visual, first.prepare(batch), keep_ratio=keep,
+                                                      alpha=cfg.stage2.alpha)
     diff = max(float((ga[n] - g).abs().max()) for (n, _), g in zip(peer.audio.named_parameters(), recorded[0]))
     assert diff > 1e-7
+    # ... and beyond the tolerance at which cometa's second-order gradient must equal the peer's
+    for model, grads, first_order in ((peer.audio, ga, recorded[0]), (peer.visual, gv, recorded[1])):
+        atol = _second_order_atol(grads.values())
+        assert any(not torch.allclose(grads[n], g, rtol=1e-4, atol=atol)
+                   for (n, _), g in zip(model.named_parameters(), first_order))
 
 
 @pytest.mark.parametrize("width", ["demo", "paper"])
