@@ -38,6 +38,7 @@ until the hand path has been measured on a GPU.
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -95,7 +96,7 @@ class _BatchNormBackward(torch.autograd.Function):
             grad_gy.addcmul_(a, _per_channel(gs, nd))
         if need_x or need_w:
             d = (a * gy).mean(dims) - a_bar * g_bar - a_hat * c  # D
-            if need_w and weight is not None:
+            if need_w:  # (False when weight is None: nothing to differentiate)
                 grad_w = m * s * d
             if need_x:
                 u_bar = -gs * (a_bar * c + g_bar * a_hat) + b_w * g_bar
@@ -151,18 +152,17 @@ class _HandDoubleBackward(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.batch_norm and torch.is_grad_enabled():
-            bound = _bind_batch_norm(*args, **kwargs)
-            if bound["training"] and bound["input"].device.type == "cpu":
+            bound = _BATCH_NORM_SIGNATURE.bind(*args, **kwargs)
+            bound.apply_defaults()
+            a = bound.arguments
+            if a["training"] and a["input"].device.type == "cpu":
                 type(self).calls += 1
-                return batch_norm_train(bound["input"], bound["running_mean"], bound["running_var"],
-                                        bound["weight"], bound["bias"], bound["momentum"], bound["eps"])
+                return batch_norm_train(a["input"], a["running_mean"], a["running_var"], a["weight"], a["bias"],
+                                        a["momentum"], a["eps"])
         return func(*args, **kwargs)
 
 
-def _bind_batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
-                     momentum=0.1, eps=1e-5):
-    return dict(input=input, running_mean=running_mean, running_var=running_var, weight=weight, bias=bias,
-                training=training, momentum=momentum, eps=eps)
+_BATCH_NORM_SIGNATURE = inspect.signature(F.batch_norm)  # its arguments by name, its defaults included
 
 
 @contextmanager
