@@ -106,7 +106,7 @@ def torchvision_as_cometa(image_size: int) -> nn.Module:
     return model
 
 
-def _median_pair(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
+def _interleaved_times(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
     """Seconds of each callable (two or three) over ``repeats`` alternating runs (order reversed on every
     other repeat), after one warm-up each."""
     for fn in fns.values():
@@ -157,11 +157,11 @@ def compare_encoders(cometa_net: nn.Module, peer_net: nn.Module, x: torch.Tensor
     out: dict = {"params_cometa": count_parameters(cometa_net), "params_peer": count_parameters(peer_net)}
     for net, _ in nets.values():
         net.train()
-    train = _median_pair({name: _train_step(net, heads[name], inp, labels) for name, (net, inp) in nets.items()},
+    train = _interleaved_times({name: _train_step(net, heads[name], inp, labels) for name, (net, inp) in nets.items()},
                          repeats)
     for net, _ in nets.values():
         net.eval()
-    infer = _median_pair({name: _infer(net, inp) for name, (net, inp) in nets.items()}, repeats)
+    infer = _interleaved_times({name: _infer(net, inp) for name, (net, inp) in nets.items()}, repeats)
     for kind, times in (("train", train), ("infer", infer)):
         med = {name: statistics.median(t) for name, t in times.items()}
         c, p = med["cometa"], med["peer"]
@@ -267,7 +267,7 @@ def compare_meta(preset: str, *, repeats: int, seed: int = 0) -> dict:
             n_disagree[name] = out if isinstance(out, int) else out.n_disagree
         return fn
 
-    times = _median_pair({"cometa": run("ours", ours), "peer": run("peer", peer)}, repeats)
+    times = _interleaved_times({"cometa": run("ours", ours), "peer": run("peer", peer)}, repeats)
     c, p = statistics.median(times["cometa"]), statistics.median(times["peer"])
     return {"preset": preset, "batch_size": len(batch), "n_disagree": n_disagree, "cometa_s": round(c, 5),
             "peer_s": round(p, 5), "ratio": round(c / p, 3), "cometa_min_s": round(min(times["cometa"]), 5),
