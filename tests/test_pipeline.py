@@ -164,3 +164,38 @@ def test_report_tables_match_the_store(uninterrupted):
     # report.static=false: tables and report.html, no exported figure (and so no Chromium started)
     assert (report / "report.html").exists()
     assert [p.name for p in report.iterdir() if p.suffix in (".svg", ".pdf", ".png")] == []
+
+
+def test_a_kernel_that_dies_while_starting_is_started_again_and_other_errors_are_not(capsys):
+    """Two kernels started at once by different processes can race for a port (jupyter_client picks them,
+    the kernel binds them later): nbclient then raises "Kernel died before replying to kernel_info" before
+    any cell ran. The step is executed again, up to KERNEL_START_ATTEMPTS in all; any other error at once."""
+    from cometa.pipeline.run import KERNEL_START_ATTEMPTS, _retry_kernel_start
+
+    calls = []
+
+    def dies_then_runs(n_deaths):
+        def execute():
+            calls.append(1)
+            if len(calls) <= n_deaths:
+                raise RuntimeError("Kernel died before replying to kernel_info")
+        return execute
+
+    _retry_kernel_start(dies_then_runs(KERNEL_START_ATTEMPTS - 1), step="stage1")
+    assert len(calls) == KERNEL_START_ATTEMPTS
+    assert capsys.readouterr().err.count("stage1: the kernel died while starting") == KERNEL_START_ATTEMPTS - 1
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="kernel_info"):  # it keeps dying: the last error is the step's
+        _retry_kernel_start(dies_then_runs(KERNEL_START_ATTEMPTS), step="stage1")
+    assert len(calls) == KERNEL_START_ATTEMPTS
+
+    calls.clear()
+
+    def fails_in_a_cell():
+        calls.append(1)
+        raise RuntimeError("CUDA out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        _retry_kernel_start(fails_in_a_cell, step="stage1")
+    assert len(calls) == 1

@@ -13,11 +13,13 @@ import fnmatch
 import json
 import os
 import shutil
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +189,28 @@ def _kernel_manager(*, cwd: str, env: dict[str, str], usage: dict[str, float] | 
     return StepKernelManager
 
 
+KERNEL_START_ATTEMPTS = 3
+_KERNEL_DIED_AT_START = "Kernel died before replying to kernel_info"  # nbclient's, before any cell runs
+
+
+def _retry_kernel_start(execute: Callable[[], object], *, step: str,
+                        attempts: int = KERNEL_START_ATTEMPTS) -> None:
+    """``execute()`` again (up to ``attempts`` in all) when its kernel died before it answered
+    ``kernel_info``: no cell has run then, so nothing of the step is half-done. jupyter_client picks the
+    kernel's ports in this process and the kernel binds them a moment later, so a kernel started at the same
+    moment by another process (steps side by side in threads, a study's Dask workers, the test suite's
+    workers) can take one of them first, and the new kernel exits at once. Any other error is raised as it is."""
+    for attempt in range(1, attempts + 1):
+        try:
+            execute()
+            return
+        except RuntimeError as exc:
+            if _KERNEL_DIED_AT_START not in str(exc) or attempt == attempts:
+                raise
+            print(f"cometa: {step}: the kernel died while starting (attempt {attempt} of {attempts}); starting "
+                  "another", file=sys.stderr, flush=True)
+
+
 def execute_step(step: Step, *, progress: bool = True, log_output: bool = False, kernel: str = "python3",
                  parameters: dict | None = None, position: int = 1, usage: dict[str, float] | None = None) -> float:
     """Run one step's notebook with papermill into its directory; returns seconds taken.
@@ -212,25 +236,27 @@ def execute_step(step: Step, *, progress: bool = True, log_output: bool = False,
     stop = threading.Event()
     watcher = threading.Thread(target=_watch_progress, args=(step.out_dir, bar, stop), daemon=True)
     watcher.start()
+    execute = partial(pm.execute_notebook,
+                      str(NOTEBOOK_DIR / step.notebook), str(nb_out), parameters=parameters,
+                      kernel_name=kernel, progress_bar=False, log_output=log_output,
+                      kernel_manager_class=_kernel_manager(cwd=str(NOTEBOOK_DIR), env=env, usage=usage),
+                      # the kernel's own log, not the notebook's output or errors (those come back
+                      # through papermill): its plain-TCP warning (it listens on 127.0.0.1 only) and
+                      # the "KeyboardInterrupt caught in kernel" it logs as an error when jupyter_client's
+                      # SIGINT, sent to every kernel before its shutdown request, finds it still
+                      # finishing its last message
+                      extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                      # nbclient waits 4 s for a finished cell's last output by default: on a loaded
+                      # machine (a study's steps side by side, a shared cluster node) a kernel can take
+                      # longer to flush it, and the step would fail although its cell succeeded
+                      iopub_timeout=120,
+                      # once the last cell has returned, the kernel holds nothing the run needs (every
+                      # output is written atomically and committed inside the cells, and the done marker
+                      # is this process's to write), so it is killed rather than asked to exit: a graceful
+                      # shutdown waits 2.5 s per step for an interpreter with torch loaded to tear down
+                      shutdown_kernel="immediate")
     try:
-        pm.execute_notebook(str(NOTEBOOK_DIR / step.notebook), str(nb_out), parameters=parameters,
-                            kernel_name=kernel, progress_bar=False, log_output=log_output,
-                            kernel_manager_class=_kernel_manager(cwd=str(NOTEBOOK_DIR), env=env, usage=usage),
-                            # the kernel's own log, not the notebook's output or errors (those come back
-                            # through papermill): its plain-TCP warning (it listens on 127.0.0.1 only) and
-                            # the "KeyboardInterrupt caught in kernel" it logs as an error when jupyter_client's
-                            # SIGINT, sent to every kernel before its shutdown request, finds it still
-                            # finishing its last message
-                            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-                            # nbclient waits 4 s for a finished cell's last output by default: on a loaded
-                            # machine (a study's steps side by side, a shared cluster node) a kernel can take
-                            # longer to flush it, and the step would fail although its cell succeeded
-                            iopub_timeout=120,
-                            # once the last cell has returned, the kernel holds nothing the run needs (every
-                            # output is written atomically and committed inside the cells, and the done marker
-                            # is this process's to write), so it is killed rather than asked to exit: a graceful
-                            # shutdown waits 2.5 s per step for an interpreter with torch loaded to tear down
-                            shutdown_kernel="immediate")
+        _retry_kernel_start(execute, step=step.name)
     except Exception as exc:  # papermill raises PapermillExecutionError with ename/evalue
         raise _notebook_failure(nb_out, step, exc) from None
     finally:
