@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.common import ROOT, describe_machine, machine_info, markdown_table, text_table
 
-SCRIPTS = ("bench_steps", "bench_peers", "bench_transfer", "bench_kmeans", "bench_metrics", "bench_corpus",
+SCRIPTS = ("bench_steps", "bench_peers", "bench_hvp", "bench_transfer", "bench_kmeans", "bench_metrics", "bench_corpus",
            "bench_pipeline", "bench_dashboard", "bench_paper_scale")
 RESULTS = ROOT / "bench" / "results.json"
 RESULTS_MD = ROOT / "bench" / "RESULTS.md"
