@@ -19,8 +19,8 @@ v is the first-order MAML direction ∇ℓ(θ') at θ' = θ − α∇ℓ(θ), �
 batch (the query set is D̄' ≈ D̄ on a random batch, where the fresh models disagree almost everywhere).
 The losses are cometa's own (``call_with`` of the classifiers), in training mode.
 
-What it shows on the demo's encoders (Intel Xeon, 2 threads): the exact Hv costs x3.4 (audio) and
-x3.6 (visual) a forward + backward, the finite difference x2.0, so the approximation would save what
+What it shows on the demo's encoders (Intel Xeon, 2 threads): the exact Hv costs x3.3 (audio) and
+x3.4 (visual) a forward + backward, the finite difference x2.0, so the approximation would save what
 ×3.0 needs. But the gradient of these ReLU networks jumps wherever a pre-activation crosses zero,
 and the step εv crosses such kinks at every radius float32 can resolve: the finite difference is
 1.7x |Hv| off at r = 0.1 and further off at smaller r (4x at DARTS' 0.01). Float64 agrees (to 1e-6)
